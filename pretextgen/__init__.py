@@ -1,0 +1,29 @@
+"""pretextgen: labeled samples for self-supervised pretext tasks, from photos and videos.
+
+    import pretextgen
+    manifest = pretextgen.build(task="jigsaw", out="out/jigsaw")   # scikit-image's photos by default
+    pretextgen.list_tasks()
+"""
+__version__ = "0.1.0"
+
+
+def build(task: str, out, **kwargs) -> dict:
+    """Build shards of ``task`` under ``out``; see :func:`pretextgen.builder.build` for options."""
+    from .builder import build as _build
+
+    return _build(task, out, **kwargs)
+
+
+def list_tasks(pattern: str = "*") -> list:
+    from .registry import list_tasks as _list
+
+    return _list(pattern)
+
+
+def get_task(name: str):
+    from .registry import get_task as _get
+
+    return _get(name)
+
+
+__all__ = ["__version__", "build", "list_tasks", "get_task"]

@@ -1,0 +1,221 @@
+"""Backends turn plans into samples. Each one computes only the plan's *views* (decode, crop,
+resize); the task's ``finish`` (NumPy) does the rest identically everywhere, so backends can only
+differ by decoding and interpolation.
+
+- ``opencv``: OpenCV decode + resize in worker processes.
+- ``dali``: one DALI graph (decode -> per-view ROI resize), on the GPU (``mixed`` nvJPEG decode,
+  GPU resize) or the CPU (``device_id=None``); plans enter through ``fn.external_source``.
+
+``auto`` picks DALI on a GPU and OpenCV on CPUs: the choice the benchmark measured as faster
+(see README, "Benchmarks").
+"""
+from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from .errors import PretextgenError
+from .geometry import crop_resize
+from .sources import Source, encoded_for_decoder, load_rgb
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    index: int
+    source: Source
+    plan: dict
+
+
+def gpu_count() -> int:
+    try:
+        from nvidia.dali import backend
+
+        return int(backend.GetCUDADeviceCount())
+    except Exception:  # noqa: BLE001 - no driver, no DALI: no GPU for us
+        return 0
+
+
+def resolve(backend: str, device: str) -> tuple[str, str]:
+    """Turn ``auto`` choices into a concrete (backend, device); errors say what is missing."""
+    if backend not in ("auto", "dali", "opencv"):
+        raise PretextgenError(f"--backend must be auto, dali or opencv, not {backend!r}")
+    if device not in ("auto", "gpu", "cpu"):
+        raise PretextgenError(f"--device must be auto, gpu or cpu, not {device!r}")
+    if device == "auto":
+        device = "gpu" if backend in ("auto", "dali") and gpu_count() > 0 else "cpu"
+    if device == "gpu":
+        if backend == "opencv":
+            raise PretextgenError("the opencv backend runs on CPUs only; use --backend dali for --device gpu")
+        if gpu_count() == 0:
+            raise PretextgenError("--device gpu: DALI sees no CUDA GPU on this machine; use --device cpu")
+        return "dali", "gpu"
+    if backend == "auto":
+        backend = "opencv"  # measured faster than DALI-CPU for these graphs (benchmarks/)
+    return backend, "cpu"
+
+
+def reference_sample(task, params, image: np.ndarray, plan: dict) -> dict:
+    """The reference executor: OpenCV views + the task's finish."""
+    views = [crop_resize(image, v["box"], v["size"]) for v in plan["views"]]
+    return task.finish(params, views, plan)
+
+
+# ---------------------------------------------------------------- OpenCV, in worker processes
+_WORKER: dict = {}
+
+
+def _init_worker(task_name: str, params, root: str, encode: bool):
+    import cv2
+
+    from .registry import get_task
+
+    cv2.setNumThreads(1)  # one process per core already
+    _WORKER.update(task=get_task(task_name), params=params, root=Path(root), encode=encode)
+
+
+def _run_chunk(items: list[WorkItem]):
+    from .shards import encode_fields
+
+    t, p, root = _WORKER["task"], _WORKER["params"], _WORKER["root"]
+    out = []
+    for it in items:
+        fields = reference_sample(t, p, load_rgb(root, it.source), it.plan)
+        out.append(encode_fields(t, fields) if _WORKER["encode"] else fields)
+    return out
+
+
+class OpenCVBackend:
+    name, device = "opencv", "cpu"
+
+    def __init__(self, task, params, root: Path, workers: int = 1, encode: bool = True, chunk: int = 16):
+        self.task, self.params, self.root = task, params, Path(root)
+        self.workers, self.encode, self.chunk = workers, encode, chunk
+
+    def run(self, items: Iterable[WorkItem]) -> Iterator[tuple[WorkItem, object]]:
+        """Yields (item, encoded members or fields) in the order of ``items``."""
+        chunks = _chunked(items, self.chunk)
+        if self.workers <= 1:
+            _init_worker(self.task.name, self.params, str(self.root), self.encode)
+            for c in chunks:
+                yield from zip(c, _run_chunk(c))
+            return
+        from .parallel import process_pool
+
+        pending: deque = deque()
+        with process_pool(self.workers, _init_worker, (self.task.name, self.params, str(self.root), self.encode)) as pool:
+            for c in chunks:
+                pending.append((c, pool.apply_async(_run_chunk, (c,))))
+                if len(pending) >= 4 * self.workers:
+                    c0, r = pending.popleft()
+                    yield from zip(c0, r.get())
+            while pending:
+                c0, r = pending.popleft()
+                yield from zip(c0, r.get())
+
+    def close(self):
+        pass
+
+
+def _chunked(items: Iterable, n: int):
+    buf = []
+    for it in items:
+        buf.append(it)
+        if len(buf) == n:
+            yield buf
+            buf = []
+    if buf:
+        yield buf
+
+
+# ---------------------------------------------------------------- DALI, CPU or GPU
+class DaliBackend:
+    name = "dali"
+
+    def __init__(self, task, params, root: Path, device: str = "cpu", batch_size: int = 64,
+                 threads: int = 2, encode: bool = True, hw_decoder_load: float = 0.65):
+        self.task, self.params, self.root, self.device = task, params, Path(root), device
+        self.batch_size, self.threads, self.encode = batch_size, threads, encode
+        self.hw_decoder_load = hw_decoder_load
+        self._post = ThreadPoolExecutor(max(1, threads))
+
+    def _pipeline(self, n_views: int, feed):
+        from .pipelines.views import views_pipeline
+
+        return views_pipeline(feed, n_views, self.device, self.batch_size, self.threads, self.hw_decoder_load)
+
+    def run(self, items: Iterable[WorkItem]) -> Iterator[tuple[WorkItem, object]]:
+        from .shards import encode_fields
+
+        items = iter(items)
+        first = next(items, None)
+        if first is None:
+            return
+        n_views = len(first.plan["views"])
+        batches = _chunked(_prepend(first, items), self.batch_size)
+        handed: deque = deque()  # batches given to DALI, in order, awaiting outputs
+
+        def feed():
+            batch = next(batches, None)
+            if batch is None:
+                raise StopIteration
+            handed.append(batch)
+            enc = [encoded_for_decoder(self.root, it.source) for it in batch]
+            cols = [enc]
+            for j in range(n_views):
+                starts, ends, sizes = [], [], []
+                for it in batch:
+                    x0, y0, x1, y1 = it.plan["views"][j]["box"]
+                    w, h = it.plan["views"][j]["size"]
+                    starts.append(np.array([y0, x0], np.float32))  # DALI order: (H, W)
+                    ends.append(np.array([y1, x1], np.float32))
+                    sizes.append(np.array([h, w], np.float32))
+                cols += [starts, ends, sizes]
+            return tuple(cols)
+
+        pipe = self._pipeline(n_views, feed)
+        t, p = self.task, self.params
+
+        def post(it, views):
+            fields = t.finish(p, views, it.plan)
+            return encode_fields(t, fields) if self.encode else fields
+
+        try:
+            while True:
+                try:
+                    outs = pipe.run()
+                except StopIteration:
+                    break
+                batch = handed.popleft()
+                host = [o.as_cpu() if hasattr(o, "as_cpu") else o for o in outs]
+                futs = [self._post.submit(post, it, [np.array(host[j][k]) for j in range(n_views)])
+                        for k, it in enumerate(batch)]
+                for it, f in zip(batch, futs):
+                    yield it, f.result()
+        finally:
+            del pipe
+
+    def close(self):
+        self._post.shutdown()
+
+
+def _prepend(x, it):
+    yield x
+    yield from it
+
+
+def make_backend(name: str, device: str, task, params, root: Path, workers: int, batch_size: int = 64,
+                 encode: bool = True):
+    if name == "opencv":
+        return OpenCVBackend(task, params, root, workers=workers, encode=encode)
+    if name == "dali":
+        try:
+            import nvidia.dali  # noqa: F401
+        except ImportError:
+            raise PretextgenError("--backend dali needs nvidia-dali-cuda130 (pip install nvidia-dali-cuda130)") from None
+        return DaliBackend(task, params, root, device=device, batch_size=batch_size, threads=workers, encode=encode)
+    raise PretextgenError(f"unknown backend {name!r}")

@@ -1,0 +1,174 @@
+"""``pretextgen build``: list sources, plan every sample from (seed, i), execute on a backend,
+store shards and the manifest. Resumable: complete shards are kept (sha256-checked), the rest redone.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections import Counter
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .backends import WorkItem, make_backend, resolve
+from .config import load_params, params_to_dict
+from .errors import PretextgenError
+from .parallel import default_workers
+from .progress import Progress
+from .registry import get_task
+from .shards import SCHEMA_VERSION, file_sha256, sample_key, sample_members, shard_name, write_json, write_shard
+from .sources import Source, default_source, list_files, listing_digest, scan
+
+log = logging.getLogger("pretextgen")
+DEFAULT_SHARD_BYTES = 256 * 2**20
+_SOURCE_TAG = 0x5E1EC7  # separates the source-order stream from the per-sample plan streams
+
+
+@lru_cache(maxsize=4)
+def _epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    return np.random.default_rng([seed, _SOURCE_TAG, epoch]).permutation(n)
+
+
+def source_index(seed: int, j: int, n: int) -> int:
+    """Which source plan j uses: each run of n plans visits every source once, in a shuffled order."""
+    return int(_epoch_order(seed, j // n, n)[j % n])
+
+
+def plan_sample(task, params, sources: list[Source], seed: int, i: int) -> WorkItem:
+    """Sample i from (seed, i) alone: its source, and the task's plan drawn from default_rng((seed, j))."""
+    spp = task.samples_per_plan(params)
+    j, part = divmod(i, spp)
+    src = sources[source_index(seed, j, len(sources))]
+    plan = task.plan(params, np.random.default_rng([seed, j]), src.width, src.height, part)
+    return WorkItem(i, src, plan)
+
+
+def sample_meta(task, item: WorkItem, seed: int, backend: str, device: str) -> dict:
+    return {"task": task.name, "schema": SCHEMA_VERSION, "version": __version__, "index": item.index,
+            "seed": seed, "backend": backend, "device": device, "source": item.source.path,
+            "source_size": [item.source.width, item.source.height], **item.plan}
+
+
+def sample_bytes_bound(task, params) -> int:
+    """An upper bound of one sample's size in a shard (raw pixels + encoder and tar overheads)."""
+    total = 16 * 1024  # json, cls, tar headers
+    for f in task.fields:
+        shape = f.shape(params)
+        item = 2 if "float16" in f.dtype and getattr(params, "tile_norm", False) else 1
+        total += int(np.prod(shape)) * item + shape[0] + 1024
+    return total
+
+
+def _identity(m: dict) -> dict:
+    keys = ("task", "params", "seed", "samples", "backend", "device", "source_digest", "samples_per_shard", "batch_size")
+    return {k: m.get(k) for k in keys}
+
+
+def build(task: str, out, source=None, samples: int = 512, seed: int = 0, backend: str = "auto",
+          device: str = "auto", config=None, overrides=None, resume: bool = False, workers: int | None = None,
+          batch_size: int = 64, shard_bytes: int = DEFAULT_SHARD_BYTES, progress: bool | None = None) -> dict:
+    """Build ``samples`` samples of ``task`` into shards under ``out``; returns the manifest."""
+    t = get_task(task)
+    params = load_params(t, config, overrides)
+    if samples < 1:
+        raise PretextgenError("--samples must be at least 1")
+    if t.input != "image":
+        raise PretextgenError(f"task {task!r} reads videos; this build reads images")
+    workers = workers or default_workers()
+    backend, device = resolve(backend, device)
+    if source is None:
+        root, files = default_source()
+        source_label = "skimage:data"
+    else:
+        root = Path(source)
+        files = list_files(root)
+        source_label = str(source)
+    out = Path(out)
+    old = None
+    if out.exists() and any(out.iterdir()):
+        if not resume:
+            raise PretextgenError(f"{out} is not empty; pass --resume to continue the build there, or choose a new directory")
+        if (out / "manifest.json").exists():
+            from .shards import read_manifest
+
+            old = read_manifest(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for tmp in out.glob("*.tmp"):
+        tmp.unlink()
+
+    t0 = time.perf_counter()
+    scan_bar = Progress(len(files), "scanning", "files", progress)
+    sources, skipped = scan(root, files, t.min_side(params), workers, scan_bar)
+    scan_bar.close()
+    if not sources:
+        reasons = Counter(s["reason"].split(":")[0] for s in skipped)
+        raise PretextgenError(f"no usable image in {source_label} ({len(skipped)} files skipped: "
+                              + "; ".join(f"{n} {r}" for r, n in reasons.most_common(3)) + ")")
+    per_shard = max(1, min(samples, shard_bytes // sample_bytes_bound(t, params)))
+    n_shards = -(-samples // per_shard)
+    manifest = {
+        "task": t.name, "params": params_to_dict(params), "seed": seed, "samples": samples,
+        "version": __version__, "schema": SCHEMA_VERSION, "backend": backend, "device": device,
+        "batch_size": batch_size if backend == "dali" else None,
+        "source": source_label, "source_files": len(files), "source_digest": listing_digest(root, files),
+        "sources_used": len(sources), "skipped": skipped, "samples_per_shard": per_shard,
+        "num_classes": t.num_classes(params), "fields": t.doc_fields() + ["cls", "json"],
+        "shards": [], "label_histogram": {}, "complete": False,
+    }
+    if t.prepare is not None:
+        manifest.update(t.prepare(params, out))
+    kept: dict[int, dict] = {}
+    if old is not None:
+        if _identity(old) != _identity(manifest):
+            diff = [k for k in _identity(manifest) if _identity(old)[k] != _identity(manifest)[k]]
+            raise PretextgenError(f"--resume: {out} was built with different settings ({', '.join(diff)}); "
+                                  "use the same command or a new directory")
+        for rec in old.get("shards", []):
+            p = out / rec["name"]
+            if p.exists() and file_sha256(p) == rec["sha256"]:
+                kept[rec["number"]] = rec
+        log.info("resuming: %d of %d shards complete", len(kept), n_shards)
+    write_json(out / "manifest.json", {**manifest, "shards": [kept[k] for k in sorted(kept)]})
+
+    todo = [s for s in range(n_shards) if s not in kept]
+    indices = (i for s in todo for i in range(s * per_shard, min((s + 1) * per_shard, samples)))
+    items = (plan_sample(t, params, sources, seed, i) for i in indices)
+    runner = make_backend(backend, device, t, params, root, workers, batch_size)
+    bar = Progress(samples, f"{t.name} ({backend}/{device})", "samples", progress)
+    bar.update(sum(r["samples"] for r in kept.values()))
+    records = dict(kept)
+    current: list = []
+    hist: Counter = Counter()
+    try:
+        for item, members in runner.run(items):
+            meta = sample_meta(t, item, seed, backend, device)
+            current.append((sample_key(item.index), sample_members(members, meta)))
+            hist[int(meta["label"])] += 1
+            bar.update()
+            s = item.index // per_shard
+            if item.index == min((s + 1) * per_shard, samples) - 1:
+                rec = write_shard(out / shard_name(t.name, s), current)
+                rec.update(number=s, first_index=s * per_shard,
+                           label_histogram={str(k): v for k, v in sorted(hist.items())})
+                records[s] = rec
+                current, hist = [], Counter()
+                write_json(out / "manifest.json", {**manifest, "shards": [records[k] for k in sorted(records)]})
+    finally:
+        runner.close()
+        bar.close()
+    total: Counter = Counter()
+    for rec in records.values():
+        total.update({int(k): v for k, v in rec["label_histogram"].items()})
+    manifest["shards"] = [records[k] for k in sorted(records)]
+    manifest["label_histogram"] = {str(k): total[k] for k in sorted(total)}
+    manifest["complete"] = True
+    write_json(out / "manifest.json", manifest)
+    manifest["_seconds"] = time.perf_counter() - t0  # not stored: runs must stay byte-identical
+    return manifest
+
+
+def clean(out: Path) -> None:
+    shutil.rmtree(out, ignore_errors=True)

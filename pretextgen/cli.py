@@ -1,0 +1,102 @@
+"""Command line: ``pretextgen build``, ``pretextgen tasks``.
+
+User mistakes (bad paths, unknown tasks, bad config values) print one ``pretextgen: error:`` line and
+exit with status 2; nothing else prints a traceback unless ``--debug`` is given.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from . import __version__
+from .errors import PretextgenError
+
+EPILOG_BUILD = """\
+examples:
+  pretextgen build --task jigsaw --out out/jigsaw                 # scikit-image's photos, 512 samples
+  pretextgen build --task context --source photos/ --out out/ctx --samples 100000
+  pretextgen build --task jigsaw --source photos/ --out out/j --set permutations=1000 --set grid=3
+  pretextgen build --task rotation --source photos/ --out out/rot --resume   # after an interruption
+
+Shards are <task>-NNNNNN.tar (WebDataset): <key>.<field>.npy|png, <key>.cls (label), <key>.json
+(the plan: source path and boxes in source pixels). manifest.json lists shards with sha256,
+params, seed, skipped inputs and the label histogram. See `pretextgen tasks` for the tasks.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pretextgen", description="Labeled samples for self-supervised pretext tasks, stored as verifiable WebDataset shards.")
+    p.add_argument("--version", action="version", version=f"pretextgen {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    b = sub.add_parser("build", help="generate samples of a task into shards", epilog=EPILOG_BUILD,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    b.add_argument("--task", required=True, help="task name (see `pretextgen tasks`)")
+    b.add_argument("--source", help="folder of images, searched recursively (default: scikit-image's bundled photos)")
+    b.add_argument("--out", required=True, help="output folder for shards and manifest.json")
+    b.add_argument("--samples", type=int, default=512, help="number of samples (default: 512)")
+    b.add_argument("--seed", type=int, default=0, help="sample i depends on (seed, i) alone (default: 0)")
+    b.add_argument("--backend", default="auto", choices=["auto", "dali", "opencv"],
+                   help="auto: DALI on a GPU, OpenCV on CPUs (faster there, see benchmarks/)")
+    b.add_argument("--device", default="auto", choices=["auto", "gpu", "cpu"], help="auto: the GPU if DALI sees one")
+    b.add_argument("--config", help="YAML file of task parameters (over the shipped defaults)")
+    b.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one task parameter (repeatable)")
+    b.add_argument("--resume", action="store_true", help="continue an interrupted build in --out")
+    b.add_argument("--workers", type=int, help="CPU processes/threads (default: all cores)")
+    b.add_argument("--batch-size", type=int, default=64, help="DALI batch size (default: 64)")
+    b.add_argument("--shard-mb", type=float, default=256, help="maximum shard size in MB (default: 256)")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    t = sub.add_parser("tasks", help="list the tasks and their default parameters")
+    t.add_argument("pattern", nargs="?", default="*", help="glob over task names")
+    return p
+
+
+def _cmd_tasks(args) -> int:
+    from .config import load_params, params_to_dict
+    from .registry import get_task, list_tasks
+
+    for name in list_tasks(args.pattern):
+        t = get_task(name)
+        params = params_to_dict(load_params(t))
+        print(f"{name:<12} {t.summary}; fields: {', '.join(t.doc_fields())}")
+        print(" " * 13 + " ".join(f"{k}={v}" for k, v in params.items()).replace(" ", " ").replace("'", ""))
+    return 0
+
+
+def _cmd_build(args) -> int:
+    from .builder import build
+
+    if args.workers is not None and args.workers < 1:
+        raise PretextgenError("--workers must be at least 1")
+    m = build(task=args.task, out=args.out, source=args.source, samples=args.samples, seed=args.seed,
+              backend=args.backend, device=args.device, config=args.config, overrides=args.set or [],
+              resume=args.resume, workers=args.workers, batch_size=args.batch_size,
+              shard_bytes=int(args.shard_mb * 2**20), progress=False if args.no_progress else None)
+    size = sum(s["bytes"] for s in m["shards"]) / 2**20
+    rate = m["samples"] / max(m["_seconds"], 1e-9)
+    print(f"{m['task']}: {m['samples']} samples in {len(m['shards'])} shard(s), {size:.1f} MB, "
+          f"{rate:,.0f} samples/s on {m['backend']}/{m['device']}; sources: {m['sources_used']} used, "
+          f"{len(m['skipped'])} skipped -> {args.out}")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(name)s: %(message)s")
+    try:
+        return {"build": _cmd_build, "tasks": _cmd_tasks}[args.command](args)
+    except PretextgenError as e:
+        if args.debug:
+            raise
+        print(f"pretextgen: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("pretextgen: interrupted; continue with --resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

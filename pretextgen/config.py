@@ -1,0 +1,120 @@
+"""Task parameters: shipped YAML defaults, then ``--config FILE``, then ``--set key=value``.
+
+Every value is checked against the params dataclass when it is loaded; an error names the task,
+the field and what would be accepted.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+
+def default_config_path(task_name: str) -> Path:
+    return Path(str(resources.files("pretextgen.pipelines") / "configs" / f"{task_name}.yaml"))
+
+
+def _read_yaml(path: Path, what: str) -> dict:
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path} does not exist") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{what} {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} {path} must hold a mapping of parameter: value")
+    return data
+
+
+def _coerce(task: str, name: str, hint: Any, value: Any) -> Any:
+    where = f"{task}.{name}"
+    origin = typing.get_origin(hint)
+    if origin is typing.Union:  # Optional[X]
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return None if value is None else _coerce(task, name, args[0], value)
+    if origin is typing.Literal:
+        choices = typing.get_args(hint)
+        if value not in choices:
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, choices))}")
+        return value
+    if origin in (tuple, list):
+        args = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis and len(args) != len(value):
+            raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+        inner = args[0] if args else Any
+        return tuple(_coerce(task, name, inner, v) for v in value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def make_params(task, values: dict) -> Any:
+    """Build and validate a params instance from a mapping; unknown keys are errors."""
+    cls = task.params
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"{task.name}: unknown parameter {unknown[0]!r}; known: {', '.join(names)}"
+        )
+    kwargs = {k: _coerce(task.name, k, hints[k], v) for k, v in values.items()}
+    params = cls(**kwargs)
+    check = getattr(params, "validate", None)
+    if check is not None:
+        try:
+            check()
+        except ValueError as e:
+            raise ConfigError(f"{task.name}.{e}") from None
+    return params
+
+
+def parse_set(items: list[str] | None) -> dict:
+    """``["grid=4", "gap=null"]`` -> ``{"grid": 4, "gap": None}`` (values parsed as YAML)."""
+    out = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        try:
+            out[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {item!r}: value is not valid YAML") from None
+    return out
+
+
+def load_params(task, config: str | Path | None = None, overrides: dict | list | None = None):
+    """Params of ``task``: its shipped YAML, updated by ``config`` then by ``overrides``."""
+    values = _read_yaml(default_config_path(task.name), "default config")
+    if config is not None:
+        values.update(_read_yaml(Path(config), "config file"))
+    if isinstance(overrides, list):
+        overrides = parse_set(overrides)
+    values.update(overrides or {})
+    return make_params(task, values)
+
+
+def params_to_dict(params) -> dict:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(params).items()}

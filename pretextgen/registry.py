@@ -1,0 +1,79 @@
+"""The one registry of pretext tasks.
+
+A task module registers a :class:`Task`: its params dataclass, its pure ``plan`` function, the
+``views`` it needs cut from the source (boxes resized to a fixed size: the only part of a sample
+that a backend computes), and ``finish``, the NumPy code that turns those views into the sample's
+fields on every backend. The CLI, the builder, the tests and the benchmark find everything here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .errors import PretextgenError
+
+
+@dataclass(frozen=True)
+class Field:
+    """One stored member of a sample: ``<key>.<name>.<ext>``; shape may depend on the params."""
+
+    name: str
+    ext: str  # "npy" or "png"
+    dtype: str
+    shape: Callable[[Any], tuple]
+    doc: str
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    params: type  # a dataclass; defaults mirrored in pipelines/configs/<name>.yaml
+    plan: Callable  # plan(params, rng, width, height) -> JSON-native dict with "label" and "views"
+    finish: Callable  # finish(params, views: list[np.ndarray], plan) -> {field name: array}
+    fields: tuple[Field, ...]
+    num_classes: Callable[[Any], int]
+    summary: str
+    paper: str
+    input: str = "image"  # "image" or "video"
+    min_side: Callable[[Any], int] = field(default=lambda p: p.min_side)
+    # Optional: samples_per_plan > 1 lets one plan make several samples (all four rotations).
+    samples_per_plan: Callable[[Any], int] = field(default=lambda p: 1)
+    # Optional: extra artefacts written beside the shards (the jigsaw permutation set).
+    prepare: Callable | None = None
+
+    def doc_fields(self) -> list[str]:
+        return [f"{f.name}.{f.ext}" for f in self.fields]
+
+
+_TASKS: dict[str, Task] = {}
+
+
+def register_task(task: Task) -> Task:
+    if task.name in _TASKS:
+        raise ValueError(f"task {task.name!r} is registered twice")
+    if not dataclasses.is_dataclass(task.params):
+        raise TypeError(f"task {task.name!r}: params must be a dataclass")
+    _TASKS[task.name] = task
+    return task
+
+
+def _load_all() -> None:
+    from . import tasks  # noqa: F401  (importing registers the built-in tasks)
+
+
+def list_tasks(pattern: str = "*") -> list[str]:
+    """Registered task names matching a glob pattern, sorted."""
+    _load_all()
+    return sorted(n for n in _TASKS if fnmatch.fnmatch(n, pattern))
+
+
+def get_task(name: str) -> Task:
+    _load_all()
+    try:
+        return _TASKS[name]
+    except KeyError:
+        raise PretextgenError(
+            f"unknown task {name!r}; choose one of: {', '.join(sorted(_TASKS))}"
+        ) from None

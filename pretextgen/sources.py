@@ -1,0 +1,204 @@
+"""Listing, checking and decoding source images.
+
+Every file under ``--source`` is listed (sorted relative paths, so the listing and its digest are
+the same on every machine). A scan decodes each file once, strictly, and keeps those that are
+usable; the others are skipped with a reason that ends up in the manifest. Source coordinates are
+pixel coordinates of the image as a viewer shows it: EXIF orientation applied, like DALI's and
+OpenCV's decoders do.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import PretextgenError
+
+# The real photographs that scikit-image ships: the default input of the demo and the tests.
+SKIMAGE_PHOTOS = (
+    "astronaut.png", "brick.png", "camera.png", "chelsea.png", "coffee.png", "coins.png",
+    "grass.png", "gravel.png", "hubble_deep_field.jpg", "ihc.png", "moon.png",
+    "motorcycle_left.png", "motorcycle_right.png", "retina.jpg", "rocket.jpg",
+)
+
+
+@dataclass(frozen=True)
+class Source:
+    path: str  # relative to the source root, "/"-separated
+    width: int
+    height: int
+    format: str  # "JPEG", "PNG", ...
+    mode: str  # PIL mode of the file: "RGB", "L", "CMYK", "RGBA", "I;16", ...
+    host_decode: bool  # True when decoders other than ours could read it differently
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def skimage_data_dir() -> Path:
+    import skimage
+
+    return Path(skimage.__file__).parent / "data"
+
+
+def default_source() -> tuple[Path, list[str]]:
+    root = skimage_data_dir()
+    return root, [name for name in SKIMAGE_PHOTOS if (root / name).exists()]
+
+
+def list_files(root: Path) -> list[str]:
+    """Every regular file under root (hidden ones excluded), sorted, as relative posix paths."""
+    root = Path(root)
+    if not root.exists():
+        raise PretextgenError(f"source {root} does not exist")
+    if not root.is_dir():
+        raise PretextgenError(f"source {root} is not a directory")
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        rel = Path(dirpath).relative_to(root)
+        out += [(rel / f).as_posix() for f in filenames if not f.startswith(".")]
+    out.sort()
+    if not out:
+        raise PretextgenError(f"source {root} holds no files")
+    return out
+
+
+def listing_digest(root: Path, files: list[str]) -> str:
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{f}\t{(Path(root) / f).stat().st_size}\n".encode())
+    return h.hexdigest()
+
+
+def _plain(fmt: str, mode: str) -> bool:
+    """Files that DALI's and OpenCV's decoders read exactly like our reference loader."""
+    return fmt in ("JPEG", "PNG") and mode in ("RGB", "L")
+
+
+def check_source(root: Path, rel: str, min_side: int) -> tuple[Source | None, str | None]:
+    """(Source, None) if usable, else (None, reason). Decodes the whole file, strictly."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(root) / rel
+    try:
+        if path.stat().st_size == 0:
+            return None, "empty file (0 bytes)"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PIL's DecompressionBombWarning and EXIF chatter
+            with Image.open(path) as im:
+                fmt, mode = im.format or "?", im.mode
+                im.load()  # strict: a truncated file raises here
+                w, h = ImageOps.exif_transpose(im).size
+    except UnidentifiedImageError:
+        return None, "not an image (no decoder recognises it)"
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        return None, f"corrupt or truncated image: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+    src = Source(rel, w, h, fmt, mode, host_decode=not _plain(fmt, mode))
+    if src.host_decode:  # dimensions as our loader sees them (it is the one that feeds backends)
+        try:
+            hgt, wid = load_rgb(Path(root), src).shape[:2]
+        except Exception as e:  # noqa: BLE001 - any decoder failure is a reason to skip
+            return None, f"cannot convert {fmt} {mode} image to RGB: {e}"
+        src = Source(rel, wid, hgt, fmt, mode, True)
+    if min(src.width, src.height) < min_side:
+        return None, f"too small: {src.width}x{src.height}, shorter side below min_side={min_side}"
+    return src, None
+
+
+def _to_uint8(a: np.ndarray) -> np.ndarray:
+    if a.dtype == np.uint8:
+        return a
+    if a.dtype == np.uint16:
+        return ((a.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    if np.issubdtype(a.dtype, np.floating):
+        return np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)
+    return np.clip(a, 0, 255).astype(np.uint8)
+
+
+def _composite_on_black(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    a = alpha.astype(np.float32)[..., None] / 255.0
+    return np.rint(rgb.astype(np.float32) * a).astype(np.uint8)
+
+
+def load_rgb(root: Path, src: Source) -> np.ndarray:
+    """The source as an HxWx3 uint8 RGB array: gray replicated, CMYK converted, alpha
+    composited on black, 16-bit scaled to 8-bit, EXIF orientation applied."""
+    import cv2
+
+    path = Path(root) / src.path
+    buf = np.fromfile(path, np.uint8)
+    if not src.host_decode:
+        bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)  # applies EXIF orientation, gray -> 3 channels
+        if bgr is None:
+            raise OSError(f"OpenCV cannot decode {src.path}")
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    if src.format != "JPEG":
+        a = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+        if a is not None and a.ndim in (2, 3):
+            a = _to_uint8(a)
+            if a.ndim == 2:
+                return np.repeat(a[..., None], 3, axis=2)
+            if a.shape[2] == 2:
+                g = _composite_on_black(a[..., :1], a[..., 1])
+                return np.repeat(g, 3, axis=2)
+            rgb = cv2.cvtColor(a[..., :3], cv2.COLOR_BGR2RGB)
+            return _composite_on_black(rgb, a[..., 3]) if a.shape[2] == 4 else rgb
+    # CMYK JPEGs (PIL knows Adobe's inverted CMYK) and anything OpenCV cannot read.
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im)
+        if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+            rgba = np.asarray(im.convert("RGBA"))
+            return _composite_on_black(rgba[..., :3], rgba[..., 3])
+        return np.ascontiguousarray(np.asarray(im.convert("RGB")))
+
+
+def encoded_for_decoder(root: Path, src: Source) -> np.ndarray:
+    """Bytes that DALI's decoder turns into exactly ``load_rgb``: the file itself when it is plain,
+    else a lossless PNG of the normalised pixels."""
+    import cv2
+
+    if not src.host_decode:
+        return np.fromfile(Path(root) / src.path, np.uint8)
+    rgb = load_rgb(root, src)
+    ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    return png.reshape(-1)
+
+
+def _check_chunk(args):
+    root, rels, min_side = args
+    return [check_source(root, r, min_side) for r in rels]
+
+
+def scan(root: Path, files: list[str], min_side: int, workers: int = 1, progress=None):
+    """Check every file; returns (usable sources, skipped as [{"source", "reason"}])."""
+    chunks = [files[i : i + 64] for i in range(0, len(files), 64)]
+    jobs = [(str(root), c, min_side) for c in chunks]
+    results = []
+    if workers > 1 and len(chunks) > 1:
+        from .parallel import process_pool
+
+        with process_pool(workers) as pool:
+            for r in pool.imap(_check_chunk, jobs):
+                results += r
+                if progress:
+                    progress.update(len(r))
+    else:
+        for job in jobs:
+            r = _check_chunk(job)
+            results += r
+            if progress:
+                progress.update(len(r))
+    good, skipped = [], []
+    for rel, (src, reason) in zip(files, results):
+        if src is None:
+            skipped.append({"source": rel, "reason": reason})
+        else:
+            good.append(src)
+    return good, skipped

@@ -1,0 +1,2 @@
+"""Built-in tasks: one file each. Importing this package registers them (only NumPy is imported)."""
+from . import context, jigsaw, rotation  # noqa: F401

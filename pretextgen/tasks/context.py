@@ -1,0 +1,135 @@
+"""Relative patch position (Doersch, Gupta & Efros, ICCV 2015).
+
+A centre patch and one of its 8 neighbours on a 3x3 layout of ``patch`` px with ``gap`` px between
+patches, each patch jittered by up to ``jitter`` px. The layout is placed in a frame where it spans
+a random ``layout_scale`` fraction of the shorter source side. Label = neighbour position in raster
+order: 0 top-left, 1 top, 2 top-right, 3 left, 4 right, 5 bottom-left, 6 bottom, 7 bottom-right.
+
+Anti-shortcut options from the paper: with probability ``downsample_prob`` a patch is shrunk to as
+few as ``min_pixels`` pixels and enlarged back; chromatic aberration is handled by ``chroma``:
+``drop`` keeps one channel and replaces the other two with Gaussian noise (std = ``noise_ratio`` x
+the kept channel's std, around its mean), ``project`` removes the green-magenta component.
+
+Plan / JSON: ``boxes`` = [centre_box, neighbour_box] (source px), ``offset`` = neighbour (dx, dy) in
+{-1, 0, 1}, ``downsample`` (per patch, [w, h] or null), ``keep_channel`` and ``noise_seed`` per patch
+(``drop`` only), ``label``.
+Fields: ``patches.npy`` (2, patch, patch, 3) uint8: [centre, neighbour].
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..geometry import view
+from ..registry import Field, Task, register_task
+
+# (dx, dy) of the neighbour for each label, raster order.
+NEIGHBOURS = [(-1, -1), (0, -1), (1, -1), (-1, 0), (1, 0), (-1, 1), (0, 1), (1, 1)]
+GREEN_MAGENTA = np.array([-1.0, 2.0, -1.0]) / np.sqrt(6.0)
+
+
+@dataclass(frozen=True)
+class ContextParams:
+    patch: int = 96
+    gap: int = 48
+    jitter: int = 7
+    layout_scale: tuple[float, float] = (0.6, 1.0)  # layout extent / shorter source side
+    downsample_prob: float = 0.33
+    min_pixels: int = 100
+    chroma: str = "drop"  # "drop", "project" or "none"
+    noise_ratio: float = 0.01
+    min_side: int = 64
+
+    def validate(self):
+        if self.patch < 4 or self.gap < 0 or self.jitter < 0:
+            raise ValueError("patch/gap/jitter: need patch >= 4, gap >= 0, jitter >= 0")
+        if self.chroma not in ("drop", "project", "none"):
+            raise ValueError("chroma: must be 'drop', 'project' or 'none'")
+        if not 0 <= self.downsample_prob <= 1:
+            raise ValueError("downsample_prob: must be in [0, 1]")
+        if not 1 <= self.min_pixels <= self.patch * self.patch:
+            raise ValueError("min_pixels: must be in 1..patch^2")
+        lo, hi = self.layout_scale
+        if not 0 < lo <= hi <= 1:
+            raise ValueError("layout_scale: need 0 < min <= max <= 1")
+
+    @property
+    def extent(self) -> int:
+        """Side of the 3x3 layout in task pixels, jitter margins included (398 for the defaults)."""
+        return 3 * self.patch + 2 * self.gap + 2 * self.jitter
+
+
+def plan(p: ContextParams, rng: np.random.Generator, width: int, height: int, part: int = 0) -> dict:
+    short = min(width, height)
+    span = short * rng.uniform(*p.layout_scale)  # layout extent in source px
+    s = span / p.extent  # source px per task px
+    ox = rng.uniform(0, width - span)
+    oy = rng.uniform(0, height - span)
+    label = int(rng.integers(8))
+    dx, dy = NEIGHBOURS[label]
+    step = p.patch + p.gap
+    boxes = []
+    for gx, gy in ((0, 0), (dx, dy)):
+        jx, jy = rng.integers(-p.jitter, p.jitter + 1, size=2)
+        x0 = p.jitter + (1 + gx) * step + jx  # task px inside the layout
+        y0 = p.jitter + (1 + gy) * step + jy
+        b = [ox + x0 * s, oy + y0 * s, ox + (x0 + p.patch) * s, oy + (y0 + p.patch) * s]
+        b = [int(np.floor(b[0])), int(np.floor(b[1])), int(np.ceil(b[2])), int(np.ceil(b[3]))]
+        boxes.append([max(0, b[0]), max(0, b[1]), min(width, b[2]), min(height, b[3])])
+    downsample = []
+    for _ in range(2):
+        if rng.random() < p.downsample_prob:
+            side = int(round(np.sqrt(rng.uniform(p.min_pixels, p.patch * p.patch))))
+            downsample.append([side, side])
+        else:
+            downsample.append(None)
+    out = {"boxes": boxes, "offset": [dx, dy], "downsample": downsample, "label": label,
+           "views": [view(b, (p.patch, p.patch)) for b in boxes]}
+    if p.chroma == "drop":
+        out["keep_channel"] = [int(c) for c in rng.integers(3, size=2)]
+        out["noise_seed"] = [int(c) for c in rng.integers(2**31, size=2)]
+    return out
+
+
+def _drop_channels(patch: np.ndarray, keep: int, seed: int, ratio: float) -> np.ndarray:
+    kept = patch[..., keep].astype(np.float32)
+    noise = np.random.default_rng(seed).standard_normal(patch.shape[:2] + (3,)).astype(np.float32)
+    out = kept.mean() + noise * kept.std() * ratio
+    out[..., keep] = kept
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _project(patch: np.ndarray) -> np.ndarray:
+    x = patch.astype(np.float32)
+    x -= (x @ GREEN_MAGENTA)[..., None] * GREEN_MAGENTA
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def finish(p: ContextParams, views: list[np.ndarray], plan: dict) -> dict:
+    import cv2
+
+    out = []
+    for j, patch in enumerate(views):
+        ds = plan["downsample"][j]
+        if ds is not None:
+            small = cv2.resize(patch, tuple(ds), interpolation=cv2.INTER_AREA)
+            patch = cv2.resize(small, (p.patch, p.patch), interpolation=cv2.INTER_LINEAR)
+        if p.chroma == "drop":
+            patch = _drop_channels(patch, plan["keep_channel"][j], plan["noise_seed"][j], p.noise_ratio)
+        elif p.chroma == "project":
+            patch = _project(patch)
+        out.append(patch)
+    return {"patches": np.stack(out)}
+
+
+TASK = register_task(Task(
+    name="context",
+    params=ContextParams,
+    plan=plan,
+    finish=finish,
+    fields=(Field("patches", "npy", "uint8", lambda p: (2, p.patch, p.patch, 3), "[centre, neighbour]"),),
+    num_classes=lambda p: 8,
+    summary="predict where a neighbouring patch sits relative to the centre patch (8 classes)",
+    paper="Doersch et al. 2015, Unsupervised Visual Representation Learning by Context Prediction",
+))

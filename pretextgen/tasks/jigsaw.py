@@ -1,0 +1,138 @@
+"""Jigsaw puzzles (Noroozi & Favaro, ECCV 2016).
+
+A square crop resized to ``crop`` (255) is cut into a grid x grid of cells (85 px); from each cell a
+``tile`` (64 px) is taken at a random offset, so neighbouring tiles do not touch (the gaps remove
+edge-continuity shortcuts). The tiles are stored in the order of a permutation drawn from a fixed
+set chosen for a large Hamming distance; the label is its index in the set.
+
+Plan / JSON: ``crop_box`` (source px), ``boxes`` (one per *stored* tile, source px, float),
+``permutation`` (stored tile j came from grid cell permutation[j], cells row-major), ``offsets``
+(tile offset inside its cell, crop px, per cell), ``gray``, ``jitter`` (per stored tile, per channel
+[gain, bias] or null), ``label``.
+Fields: ``tiles.npy`` (grid^2, tile, tile, 3): uint8, or float16 when ``tile_norm`` (each tile
+minus its mean over its pixels and channels, divided by its std).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..geometry import map_box, random_square, to_gray3, view
+from ..permutations import hamming_stats, permutation_set, set_digest
+from ..registry import Field, Task, register_task
+
+
+@dataclass(frozen=True)
+class JigsawParams:
+    grid: int = 3
+    crop: int = 255  # side of the resized crop that is cut into cells
+    tile: int = 64  # stored tile side; must fit in a cell (crop // grid)
+    crop_scale: tuple[float, float] = (1.0, 1.0)  # crop side / shorter source side (paper: whole short side)
+    permutations: int = 100  # size of the permutation set = number of classes
+    permutation_seed: int = 0  # the set is derived from this seed alone
+    permutation_criterion: str = "max_min"  # or "mean": greedy on minimal or mean Hamming distance
+    tile_norm: bool = False  # store each tile normalised to zero mean, unit std (float16)
+    color_jitter: float = 0.0  # per tile and channel: gain in [1-j, 1+j], bias in [-20j, 20j] levels
+    gray_prob: float = 0.3  # probability that the whole puzzle is grayscale (JigsawPuzzlePytorch: 0.3)
+    min_side: int = 64
+
+    def validate(self):
+        if self.grid < 2:
+            raise ValueError("grid: must be at least 2")
+        if self.tile < 1 or self.tile > self.crop // self.grid:
+            raise ValueError(f"tile: must be in 1..crop//grid = {self.crop // self.grid}")
+        if not 1 <= self.permutations:
+            raise ValueError("permutations: must be at least 1")
+        if self.grid == 3 and self.permutations > 362880:
+            raise ValueError("permutations: a 3x3 grid has only 362880 permutations")
+        if self.permutation_criterion not in ("max_min", "mean"):
+            raise ValueError("permutation_criterion: must be 'max_min' or 'mean'")
+        lo, hi = self.crop_scale
+        if not 0 < lo <= hi <= 1:
+            raise ValueError("crop_scale: need 0 < min <= max <= 1")
+        if not 0 <= self.gray_prob <= 1:
+            raise ValueError("gray_prob: must be in [0, 1]")
+        if not 0 <= self.color_jitter < 1:
+            raise ValueError("color_jitter: must be in [0, 1)")
+
+
+def permutations_of(p: JigsawParams) -> np.ndarray:
+    return permutation_set(p.grid * p.grid, p.permutations, p.permutation_seed, p.permutation_criterion)
+
+
+def plan(p: JigsawParams, rng: np.random.Generator, width: int, height: int, part: int = 0) -> dict:
+    n = p.grid * p.grid
+    crop_box = random_square(rng, width, height, p.crop_scale)
+    cell = p.crop // p.grid
+    offsets = rng.integers(0, cell - p.tile + 1, size=(n, 2))  # (dx, dy) per cell
+    label = int(rng.integers(p.permutations))
+    perm = [int(c) for c in permutations_of(p)[label]]
+    gray = bool(rng.random() < p.gray_prob)
+    jitter = None
+    if p.color_jitter > 0:
+        gains = rng.uniform(1 - p.color_jitter, 1 + p.color_jitter, size=(n, 3))
+        biases = rng.uniform(-20 * p.color_jitter, 20 * p.color_jitter, size=(n, 3))
+        jitter = np.round(np.stack([gains, biases], -1), 4).tolist()
+    scale = (crop_box[2] - crop_box[0]) / p.crop
+    boxes = []
+    for c in perm:
+        r, q = divmod(c, p.grid)
+        x0, y0 = q * cell + offsets[c][0], r * cell + offsets[c][1]
+        boxes.append(map_box(crop_box[:2], scale, (x0, y0, x0 + p.tile, y0 + p.tile)))
+    return {
+        "crop_box": crop_box, "boxes": boxes, "permutation": perm,
+        "offsets": offsets.tolist(), "gray": gray, "jitter": jitter, "label": label,
+        "views": [view(crop_box, (p.crop, p.crop))],
+    }
+
+
+def cut_tiles(p: JigsawParams, crop: np.ndarray, plan: dict) -> np.ndarray:
+    """Tiles in grid order (row-major), before permutation: (grid^2, tile, tile, 3)."""
+    cell = p.crop // p.grid
+    out = []
+    for c, (dx, dy) in enumerate(plan["offsets"]):
+        r, q = divmod(c, p.grid)
+        y0, x0 = r * cell + dy, q * cell + dx
+        out.append(crop[y0 : y0 + p.tile, x0 : x0 + p.tile])
+    return np.stack(out)
+
+
+def finish(p: JigsawParams, views: list[np.ndarray], plan: dict) -> dict:
+    crop = to_gray3(views[0]) if plan["gray"] else views[0]
+    tiles = cut_tiles(p, crop, plan)[plan["permutation"]]
+    if plan["jitter"] is not None:
+        j = np.asarray(plan["jitter"], np.float32)  # (n, 3, 2) for the stored order
+        tiles = np.clip(np.rint(tiles * j[:, None, None, :, 0] + j[:, None, None, :, 1]), 0, 255).astype(np.uint8)
+    if p.tile_norm:
+        t = tiles.astype(np.float32)
+        mean = t.mean(axis=(1, 2, 3), keepdims=True)
+        std = t.std(axis=(1, 2, 3), keepdims=True)
+        tiles = ((t - mean) / np.maximum(std, 1.0)).astype(np.float16)
+    return {"tiles": np.ascontiguousarray(tiles)}
+
+
+def prepare(p: JigsawParams, out_dir) -> dict:
+    """Write the permutation set beside the shards; its description goes into the manifest."""
+    from pathlib import Path
+
+    perms = permutations_of(p)
+    name = f"jigsaw_permutations_{p.grid * p.grid}x{p.permutations}_{p.permutation_criterion}_seed{p.permutation_seed}.npy"
+    np.save(Path(out_dir) / name, perms)
+    return {"permutation_set": {"file": name, "sha256": set_digest(perms), "size": len(perms),
+                                "criterion": p.permutation_criterion, "seed": p.permutation_seed,
+                                **hamming_stats(perms)}}
+
+
+TASK = register_task(Task(
+    name="jigsaw",
+    params=JigsawParams,
+    plan=plan,
+    finish=finish,
+    fields=(Field("tiles", "npy", "uint8 (float16 with tile_norm)", lambda p: (p.grid * p.grid, p.tile, p.tile, 3),
+                  "tiles in stored (shuffled) order"),),
+    num_classes=lambda p: p.permutations,
+    prepare=prepare,
+    summary="predict which permutation of a maximal-Hamming set shuffled the tiles",
+    paper="Noroozi & Favaro 2016, Unsupervised Learning of Visual Representations by Solving Jigsaw Puzzles",
+))

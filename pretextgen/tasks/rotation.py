@@ -1,0 +1,58 @@
+"""Rotation prediction (Gidaris, Singh & Komodakis, ICLR 2018).
+
+A square crop (square first: a rotated non-square image gives its label away through its aspect
+ratio) resized to ``size``, rotated counter-clockwise by k x 90 degrees; label k in 0..3.
+
+Plan / JSON: ``crop_box`` (source px), ``k``, ``label`` = k.
+Fields: ``image.png`` (size, size, 3) uint8.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..geometry import random_square, view
+from ..registry import Field, Task, register_task
+
+
+@dataclass(frozen=True)
+class RotationParams:
+    size: int = 224  # output side in pixels
+    crop_scale: tuple[float, float] = (0.6, 1.0)  # square side as a fraction of the shorter source side
+    all_rotations: bool = False  # emit the 4 rotations of each crop as 4 consecutive samples
+    min_side: int = 32  # sources with a shorter side below this are skipped
+
+    def validate(self):
+        if self.size < 8:
+            raise ValueError("size: must be at least 8")
+        lo, hi = self.crop_scale
+        if not 0 < lo <= hi <= 1:
+            raise ValueError("crop_scale: need 0 < min <= max <= 1")
+        if self.min_side < 1:
+            raise ValueError("min_side: must be at least 1")
+
+
+def plan(p: RotationParams, rng: np.random.Generator, width: int, height: int, part: int = 0) -> dict:
+    box = random_square(rng, width, height, p.crop_scale)
+    k = int(rng.integers(4))
+    if p.all_rotations:
+        k = part
+    return {"crop_box": box, "k": k, "label": k, "views": [view(box, (p.size, p.size))]}
+
+
+def finish(p: RotationParams, views: list[np.ndarray], plan: dict) -> dict:
+    return {"image": np.ascontiguousarray(np.rot90(views[0], plan["k"]))}
+
+
+TASK = register_task(Task(
+    name="rotation",
+    params=RotationParams,
+    plan=plan,
+    finish=finish,
+    fields=(Field("image", "png", "uint8", lambda p: (p.size, p.size, 3), "the crop rotated by k x 90 deg CCW"),),
+    num_classes=lambda p: 4,
+    samples_per_plan=lambda p: 4 if p.all_rotations else 1,
+    summary="predict the rotation (0/90/180/270 deg) of a square crop",
+    paper="Gidaris et al. 2018, Unsupervised Representation Learning by Predicting Image Rotations",
+))

@@ -1,0 +1,1 @@
+"""Video decoding, optical flow and motion scoring, imported as ``pretextgen.video``."""
