@@ -1,0 +1,45 @@
+"""Shared test fixtures: real photos (scikit-image's, and ../shared/data when present)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pretextgen.backends import gpu_count
+from pretextgen.sources import default_source
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def photos() -> tuple[Path, list[str]]:
+    """(root, relative paths) of scikit-image's bundled photographs."""
+    return default_source()
+
+
+@pytest.fixture(scope="session")
+def shared_images() -> Path:
+    root = SHARED_DATA / "images"
+    if not root.is_dir():
+        pytest.skip(f"{root} not present (only CI and developer machines have ../shared/data)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def shared_videos() -> Path:
+    root = SHARED_DATA / "videos"
+    if not root.is_dir():
+        pytest.skip(f"{root} not present (only CI and developer machines have ../shared/data)")
+    return root
+
+
+def _gpu() -> bool:
+    return gpu_count() > 0
+
+
+requires_gpu = pytest.mark.skipif(not _gpu(), reason="no CUDA GPU visible to DALI")
+
+
+def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).mean())
