@@ -1,0 +1,255 @@
+"""`pretextgen build` end to end: shards and manifest, bad inputs, determinism, resume after kill -9,
+the CLI's errors, and every stored sample re-derived from its source through its JSON."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+import pretextgen
+from conftest import mean_abs_diff
+from pretextgen.backends import reference_sample
+from pretextgen.config import make_params
+from pretextgen.registry import get_task
+from pretextgen.shards import file_sha256, read_manifest, read_shard
+from pretextgen.sources import Source, load_rgb
+
+CLI = [sys.executable, "-m", "pretextgen.cli"]
+
+
+def rederive_all(out: Path, root: Path, exact: bool, tol: float = 4.0) -> int:
+    """Re-execute every stored sample's JSON with the reference backend and compare; returns count."""
+    m = read_manifest(out)
+    t = get_task(m["task"])
+    p = make_params(t, m["params"])
+    n = 0
+    for rec in m["shards"]:
+        for key, s in read_shard(out / rec["name"]):
+            meta = s["json"]
+            assert int(key) == meta["index"] and s["cls"] == meta["label"]
+            assert 0 <= meta["label"] < m["num_classes"]
+            w, h = meta["source_size"]
+            src = [x for x in _scan_one(root, meta["source"])][0]
+            assert (src.width, src.height) == (w, h)
+            fields = reference_sample(t, p, load_rgb(root, src), meta)
+            for f in t.fields:
+                stored = s[f"{f.name}.{f.ext}"]
+                if exact:
+                    np.testing.assert_array_equal(stored, fields[f.name], err_msg=f"{key}.{f.name}")
+                else:
+                    assert mean_abs_diff(stored, fields[f.name]) < tol, key
+            n += 1
+    assert n == m["samples"]
+    return n
+
+
+def _scan_one(root, rel):
+    from pretextgen.sources import check_source
+
+    src, reason = check_source(root, rel, 1)
+    assert reason is None, reason
+    yield src
+
+
+@pytest.mark.parametrize("task", ["rotation", "jigsaw", "context"])
+def test_build_on_skimage_photos_rederives_exactly(tmp_path, photos, task):
+    m = pretextgen.build(task=task, out=tmp_path / task, samples=24, backend="opencv", workers=2, progress=False)
+    assert m["complete"] and m["sources_used"] == len(photos[1]) and m["skipped"] == []
+    assert sum(m["label_histogram"].values()) == 24
+    for key in ("params", "seed", "version", "backend", "device", "source_digest", "shards", "samples_per_shard"):
+        assert key in m
+    on_disk = read_manifest(tmp_path / task)
+    assert on_disk["shards"] == m["shards"]
+    for rec in m["shards"]:
+        assert file_sha256(tmp_path / task / rec["name"]) == rec["sha256"]
+    assert rederive_all(tmp_path / task, photos[0], exact=True) == 24
+
+
+def test_jigsaw_permutation_file_beside_shards(tmp_path):
+    m = pretextgen.build(task="jigsaw", out=tmp_path / "j", samples=4, backend="opencv", workers=1,
+                         overrides={"permutations": 1000}, progress=False)
+    ps = m["permutation_set"]
+    perms = np.load(tmp_path / "j" / ps["file"])
+    assert perms.shape == (1000, 9) and ps["size"] == 1000 and ps["min_hamming"] >= 4
+    from pretextgen.permutations import set_digest
+
+    assert set_digest(perms) == ps["sha256"]
+    for _, s in read_shard(tmp_path / "j" / m["shards"][0]["name"]):
+        assert s["json"]["permutation"] == perms[s["cls"]].tolist()
+
+
+def test_dali_build_rederives_within_tolerance(tmp_path, photos):
+    pretextgen.build(task="jigsaw", out=tmp_path / "d", samples=16, backend="dali", device="cpu", workers=2,
+                     batch_size=8, progress=False)
+    assert rederive_all(tmp_path / "d", photos[0], exact=False) == 16
+
+
+@pytest.mark.parametrize("backend", ["opencv", "dali"])
+def test_reruns_are_byte_identical(tmp_path, backend):
+    kw = dict(task="context", samples=40, backend=backend, device="cpu", progress=False, shard_bytes=1_200_000)
+    a = pretextgen.build(out=tmp_path / "a", workers=1, **kw)
+    b = pretextgen.build(out=tmp_path / "b", workers=2, **kw)  # more workers, same bytes
+    assert len(a["shards"]) > 1
+    assert [s["sha256"] for s in a["shards"]] == [s["sha256"] for s in b["shards"]]
+    c = pretextgen.build(out=tmp_path / "c", seed=1, workers=1, **kw)
+    assert a["shards"][0]["sha256"] != c["shards"][0]["sha256"]
+
+
+# ---------------------------------------------------------------- bad input
+@pytest.fixture(scope="module")
+def messy_source(tmp_path_factory, photos):
+    """Real photos plus every kind of bad or unusual input."""
+    root, _ = photos
+    d = tmp_path_factory.mktemp("messy")
+    rocket = (root / "rocket.jpg").read_bytes()
+    chelsea = np.asarray(Image.open(root / "chelsea.png").convert("RGB"))
+    (d / "good.jpg").write_bytes(rocket)
+    (d / "truncated.jpg").write_bytes(rocket[: len(rocket) // 2])
+    (d / "garbage.jpg").write_bytes(rocket[:400] + np.random.default_rng(0).bytes(3000))
+    (d / "empty.jpg").write_bytes(b"")
+    (d / "notes.txt").write_text("not an image\n")
+    sub = d / "nested"
+    sub.mkdir()
+    shutil.copy(root / "camera.png", sub / "gray.png")
+    Image.fromarray(chelsea).convert("CMYK").save(d / "cmyk.jpg", quality=95)
+    alpha = np.tile(np.linspace(0, 255, chelsea.shape[1]).astype(np.uint8), (chelsea.shape[0], 1))
+    Image.fromarray(np.dstack([chelsea, alpha])).save(d / "alpha.png")
+    cv2.imwrite(str(d / "deep16.png"), cv2.cvtColor(chelsea, cv2.COLOR_RGB2BGR).astype(np.uint16) * 257)
+    Image.fromarray(chelsea[:40, :40]).save(d / "tiny.jpg")
+    return d, chelsea
+
+
+def test_bad_inputs_are_skipped_with_reasons(tmp_path, messy_source):
+    d, chelsea = messy_source
+    for backend in ("opencv", "dali"):
+        out = tmp_path / backend
+        m = pretextgen.build(task="jigsaw", source=d, out=out, samples=30, backend=backend, device="cpu",
+                             workers=2, progress=False)
+        reasons = {s["source"]: s["reason"] for s in m["skipped"]}
+        assert set(reasons) == {"truncated.jpg", "garbage.jpg", "empty.jpg", "notes.txt", "tiny.jpg"}
+        assert "empty" in reasons["empty.jpg"] and "not an image" in reasons["notes.txt"]
+        assert "truncated" in reasons["truncated.jpg"] and "too small" in reasons["tiny.jpg"]
+        assert m["sources_used"] == 5 and m["source_files"] == 10
+        used = {s["json"]["source"] for rec in m["shards"] for _, s in read_shard(out / rec["name"])}
+        assert used == {"good.jpg", "nested/gray.png", "cmyk.jpg", "alpha.png", "deep16.png"}
+        rederive_all(out, d, exact=backend == "opencv")
+
+
+def test_unusual_formats_decode_correctly(messy_source):
+    d, chelsea = messy_source
+    src = lambda name, fmt, mode: Source(name, chelsea.shape[1], chelsea.shape[0], fmt, mode, True)  # noqa: E731
+    np.testing.assert_array_equal(load_rgb(d, src("deep16.png", "PNG", "RGB")), chelsea)
+    cmyk = load_rgb(d, src("cmyk.jpg", "JPEG", "CMYK"))
+    assert mean_abs_diff(cmyk, chelsea) < 6  # JPEG of a CMYK round trip
+    a = load_rgb(d, src("alpha.png", "PNG", "RGBA")).astype(float)
+    assert a[:, 0].max() == 0 and mean_abs_diff(a[:, -1], chelsea[:, -1]) < 1  # composited on black
+
+
+# ---------------------------------------------------------------- resume
+def _cli_build(out, *extra):
+    return CLI + ["build", "--task", "jigsaw", "--out", str(out), "--samples", "200", "--backend", "opencv",
+                  "--workers", "1", "--shard-mb", "1.6", "--no-progress", *extra]
+
+
+def test_resume_after_kill_9(tmp_path):
+    ref = tmp_path / "ref"
+    subprocess.run(_cli_build(ref), check=True, capture_output=True)
+    want = read_manifest(ref)["shards"]
+    assert len(want) >= 10
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(_cli_build(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if len(read_manifest(out)["shards"]) >= 3:
+                break
+        except (FileNotFoundError, json.JSONDecodeError):
+            pass
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    m = read_manifest(out)
+    assert not m["complete"] and 3 <= len(m["shards"]) < len(want)
+    # Damage one complete shard: resume must notice (sha256) and rewrite it.
+    first = out / m["shards"][0]["name"]
+    data = bytearray(first.read_bytes())
+    data[1000] ^= 0xFF
+    first.write_bytes(bytes(data))
+    r = subprocess.run(_cli_build(out, "--resume"), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    got = read_manifest(out)
+    assert got["complete"] and got["shards"] == want
+    assert not list(out.glob("*.tmp"))
+    assert subprocess.run(_cli_build(out), capture_output=True, text=True).returncode == 2  # not empty, no --resume
+
+
+# ---------------------------------------------------------------- CLI
+def _err(args):
+    r = subprocess.run(CLI + args, capture_output=True, text=True)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2, r.stderr
+    assert len(lines) == 1 and lines[0].startswith("pretextgen: error:") and "Traceback" not in r.stderr, r.stderr
+    return lines[0]
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    assert "does not exist" in _err(["build", "--task", "jigsaw", "--source", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
+    (tmp_path / "empty").mkdir()
+    assert "no files" in _err(["build", "--task", "jigsaw", "--source", str(tmp_path / "empty"), "--out", str(tmp_path / "o")])
+    assert "unknown task 'jigsaws'" in _err(["build", "--task", "jigsaws", "--out", str(tmp_path / "o")])
+    assert "jigsaw.grid" in _err(["build", "--task", "jigsaw", "--out", str(tmp_path / "o"), "--set", "grid=1"])
+    assert "unknown parameter 'tiles'" in _err(["build", "--task", "jigsaw", "--out", str(tmp_path / "o"), "--set", "tiles=3"])
+    assert "jigsaw.tile" in _err(["build", "--task", "jigsaw", "--out", str(tmp_path / "o"), "--set", "tile=90"])
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "a.txt").write_text("x")
+    assert "no usable image" in _err(["build", "--task", "rotation", "--source", str(tmp_path / "bad"), "--out", str(tmp_path / "o")])
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("gray_prob: 2\n")
+    assert "jigsaw.gray_prob" in _err(["build", "--task", "jigsaw", "--out", str(tmp_path / "o"), "--config", str(cfg)])
+
+
+def test_cli_end_to_end(tmp_path):
+    r = subprocess.run(CLI + ["tasks"], capture_output=True, text=True, check=True)
+    for name in ("rotation", "jigsaw", "context"):
+        assert any(line.startswith(name) for line in r.stdout.splitlines())
+    r = subprocess.run(CLI + ["build", "--task", "rotation", "--out", str(tmp_path / "r"), "--samples", "8",
+                              "--set", "size=64", "--set", "all_rotations=true", "--no-progress"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "rotation: 8 samples in 1 shard(s)" in r.stdout
+    m = read_manifest(tmp_path / "r")
+    assert m["label_histogram"] == {"0": 2, "1": 2, "2": 2, "3": 2} and m["params"]["size"] == 64
+    r = subprocess.run(CLI + ["build", "--help"], capture_output=True, text=True, check=True)
+    assert "--resume" in r.stdout and "examples:" in r.stdout
+
+
+# ---------------------------------------------------------------- real labeled photos
+@pytest.mark.parametrize("task", ["rotation", "jigsaw", "context"])
+def test_flowers_build_rederives(tmp_path, shared_images, task):
+    src = shared_images / "flowers5" / "train"
+    m = pretextgen.build(task=task, source=src, out=tmp_path / task, samples=40, backend="opencv", workers=2, progress=False)
+    assert m["sources_used"] > 2000 and not m["skipped"]
+    assert rederive_all(tmp_path / task, src, exact=True) == 40
+
+
+def test_config_defaults_mirror_dataclasses():
+    import dataclasses
+
+    from pretextgen.config import load_params
+    from pretextgen.registry import list_tasks
+
+    for name in list_tasks():
+        t = get_task(name)
+        assert load_params(t) == t.params(), f"pipelines/configs/{name}.yaml differs from {t.params.__name__}"
+        assert dataclasses.is_dataclass(t.params)
