@@ -6,8 +6,9 @@ differ by decoding and interpolation.
 - ``dali``: one DALI graph (decode -> per-view ROI resize), on the GPU (``mixed`` nvJPEG decode,
   GPU resize) or the CPU (``device_id=None``); plans enter through ``fn.external_source``.
 
-``auto`` picks DALI on a GPU and OpenCV on CPUs: the choice the benchmark measured as faster
-(see README, "Benchmarks").
+``auto`` picks DALI, on the GPU when DALI sees one, else on the CPU: on 2 cores DALI-CPU made
+2-2.6x the samples/s of the PIL baseline against 1.2-5.8x for OpenCV (benchmarks/bench_images.py,
+README "Benchmarks"). OpenCV remains the fallback when DALI is not installed.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from .errors import PretextgenError
-from .geometry import crop_resize
+from .geometry import dali_affine, render_view
 from .sources import Source, encoded_for_decoder, load_rgb
 
 
@@ -55,13 +56,19 @@ def resolve(backend: str, device: str) -> tuple[str, str]:
             raise PretextgenError("--device gpu: DALI sees no CUDA GPU on this machine; use --device cpu")
         return "dali", "gpu"
     if backend == "auto":
-        backend = "opencv"  # measured faster than DALI-CPU for these graphs (benchmarks/)
+        backend = "dali" if _dali_installed() else "opencv"  # DALI-CPU measured faster (benchmarks/)
     return backend, "cpu"
+
+
+def _dali_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("nvidia.dali") is not None
 
 
 def reference_sample(task, params, image: np.ndarray, plan: dict) -> dict:
     """The reference executor: OpenCV views + the task's finish."""
-    views = [crop_resize(image, v["box"], v["size"]) for v in plan["views"]]
+    views = [render_view(image, v) for v in plan["views"]]
     return task.finish(params, views, plan)
 
 
@@ -143,10 +150,11 @@ class DaliBackend:
         self.hw_decoder_load = hw_decoder_load
         self._post = ThreadPoolExecutor(max(1, threads))
 
-    def _pipeline(self, n_views: int, feed):
+    def _pipeline(self, n_views: int, feed, kinds=None):
         from .pipelines.views import views_pipeline
 
-        return views_pipeline(feed, n_views, self.device, self.batch_size, self.threads, self.hw_decoder_load)
+        return views_pipeline(feed, n_views, self.device, self.batch_size, self.threads, self.hw_decoder_load,
+                              kinds=kinds)
 
     def run(self, items: Iterable[WorkItem]) -> Iterator[tuple[WorkItem, object]]:
         from .shards import encode_fields
@@ -156,6 +164,7 @@ class DaliBackend:
         if first is None:
             return
         n_views = len(first.plan["views"])
+        kinds = ["affine" if "affine" in v else "box" for v in first.plan["views"]]
         batches = _chunked(_prepend(first, items), self.batch_size)
         handed: deque = deque()  # batches given to DALI, in order, awaiting outputs
 
@@ -167,6 +176,10 @@ class DaliBackend:
             enc = [encoded_for_decoder(self.root, it.source) for it in batch]
             cols = [enc]
             for j in range(n_views):
+                if kinds[j] == "affine":  # (matrix, size) columns; DALI's pixel centres sit at +0.5
+                    cols += [[dali_affine(it.plan["views"][j]["affine"]) for it in batch],
+                             [np.array(it.plan["views"][j]["size"][::-1], np.float32) for it in batch]]
+                    continue
                 starts, ends, sizes = [], [], []
                 for it in batch:
                     x0, y0, x1, y1 = it.plan["views"][j]["box"]
@@ -177,7 +190,7 @@ class DaliBackend:
                 cols += [starts, ends, sizes]
             return tuple(cols)
 
-        pipe = self._pipeline(n_views, feed)
+        pipe = self._pipeline(n_views, feed, kinds)
         t, p = self.task, self.params
 
         def post(it, views):

@@ -3,7 +3,10 @@ store shards and the manifest. Resumable: complete shards are kept (sha256-check
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 import shutil
 import time
 from collections import Counter
@@ -20,11 +23,39 @@ from .parallel import default_workers
 from .progress import Progress
 from .registry import get_task
 from .shards import SCHEMA_VERSION, file_sha256, sample_key, sample_members, shard_name, write_json, write_shard
-from .sources import Source, default_source, list_files, listing_digest, scan
+from .sources import Source, default_source, list_files, listing_digest, load_rgb, scan
 
 log = logging.getLogger("pretextgen")
 DEFAULT_SHARD_BYTES = 256 * 2**20
 _SOURCE_TAG = 0x5E1EC7  # separates the source-order stream from the per-sample plan streams
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("PRETEXTGEN_CACHE", Path.home() / ".cache" / "pretextgen"))
+
+
+def scan_cached(root: Path, files: list[str], min_side: int, workers: int, progress: bool | None):
+    """``sources.scan`` with its result cached per (folder, file names, sizes, mtimes, min_side):
+    a second build over the same photos does not decode them all again."""
+    h = hashlib.sha256(f"{Path(root).resolve()}\n{min_side}\n".encode())
+    for f in files:
+        st = (Path(root) / f).stat()
+        h.update(f"{f}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    path = cache_dir() / f"scan-{h.hexdigest()[:32]}.json"
+    try:
+        data = json.loads(path.read_text())
+        return [Source(**s) for s in data["sources"]], data["skipped"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    bar = Progress(len(files), "scanning", "files", progress)
+    sources, skipped = scan(root, files, min_side, workers, bar)
+    bar.close()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(path, {"sources": [s.to_dict() for s in sources], "skipped": skipped})
+    except OSError:
+        log.warning("cannot write the scan cache %s", path)
+    return sources, skipped
 
 
 @lru_cache(maxsize=4)
@@ -37,12 +68,18 @@ def source_index(seed: int, j: int, n: int) -> int:
     return int(_epoch_order(seed, j // n, n)[j % n])
 
 
-def plan_sample(task, params, sources: list[Source], seed: int, i: int) -> WorkItem:
-    """Sample i from (seed, i) alone: its source, and the task's plan drawn from default_rng((seed, j))."""
+def plan_sample(task, params, sources: list[Source], seed: int, i: int, root=None) -> WorkItem:
+    """Sample i from (seed, i) alone: its source, and the task's plan drawn from default_rng((seed, j)).
+    ``root`` (the sources' folder) is needed only by tasks that plan from pixels (``source_stats``)."""
     spp = task.samples_per_plan(params)
     j, part = divmod(i, spp)
     src = sources[source_index(seed, j, len(sources))]
-    plan = task.plan(params, np.random.default_rng([seed, j]), src.width, src.height, part)
+    kw = {"index": j} if task.label_is_plan_index else {}
+    if task.source_stats is not None:
+        if root is None:
+            raise PretextgenError(f"task {task.name!r} plans from the source's pixels: plan_sample needs root=")
+        kw["stats"] = task.source_stats(params, load_rgb(Path(root), src))
+    plan = task.plan(params, np.random.default_rng([seed, j]), src.width, src.height, part, **kw)
     return WorkItem(i, src, plan)
 
 
@@ -100,9 +137,7 @@ def build(task: str, out, source=None, samples: int = 512, seed: int = 0, backen
         tmp.unlink()
 
     t0 = time.perf_counter()
-    scan_bar = Progress(len(files), "scanning", "files", progress)
-    sources, skipped = scan(root, files, t.min_side(params), workers, scan_bar)
-    scan_bar.close()
+    sources, skipped = scan_cached(root, files, t.min_side(params), workers, progress)
     if not sources:
         reasons = Counter(s["reason"].split(":")[0] for s in skipped)
         raise PretextgenError(f"no usable image in {source_label} ({len(skipped)} files skipped: "
@@ -115,7 +150,8 @@ def build(task: str, out, source=None, samples: int = 512, seed: int = 0, backen
         "batch_size": batch_size if backend == "dali" else None,
         "source": source_label, "source_files": len(files), "source_digest": listing_digest(root, files),
         "sources_used": len(sources), "skipped": skipped, "samples_per_shard": per_shard,
-        "num_classes": t.num_classes(params), "fields": t.doc_fields() + ["cls", "json"],
+        "num_classes": -(-samples // t.samples_per_plan(params)) if t.label_is_plan_index else t.num_classes(params),
+        "fields": t.doc_fields() + ["cls", "json"],
         "shards": [], "label_histogram": {}, "complete": False,
     }
     if t.prepare is not None:
@@ -135,7 +171,7 @@ def build(task: str, out, source=None, samples: int = 512, seed: int = 0, backen
 
     todo = [s for s in range(n_shards) if s not in kept]
     indices = (i for s in todo for i in range(s * per_shard, min((s + 1) * per_shard, samples)))
-    items = (plan_sample(t, params, sources, seed, i) for i in indices)
+    items = (plan_sample(t, params, sources, seed, i, root) for i in indices)
     runner = make_backend(backend, device, t, params, root, workers, batch_size)
     bar = Progress(samples, f"{t.name} ({backend}/{device})", "samples", progress)
     bar.update(sum(r["samples"] for r in kept.values()))
@@ -146,7 +182,8 @@ def build(task: str, out, source=None, samples: int = 512, seed: int = 0, backen
         for item, members in runner.run(items):
             meta = sample_meta(t, item, seed, backend, device)
             current.append((sample_key(item.index), sample_members(members, meta)))
-            hist[int(meta["label"])] += 1
+            if not t.label_is_plan_index:  # one class per plan: a histogram of ones says nothing
+                hist[int(meta["label"])] += 1
             bar.update()
             s = item.index // per_shard
             if item.index == min((s + 1) * per_shard, samples) - 1:

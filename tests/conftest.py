@@ -12,6 +12,14 @@ from pretextgen.sources import default_source
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+def pytest_configure(config):
+    # Keep the scan cache of the tests away from the user's ~/.cache (subprocesses inherit it).
+    import os
+    import tempfile
+
+    os.environ["PRETEXTGEN_CACHE"] = tempfile.mkdtemp(prefix="pretextgen-test-cache-")
+
+
 @pytest.fixture(scope="session")
 def photos() -> tuple[Path, list[str]]:
     """(root, relative paths) of scikit-image's bundled photographs."""

@@ -253,3 +253,19 @@ def test_config_defaults_mirror_dataclasses():
         t = get_task(name)
         assert load_params(t) == t.params(), f"pipelines/configs/{name}.yaml differs from {t.params.__name__}"
         assert dataclasses.is_dataclass(t.params)
+
+
+def test_scan_cache_follows_file_changes(tmp_path, photos):
+    from pretextgen.builder import cache_dir, scan_cached
+
+    root, _ = photos
+    d = tmp_path / "src"
+    d.mkdir()
+    shutil.copy(root / "rocket.jpg", d / "a.jpg")
+    shutil.copy(root / "coffee.png", d / "b.png")
+    first = scan_cached(d, ["a.jpg", "b.png"], 32, 1, False)
+    assert len(first[0]) == 2 and list(cache_dir().glob("scan-*.json"))
+    assert scan_cached(d, ["a.jpg", "b.png"], 32, 1, False) == first
+    (d / "b.png").write_bytes(b"broken now")
+    good, skipped = scan_cached(d, ["a.jpg", "b.png"], 32, 1, False)
+    assert [s.path for s in good] == ["a.jpg"] and skipped[0]["source"] == "b.png"
