@@ -21,11 +21,10 @@ def view(box, size) -> dict:
     return {"box": [int(v) for v in box], "size": [int(size[0]), int(size[1])]}
 
 
-def map_box(origin: tuple[float, float], scale: float, box) -> list[float]:
-    """Map a box from a resized frame (frame px) back to source px: ``origin + box * scale``."""
-    ox, oy = origin
-    x0, y0, x1, y1 = box
-    return [round(ox + x0 * scale, 4), round(oy + y0 * scale, 4), round(ox + x1 * scale, 4), round(oy + y1 * scale, 4)]
+def map_boxes(origin, scale: float, boxes) -> list[list[float]]:
+    """Map boxes (N, 4) from a resized frame back to source px: ``origin + box * scale``, 4 decimals."""
+    o = np.asarray([origin[0], origin[1], origin[0], origin[1]], np.float64)
+    return np.round(o + np.asarray(boxes, np.float64) * scale, 4).tolist()
 
 
 def crop_resize(image: np.ndarray, box, size) -> np.ndarray:
@@ -47,3 +46,60 @@ def to_gray3(image: np.ndarray) -> np.ndarray:
     y = image[..., 0] * 0.299 + image[..., 1] * 0.587 + image[..., 2] * 0.114
     y = np.clip(np.rint(y), 0, 255).astype(np.uint8)
     return np.repeat(y[..., None], 3, axis=-1)
+
+
+def affine_view(matrix, size) -> dict:
+    """A view that is not an axis-aligned box: output pixel (x, y) samples the source at
+    ``matrix @ (x, y, 1)`` (2x3, output px to source px, pixel centres on integer coordinates as in
+    OpenCV), bilinear, border pixels repeated. Rounded here so the JSON is exactly what is executed."""
+    m = [[round(float(v), 6) for v in row] for row in np.asarray(matrix, np.float64).reshape(2, 3)]
+    return {"affine": m, "size": [int(size[0]), int(size[1])]}
+
+
+def warp_affine(image: np.ndarray, matrix, size) -> np.ndarray:
+    """The reference affine view (cv2.warpAffine with the inverse map); DALI's fn.warp_affine
+    matches it to a grey level once the matrix is moved to its pixel-centre convention."""
+    import cv2
+
+    m = np.asarray(matrix, np.float64).reshape(2, 3)
+    return cv2.warpAffine(image, m, (int(size[0]), int(size[1])), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def dali_affine(matrix) -> np.ndarray:
+    """The same map in DALI's convention (pixel centres at +0.5): src + 0.5 = M @ (dst - 0.5) + t."""
+    m = np.asarray(matrix, np.float64).reshape(2, 3).copy()
+    m[:, 2] += 0.5 - m[:, :2] @ np.array([0.5, 0.5])
+    return m.astype(np.float32)
+
+
+def render_view(image: np.ndarray, v: dict) -> np.ndarray:
+    """One plan view by the reference executor: an affine view or a box view."""
+    if "affine" in v:
+        return warp_affine(image, v["affine"], v["size"])
+    return crop_resize(image, v["box"], v["size"])
+
+
+def random_resized_box(rng: np.random.Generator, width: int, height: int, scale: tuple[float, float],
+                       ratio: tuple[float, float]) -> list[int]:
+    """torchvision's RandomResizedCrop box: area a ``scale`` fraction of the source, aspect ratio
+    log-uniform in ``ratio``, 10 tries, then the largest centred box within ``ratio``."""
+    area = width * height
+    for _ in range(10):
+        target = area * rng.uniform(*scale)
+        aspect = float(np.exp(rng.uniform(np.log(ratio[0]), np.log(ratio[1]))))
+        w = int(round(np.sqrt(target * aspect)))
+        h = int(round(np.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            x0 = int(rng.integers(0, width - w + 1))
+            y0 = int(rng.integers(0, height - h + 1))
+            return [x0, y0, x0 + w, y0 + h]
+    r = width / height
+    if r < ratio[0]:
+        w, h = width, int(round(width / ratio[0]))
+    elif r > ratio[1]:
+        w, h = int(round(height * ratio[1])), height
+    else:
+        w, h = width, height
+    x0, y0 = (width - w) // 2, (height - h) // 2
+    return [x0, y0, x0 + w, y0 + h]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..geometry import map_box, random_square, to_gray3, view
+from ..geometry import map_boxes, random_square, to_gray3, view
 from ..permutations import hamming_stats, permutation_set, set_digest
 from ..registry import Field, Task, register_task
 
@@ -74,12 +74,11 @@ def plan(p: JigsawParams, rng: np.random.Generator, width: int, height: int, par
         gains = rng.uniform(1 - p.color_jitter, 1 + p.color_jitter, size=(n, 3))
         biases = rng.uniform(-20 * p.color_jitter, 20 * p.color_jitter, size=(n, 3))
         jitter = np.round(np.stack([gains, biases], -1), 4).tolist()
-    scale = (crop_box[2] - crop_box[0]) / p.crop
-    boxes = []
-    for c in perm:
-        r, q = divmod(c, p.grid)
-        x0, y0 = q * cell + offsets[c][0], r * cell + offsets[c][1]
-        boxes.append(map_box(crop_box[:2], scale, (x0, y0, x0 + p.tile, y0 + p.tile)))
+    # Tile boxes in crop px (row-major cells), then in source px, listed in stored order.
+    rows, cols = np.divmod(np.arange(n), p.grid)
+    xy0 = np.stack([cols * cell, rows * cell], 1) + offsets
+    frame = np.concatenate([xy0, xy0 + p.tile], 1)[perm]
+    boxes = map_boxes(crop_box[:2], (crop_box[2] - crop_box[0]) / p.crop, frame)
     return {
         "crop_box": crop_box, "boxes": boxes, "permutation": perm,
         "offsets": offsets.tolist(), "gray": gray, "jitter": jitter, "label": label,
