@@ -98,6 +98,8 @@ def _run_chunk(items: list[WorkItem]):
 
 class OpenCVBackend:
     name, device = "opencv", "cpu"
+    # Worker functions (module-level, picklable); the video backend swaps in its own.
+    init_fn, chunk_fn = staticmethod(_init_worker), staticmethod(_run_chunk)
 
     def __init__(self, task, params, root: Path, workers: int = 1, encode: bool = True, chunk: int = 16):
         self.task, self.params, self.root = task, params, Path(root)
@@ -107,16 +109,16 @@ class OpenCVBackend:
         """Yields (item, encoded members or fields) in the order of ``items``."""
         chunks = _chunked(items, self.chunk)
         if self.workers <= 1:
-            _init_worker(self.task.name, self.params, str(self.root), self.encode)
+            self.init_fn(self.task.name, self.params, str(self.root), self.encode)
             for c in chunks:
-                yield from zip(c, _run_chunk(c))
+                yield from zip(c, self.chunk_fn(c))
             return
         from .parallel import process_pool
 
         pending: deque = deque()
-        with process_pool(self.workers, _init_worker, (self.task.name, self.params, str(self.root), self.encode)) as pool:
+        with process_pool(self.workers, self.init_fn, (self.task.name, self.params, str(self.root), self.encode)) as pool:
             for c in chunks:
-                pending.append((c, pool.apply_async(_run_chunk, (c,))))
+                pending.append((c, pool.apply_async(self.chunk_fn, (c,))))
                 if len(pending) >= 4 * self.workers:
                     c0, r = pending.popleft()
                     yield from zip(c0, r.get())
@@ -204,16 +206,27 @@ class DaliBackend:
                 except StopIteration:
                     break
                 batch = handed.popleft()
-                host = [o.as_cpu() if hasattr(o, "as_cpu") else o for o in outs]
-                futs = [self._post.submit(post, it, [np.array(host[j][k]) for j in range(n_views)])
-                        for k, it in enumerate(batch)]
-                for it, f in zip(batch, futs):
-                    yield it, f.result()
+                # One device-to-host copy per view and batch; samples are then views into it.
+                host = [_as_numpy(o) for o in outs]
+                step = -(-len(batch) // self.threads)
+                futs = [self._post.submit(lambda a, b: [post(batch[k], [h[k] for h in host]) for k in range(a, b)],
+                                          a, min(a + step, len(batch))) for a in range(0, len(batch), step)]
+                results = (r for f in futs for r in f.result())
+                yield from zip(batch, results)
         finally:
             del pipe
 
     def close(self):
         self._post.shutdown()
+
+
+def _as_numpy(out):
+    """A DALI output batch as one (B, ...) array when its samples share a shape, else a list."""
+    out = out.as_cpu() if hasattr(out, "as_cpu") else out
+    # Copies: DALI reuses its output buffers on the next run().
+    if out.is_dense_tensor():
+        return np.array(out.as_tensor(), copy=True)
+    return [np.array(out[k], copy=True) for k in range(len(out))]
 
 
 def _prepend(x, it):
