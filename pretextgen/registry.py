@@ -42,6 +42,12 @@ class Task:
     samples_per_plan: Callable[[Any], int] = field(default=lambda p: 1)
     # Optional: extra artefacts written beside the shards (the jigsaw permutation set).
     prepare: Callable | None = None
+    # Optional: one class per plan (exemplar's surrogate classes, contrastive's groups): plan gets
+    # index=j, the plan's number, which is its label; num_classes is then the number of plans.
+    label_is_plan_index: bool = False
+    # Optional: plans that depend on the source's pixels (exemplar seeds where gradients are high):
+    # source_stats(params, rgb) is computed from the decoded source and passed to plan as stats=.
+    source_stats: Callable | None = None
 
     def doc_fields(self) -> list[str]:
         return [f"{f.name}.{f.ext}" for f in self.fields]

@@ -1,2 +1,3 @@
 """Built-in tasks: one file each. Importing this package registers them (only NumPy is imported)."""
 from . import context, jigsaw, rotation  # noqa: F401
+from . import contrastive, exemplar, inpainting, mae  # noqa: F401

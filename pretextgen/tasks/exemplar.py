@@ -1,0 +1,175 @@
+"""Exemplar surrogate classes (Dosovitskiy et al., NIPS 2014, "Discriminative Unsupervised Feature
+Learning with Convolutional Neural Networks").
+
+Every sample is one surrogate class: a seed patch of ``patch`` px (32) taken where the gradient
+energy is high, and ``transforms`` (K) random transformations of it; the label is the class id (the
+plan's number). N, the number of classes, is the number of samples (``--samples``).
+
+The seed: ``candidates`` centres are drawn uniformly (far enough from the border for every
+transformation to stay inside), and the one whose seed box has the highest mean squared gradient
+(BT.601 luma, central differences) is kept; ``source_stats`` computes that energy from the source
+pixels before planning. The seed box covers ``patch * source_scale`` source px (1.0: the paper's
+native-resolution patches; the affine views resample bilinearly without an antialiasing filter).
+
+Each transformation, with the paper's ranges as defaults: translation (up to ``translate`` of the
+patch side, each axis), scale (``scale``, > 1 zooms in), rotation (up to ``rotate`` degrees), then
+"contrast 1" (the patch's pixels projected on their own principal components, each projection
+scaled by a factor in ``pca_contrast``; the paper uses the components of all the data's pixels),
+"contrast 2" (S and V of HSV raised to a power log-uniform in ``power``, multiplied by ``multiply``,
+shifted by ``add``) and "colour" (hue shifted by up to ``hue`` turns). Geometry is one affine view
+per transformation (the matrix maps output px to source px); the rest is ``finish``.
+
+Plan / JSON: ``seed_box`` (source px, float), ``candidates`` ([cx, cy, energy] per candidate),
+``seed`` (index of the kept one), ``transforms`` (per view: ``dx``, ``dy`` (patch sides), ``scale``,
+``angle`` (deg, counter-clockwise), ``pca`` (3 factors), ``s`` and ``v`` ([power, multiply, add]),
+``hue``), ``views`` (their affine matrices), ``label`` = class id.
+Fields: ``patches.npy`` (K, patch, patch, 3) uint8.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import hsv
+from ..errors import PretextgenError
+from ..geometry import affine_view
+from ..registry import Field, Task, register_task
+
+
+@dataclass(frozen=True)
+class ExemplarParams:
+    patch: int = 32  # output side (px)
+    transforms: int = 32  # K, transformed patches per surrogate class
+    source_scale: float = 1.0  # source px per output px in the seed patch
+    candidates: int = 8  # seed centres tried; the highest gradient energy wins
+    translate: float = 0.2  # up to this fraction of the patch side, each axis
+    scale: tuple[float, float] = (0.7, 1.4)
+    rotate: float = 20.0  # degrees, either way
+    pca_contrast: tuple[float, float] = (0.5, 2.0)
+    power: tuple[float, float] = (0.25, 4.0)  # on S and V, drawn log-uniform
+    multiply: tuple[float, float] = (0.7, 1.4)
+    add: tuple[float, float] = (-0.1, 0.1)
+    hue: float = 0.1  # turns, either way
+    min_side: int = 64
+
+    def validate(self):
+        if self.patch < 4 or self.transforms < 1 or self.candidates < 1:
+            raise ValueError("patch/transforms/candidates: need patch >= 4, transforms >= 1, candidates >= 1")
+        if self.source_scale <= 0 or self.translate < 0 or not 0 <= self.rotate <= 180 or not 0 <= self.hue <= 0.5:
+            raise ValueError("source_scale > 0, translate >= 0, rotate in [0, 180], hue in [0, 0.5]")
+        for name in ("scale", "pca_contrast", "power", "multiply"):
+            lo, hi = getattr(self, name)
+            if not 0 < lo <= hi:
+                raise ValueError(f"{name}: need 0 < min <= max")
+        if not self.add[0] <= self.add[1]:
+            raise ValueError("add: need min <= max")
+
+    @property
+    def seed_side(self) -> float:
+        return self.patch * self.source_scale
+
+    @property
+    def margin(self) -> float:
+        """Source px from a seed centre that the farthest transformed pixel can reach."""
+        return self.seed_side * (self.translate + 0.5 * np.sqrt(2) / self.scale[0])
+
+
+def gradient_energy(params: ExemplarParams, rgb: np.ndarray) -> np.ndarray:
+    """Summed-area table (H+1, W+1) of the squared luma gradient: the box energy in O(1)."""
+    y = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    gy, gx = np.gradient(y)
+    e = np.zeros((y.shape[0] + 1, y.shape[1] + 1), np.float64)
+    e[1:, 1:] = np.cumsum(np.cumsum(gx * gx + gy * gy, 0, dtype=np.float64), 1)
+    return e
+
+
+def box_energy(table: np.ndarray, cx: float, cy: float, side: float) -> float:
+    """Mean squared gradient over the seed box of ``side`` centred on (cx, cy), clipped to the image."""
+    h, w = table.shape[0] - 1, table.shape[1] - 1
+    x0, x1 = int(np.clip(round(cx - side / 2), 0, w)), int(np.clip(round(cx + side / 2), 0, w))
+    y0, y1 = int(np.clip(round(cy - side / 2), 0, h)), int(np.clip(round(cy + side / 2), 0, h))
+    area = max(1, (x1 - x0) * (y1 - y0))
+    return float((table[y1, x1] - table[y0, x1] - table[y1, x0] + table[y0, x0]) / area)
+
+
+def _r(x) -> float:
+    return round(float(x), 6)
+
+
+def transform_matrix(p: ExemplarParams, cx: float, cy: float, t: dict) -> np.ndarray:
+    """Output px -> source px: centre of the output on the seed centre, shifted, zoomed, rotated."""
+    a = np.deg2rad(t["angle"])
+    k = p.source_scale / t["scale"]
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])  # y down: content turns CCW
+    lin = k * rot
+    c_out = (p.patch - 1) / 2
+    shift = np.array([cx + t["dx"] * p.seed_side, cy + t["dy"] * p.seed_side])
+    return np.hstack([lin, (shift - lin @ [c_out, c_out])[:, None]])
+
+
+def plan(p: ExemplarParams, rng: np.random.Generator, width: int, height: int, part: int = 0,
+         index: int = 0, stats: np.ndarray | None = None) -> dict:
+    if stats is None:
+        raise PretextgenError("exemplar plans from the source's gradient energy: pass stats=gradient_energy(...)")
+    m = p.margin
+    lo_x, hi_x = (m, width - m) if width > 2 * m else (width / 2, width / 2)
+    lo_y, hi_y = (m, height - m) if height > 2 * m else (height / 2, height / 2)
+    cands = []
+    for _ in range(p.candidates):
+        cx, cy = _r(rng.uniform(lo_x, hi_x)), _r(rng.uniform(lo_y, hi_y))
+        cands.append([cx, cy, round(box_energy(stats, cx, cy, p.seed_side), 4)])
+    seed = int(np.argmax([c[2] for c in cands]))
+    cx, cy = cands[seed][:2]
+    half = p.seed_side / 2
+    transforms, views = [], []
+    for _ in range(p.transforms):
+        t = {"dx": _r(rng.uniform(-p.translate, p.translate)), "dy": _r(rng.uniform(-p.translate, p.translate)),
+             "scale": _r(rng.uniform(*p.scale)), "angle": _r(rng.uniform(-p.rotate, p.rotate)),
+             "pca": [_r(v) for v in np.exp(rng.uniform(*np.log(p.pca_contrast), size=3))],
+             "s": [_r(np.exp(rng.uniform(*np.log(p.power)))), _r(rng.uniform(*p.multiply)), _r(rng.uniform(*p.add))],
+             "v": [_r(np.exp(rng.uniform(*np.log(p.power)))), _r(rng.uniform(*p.multiply)), _r(rng.uniform(*p.add))],
+             "hue": _r(rng.uniform(-p.hue, p.hue))}
+        transforms.append(t)
+        views.append(affine_view(transform_matrix(p, cx, cy, t), (p.patch, p.patch)))
+    return {"seed_box": [_r(cx - half), _r(cy - half), _r(cx + half), _r(cy + half)], "candidates": cands,
+            "seed": seed, "transforms": transforms, "label": int(index), "views": views}
+
+
+def pca_contrast(x: np.ndarray, factors) -> np.ndarray:
+    """Scale each pixel's projection on the patch's principal colour components by ``factors``."""
+    flat = x.reshape(-1, 3).astype(np.float64)
+    mean = flat.mean(0)
+    _, vecs = np.linalg.eigh(np.cov(flat - mean, rowvar=False) + 1e-12 * np.eye(3))
+    proj = (flat - mean) @ vecs
+    out = (proj * np.asarray(factors)) @ vecs.T + mean
+    return np.clip(out, 0, 1).reshape(x.shape).astype(np.float32)
+
+
+def recolour(patch: np.ndarray, t: dict) -> np.ndarray:
+    """The photometric part of one transformation, on a uint8 patch."""
+    x = pca_contrast(hsv.to_float(patch), t["pca"])
+    h = hsv.rgb_to_hsv(x)
+    for c, (power, mul, add) in ((1, t["s"]), (2, t["v"])):
+        h[..., c] = np.clip(h[..., c] ** power * mul + add, 0, 1)
+    h[..., 0] = (h[..., 0] + t["hue"]) % 1.0
+    return hsv.to_uint8(hsv.hsv_to_rgb(h))
+
+
+def finish(p: ExemplarParams, views: list[np.ndarray], plan: dict) -> dict:
+    return {"patches": np.stack([recolour(v, t) for v, t in zip(views, plan["transforms"])])}
+
+
+TASK = register_task(Task(
+    name="exemplar",
+    params=ExemplarParams,
+    plan=plan,
+    finish=finish,
+    fields=(Field("patches", "npy", "uint8", lambda p: (p.transforms, p.patch, p.patch, 3),
+                  "K transformations of the class's seed patch"),),
+    num_classes=lambda p: 0,  # one surrogate class per sample: the manifest states the number of samples
+    label_is_plan_index=True,
+    source_stats=gradient_energy,
+    summary="surrogate classes: K random transformations of one high-gradient seed patch; label = class id",
+    paper="Dosovitskiy et al. 2014, Discriminative Unsupervised Feature Learning with CNNs",
+))

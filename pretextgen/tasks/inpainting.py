@@ -1,0 +1,181 @@
+"""Inpainting (Pathak et al., CVPR 2016, "Context Encoders: Feature Learning by Inpainting").
+
+A square crop resized to ``size`` (128), part of it hidden (filled with ``fill``, the dataset mean:
+by default the ImageNet mean of the paper's code, R 117, G 104, B 123), to be predicted from the rest.
+Three kinds of mask, as in the paper and its code:
+
+- ``center``: the central square of side size/2 is the target; the hole is that square shrunk by
+  ``overlap`` px (4) on each side, so the target's border stays visible (the paper weights it 10x);
+- ``blocks``: random rectangles (sides ``block_side`` x size, possibly overlapping) added until the
+  covered fraction lies in ``coverage`` (the paper: "up to 1/4 of the image"); they are in the plan;
+- ``regions``: a uniform random pattern at ``region_res`` x size cells a side, upsampled bilinearly
+  and thresholded at ``region_density``, redrawn until the masked fraction lies in ``coverage``
+  (the paper's code: 20-30%); the plan stores its seed, and ``region_mask`` expands it.
+
+Plan / JSON: ``crop_box`` (source px), ``kind``; ``hole`` and ``target_box`` (center, crop px);
+``blocks`` (blocks, crop px, [x0, y0, x1, y1]); ``mask_seed`` and ``tries`` (regions); ``coverage``
+(masked fraction, all kinds), ``label`` = 0 (no class).
+Fields: ``image.png`` (size, size, 3) uint8, the masked input; ``target.png`` the region to predict:
+(size/2, size/2, 3) for center, the whole unmasked crop (size, size, 3) otherwise; ``mask.png``
+(size, size) uint8, 1 where the input is filled.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import PretextgenError
+from ..geometry import random_square, view
+from ..registry import Field, Task, register_task
+
+KINDS = ("center", "blocks", "regions")
+MAX_TRIES = 1000
+
+
+@dataclass(frozen=True)
+class InpaintingParams:
+    size: int = 128
+    mask: str = "center"  # center, blocks or regions
+    overlap: int = 4  # center: visible border of the target square (px)
+    coverage: tuple[float, float] = (0.2, 0.3)  # blocks/regions: accepted masked fraction
+    block_side: tuple[float, float] = (0.1, 0.3)  # blocks: side as a fraction of size
+    region_res: float = 0.06  # regions: low-resolution pattern cells per output px (the paper's code)
+    region_density: float = 0.25  # regions: threshold of the upsampled uniform pattern
+    fill: tuple[int, int, int] = (117, 104, 123)  # RGB fill of the hidden pixels: the dataset mean
+    crop_scale: tuple[float, float] = (0.8, 1.0)  # square side / shorter source side
+    min_side: int = 32
+
+    def validate(self):
+        if self.mask not in KINDS:
+            raise ValueError(f"mask: must be one of {', '.join(KINDS)}")
+        if self.size < 16 or self.size % 2:
+            raise ValueError("size: must be even and at least 16")
+        if not 0 <= self.overlap < self.size // 4:
+            raise ValueError(f"overlap: must be in 0..{self.size // 4 - 1}")
+        lo, hi = self.coverage
+        if not 0 < lo <= hi < 1:
+            raise ValueError("coverage: need 0 < min <= max < 1")
+        lo, hi = self.block_side
+        if not 0 < lo <= hi <= 1:
+            raise ValueError("block_side: need 0 < min <= max <= 1")
+        if not 0 < self.region_res <= 1 or not 0 < self.region_density < 1:
+            raise ValueError("region_res / region_density: need 0 < region_res <= 1 and 0 < region_density < 1")
+        if any(not 0 <= v <= 255 for v in self.fill):
+            raise ValueError("fill: three values in 0..255")
+        lo, hi = self.crop_scale
+        if not 0 < lo <= hi <= 1:
+            raise ValueError("crop_scale: need 0 < min <= max <= 1")
+
+
+def _upsample(low: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear upsampling of a square grid to size x size, grid corners on pixel centres' span."""
+    g = low.shape[0]
+    t = np.linspace(0, g - 1, size)
+    rows = np.stack([np.interp(t, np.arange(g), low[:, c]) for c in range(g)], axis=1)  # (size, g)
+    return np.stack([np.interp(t, np.arange(g), r) for r in rows])
+
+
+def region_mask(seed: int, size: int, res: float, density: float, coverage, tries: int | None = None):
+    """(mask (size, size) bool, tries): the first pattern from ``seed`` whose masked fraction lies in
+    ``coverage``; with ``tries`` given, that pattern directly (re-derivation)."""
+    rng = np.random.default_rng(seed)
+    g = max(2, int(round(size * res)))
+    for n in range(1, (tries or MAX_TRIES) + 1):
+        m = _upsample(rng.random((g, g)), size) < density
+        if tries is not None:
+            if n == tries:
+                return m, n
+            continue
+        if coverage[0] <= m.mean() <= coverage[1]:
+            return m, n
+    raise PretextgenError(f"inpainting: no region mask with coverage in {list(coverage)} after {MAX_TRIES} tries; "
+                     "widen coverage or change region_density")
+
+
+def blocks_mask(blocks, size: int) -> np.ndarray:
+    m = np.zeros((size, size), bool)
+    for x0, y0, x1, y1 in blocks:
+        m[y0:y1, x0:x1] = True
+    return m
+
+
+def _center_boxes(p: InpaintingParams):
+    q = p.size // 4
+    target = [q, q, q + p.size // 2, q + p.size // 2]
+    hole = [target[0] + p.overlap, target[1] + p.overlap, target[2] - p.overlap, target[3] - p.overlap]
+    return target, hole
+
+
+def plan(p: InpaintingParams, rng: np.random.Generator, width: int, height: int, part: int = 0) -> dict:
+    box = random_square(rng, width, height, p.crop_scale)
+    out = {"crop_box": box, "kind": p.mask, "label": 0, "views": [view(box, (p.size, p.size))]}
+    if p.mask == "center":
+        target, hole = _center_boxes(p)
+        out.update(target_box=target, hole=hole, coverage=round(((hole[2] - hole[0]) / p.size) ** 2, 6))
+    elif p.mask == "blocks":
+        blocks, m = [], np.zeros((p.size, p.size), bool)
+        for _ in range(MAX_TRIES):
+            if m.mean() >= p.coverage[0]:
+                break
+            w, h = (int(round(p.size * rng.uniform(*p.block_side))) for _ in range(2))
+            w, h = max(1, w), max(1, h)
+            x0, y0 = int(rng.integers(0, p.size - w + 1)), int(rng.integers(0, p.size - h + 1))
+            trial = m.copy()
+            trial[y0 : y0 + h, x0 : x0 + w] = True
+            if trial.mean() <= p.coverage[1]:  # a block that would overshoot is drawn again
+                blocks.append([x0, y0, x0 + w, y0 + h])
+                m = trial
+        else:
+            raise PretextgenError("inpainting: blocks could not reach the coverage; widen it or shrink block_side")
+        out.update(blocks=blocks, coverage=round(float(m.mean()), 6))
+    else:
+        seed = int(rng.integers(2**31))
+        m, tries = region_mask(seed, p.size, p.region_res, p.region_density, p.coverage)
+        out.update(mask_seed=seed, tries=tries, coverage=round(float(m.mean()), 6))
+    return out
+
+
+def mask_of(p: InpaintingParams, plan: dict) -> np.ndarray:
+    """The (size, size) bool mask (True = hidden) that the plan describes."""
+    if plan["kind"] == "center":
+        x0, y0, x1, y1 = plan["hole"]
+        m = np.zeros((p.size, p.size), bool)
+        m[y0:y1, x0:x1] = True
+        return m
+    if plan["kind"] == "blocks":
+        return blocks_mask(plan["blocks"], p.size)
+    return region_mask(plan["mask_seed"], p.size, p.region_res, p.region_density, p.coverage, plan["tries"])[0]
+
+
+def finish(p: InpaintingParams, views: list[np.ndarray], plan: dict) -> dict:
+    crop = views[0]
+    m = mask_of(p, plan)
+    image = crop.copy()
+    image[m] = np.asarray(p.fill, np.uint8)
+    if plan["kind"] == "center":
+        x0, y0, x1, y1 = plan["target_box"]
+        target = np.ascontiguousarray(crop[y0:y1, x0:x1])
+    else:
+        target = crop
+    return {"image": image, "target": target, "mask": m.astype(np.uint8)}
+
+
+def _target_shape(p: InpaintingParams) -> tuple:
+    return (p.size // 2, p.size // 2, 3) if p.mask == "center" else (p.size, p.size, 3)
+
+
+TASK = register_task(Task(
+    name="inpainting",
+    params=InpaintingParams,
+    plan=plan,
+    finish=finish,
+    fields=(
+        Field("image", "png", "uint8", lambda p: (p.size, p.size, 3), "the crop, hidden pixels set to fill"),
+        Field("target", "png", "uint8", _target_shape, "center: the central square; else the whole crop"),
+        Field("mask", "png", "uint8", lambda p: (p.size, p.size), "1 = hidden"),
+    ),
+    num_classes=lambda p: 1,
+    summary="fill in the hidden part of a crop (center square, random blocks or random regions)",
+    paper="Pathak et al. 2016, Context Encoders: Feature Learning by Inpainting",
+))

@@ -1,0 +1,125 @@
+"""Masked autoencoding (He et al., CVPR 2022, "Masked Autoencoders Are Scalable Vision Learners").
+
+A RandomResizedCrop of the source (MAE's: area 0.2-1, aspect 3/4-4/3) resized to ``size``, flipped
+with probability ``flip_prob``, cut into L = (size / patch)^2 patches. Exactly ``L - int(L * (1 -
+mask_ratio))`` patches are masked in every sample (147 of 196 for the defaults: the count, not an
+average), chosen as MAE's ``random_masking`` does: argsort of uniform noise, the first ``len_keep``
+kept. Patches are flattened in MAE's ``patchify`` order: (row, column) of the patch, then
+(y, x, channel) inside it.
+
+Plan / JSON: ``crop_box`` (source px), ``flip``, ``ids_keep`` (kept patch indices, in the order the
+encoder sees them), ``ids_restore`` (argsort of the shuffle: unshuffles encoder + mask tokens),
+``num_masked``, ``label`` = 0 (no class).
+Fields: ``image.png`` (size, size, 3) uint8; ``visible.npy`` (len_keep, patch^2 * 3) uint8, the kept
+patches in ``ids_keep`` order; ``target.npy`` (L, patch^2 * 3): all patches, uint8, or float16 with
+``norm_pix`` (each patch of pixels/255 minus its mean, over its variance + 1e-6 square-rooted: MAE's
+``norm_pix_loss`` target); ``mask.npy`` (L,) uint8, 1 = masked, in patch order; ``ids_keep.npy``,
+``ids_restore.npy`` int16.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..geometry import random_resized_box, view
+from ..registry import Field, Task, register_task
+
+
+@dataclass(frozen=True)
+class MAEParams:
+    size: int = 224
+    patch: int = 16
+    mask_ratio: float = 0.75  # masked fraction of the patches, exact per sample
+    crop_scale: tuple[float, float] = (0.2, 1.0)  # RandomResizedCrop area fraction (MAE pre-training)
+    crop_ratio: tuple[float, float] = (0.75, 1.3333333333333333)  # aspect ratio range of the crop
+    flip_prob: float = 0.5
+    norm_pix: bool = False  # target = per-patch normalised pixels (float16)
+    min_side: int = 32
+
+    def validate(self):
+        if self.patch < 1 or self.size % self.patch:
+            raise ValueError("patch: must divide size (224 / 16 = 14 patches a side by default)")
+        if not 0 <= self.mask_ratio < 1:
+            raise ValueError("mask_ratio: must be in [0, 1)")
+        lo, hi = self.crop_scale
+        if not 0 < lo <= hi <= 1:
+            raise ValueError("crop_scale: need 0 < min <= max <= 1")
+        lo, hi = self.crop_ratio
+        if not 0 < lo <= hi:
+            raise ValueError("crop_ratio: need 0 < min <= max")
+        if not 0 <= self.flip_prob <= 1:
+            raise ValueError("flip_prob: must be in [0, 1]")
+
+    @property
+    def num_patches(self) -> int:
+        return (self.size // self.patch) ** 2
+
+    @property
+    def len_keep(self) -> int:
+        return int(self.num_patches * (1 - self.mask_ratio))  # MAE's own rounding
+
+
+def plan(p: MAEParams, rng: np.random.Generator, width: int, height: int, part: int = 0) -> dict:
+    box = random_resized_box(rng, width, height, p.crop_scale, p.crop_ratio)
+    flip = bool(rng.random() < p.flip_prob)
+    ids_shuffle = np.argsort(rng.random(p.num_patches), kind="stable")
+    ids_restore = np.argsort(ids_shuffle, kind="stable")
+    return {"crop_box": box, "flip": flip, "ids_keep": ids_shuffle[: p.len_keep].tolist(),
+            "ids_restore": ids_restore.tolist(), "num_masked": p.num_patches - p.len_keep, "label": 0,
+            "views": [view(box, (p.size, p.size))]}
+
+
+def patchify(image: np.ndarray, patch: int) -> np.ndarray:
+    """(H, W, C) -> (H/p * W/p, p * p * C), MAE's order."""
+    h, w, c = image.shape
+    x = image.reshape(h // patch, patch, w // patch, patch, c).transpose(0, 2, 1, 3, 4)
+    return x.reshape(-1, patch * patch * c)
+
+
+def unpatchify(patches: np.ndarray, patch: int, side: int) -> np.ndarray:
+    n = side // patch
+    x = patches.reshape(n, n, patch, patch, -1).transpose(0, 2, 1, 3, 4)
+    return x.reshape(side, side, -1)
+
+
+def finish(p: MAEParams, views: list[np.ndarray], plan: dict) -> dict:
+    image = np.ascontiguousarray(views[0][:, ::-1] if plan["flip"] else views[0])
+    patches = patchify(image, p.patch)
+    keep = np.asarray(plan["ids_keep"], np.int64)
+    restore = np.asarray(plan["ids_restore"], np.int64)
+    mask = np.ones(p.num_patches, np.uint8)
+    mask[: len(keep)] = 0
+    mask = mask[restore]  # back to patch order, as MAE does
+    target = patches
+    if p.norm_pix:
+        x = patches.astype(np.float32) / 255.0
+        mean = x.mean(axis=1, keepdims=True)
+        var = x.var(axis=1, keepdims=True)
+        target = ((x - mean) / np.sqrt(var + 1e-6)).astype(np.float16)
+    return {"image": image, "visible": np.ascontiguousarray(patches[keep]), "target": np.ascontiguousarray(target),
+            "mask": mask, "ids_keep": keep.astype(np.int16), "ids_restore": restore.astype(np.int16)}
+
+
+def _dim(p: MAEParams) -> int:
+    return p.patch * p.patch * 3
+
+
+TASK = register_task(Task(
+    name="mae",
+    params=MAEParams,
+    plan=plan,
+    finish=finish,
+    fields=(
+        Field("image", "png", "uint8", lambda p: (p.size, p.size, 3), "the (flipped) crop"),
+        Field("visible", "npy", "uint8", lambda p: (p.len_keep, _dim(p)), "kept patches, ids_keep order"),
+        Field("target", "npy", "uint8 (float16 with norm_pix)", lambda p: (p.num_patches, _dim(p)),
+              "all patches in patch order (normalised per patch with norm_pix)"),
+        Field("mask", "npy", "uint8", lambda p: (p.num_patches,), "1 = masked, patch order"),
+        Field("ids_keep", "npy", "int16", lambda p: (p.len_keep,), "kept patch indices"),
+        Field("ids_restore", "npy", "int16", lambda p: (p.num_patches,), "unshuffle indices"),
+    ),
+    num_classes=lambda p: 1,
+    summary="reconstruct the masked patches (exactly mask_ratio of them) from the visible ones",
+    paper="He et al. 2022, Masked Autoencoders Are Scalable Vision Learners",
+))
