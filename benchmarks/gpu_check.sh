@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Every GPU check in one run, for a lent GPU machine with no network (DALI carried as wheels, see
+# ../shared/device/pack-wheels.sh). Prints a short report; copies logs to $OUT when it is set.
+#   bash benchmarks/gpu_check.sh
+set -u
+OUT=${OUT:-/tmp/gpu-check}
+mkdir -p "$OUT"
+# The package as installed: pipelines/ and video/ become pretextgen.pipelines / pretextgen.video.
+rm -rf /tmp/pg && mkdir -p /tmp/pg && cp -r pretextgen /tmp/pg/ && cp -r pipelines /tmp/pg/pretextgen/pipelines \
+  && cp -r video /tmp/pg/pretextgen/video
+export PYTHONPATH=/tmp/pg:/tmp/site PYTHONUNBUFFERED=1 PRETEXTGEN_CACHE=/tmp/pg-cache
+PY="python3 -P"   # -P: never import the checkout's pretextgen/ (it lacks the mapped subpackages)
+
+echo "== machine"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+$PY -c "import nvidia.dali as d, torch; from pretextgen.backends import gpu_count; print('dali', d.__version__, 'torch', torch.__version__, 'gpus', gpu_count())"
+
+echo "== pytest -m gpu"
+timeout ${GPU_TEST_TIMEOUT:-240} $PY -m pytest -q -m gpu -p no:cacheprovider tests 2>&1 | tee "$OUT/pytest_gpu.log" | tail -25
+
+echo "== GPU throughput vs decode-only (500x375 JPEGs cut from real photos)"
+timeout ${GPU_BENCH_TIMEOUT:-200} $PY benchmarks/bench_gpu.py --make-jpegs /tmp/jpegs --samples ${GPU_SAMPLES:-8192} \
+  --batch 256 --threads 8 2>&1 | tee "$OUT/bench_gpu.log" | tail -20
+
+echo "== pretextgen build --device gpu, then re-derive every sample on the CPU reference"
+for t in rotation jigsaw context; do
+  timeout 60 $PY -m pretextgen.cli build --task $t --source /tmp/jpegs --out /tmp/gb/$t --samples 1024 --device gpu --no-progress 2>&1 | tail -2
+  [ -f pretextgen/verify.py ] && timeout 60 $PY -m pretextgen.cli verify /tmp/gb/$t 2>&1 | tail -2
+done
