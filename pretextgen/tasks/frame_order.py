@@ -1,0 +1,77 @@
+"""Frame order verification (Misra, Zitnick & Hebert, ECCV 2016, "Shuffle and Learn").
+
+Five frames a < b < c < d < e drawn from a high-motion window of ``span`` frames (a window
+qualifies when its motion is at or above the ``motion_percentile`` of all windows of all clips).
+Label 1 (ordered): (b, c, d) or (d, c, b); label 0 (shuffled): (b, a, d) or (b, e, d); the label is
+drawn first, with probability 1/2, so labels are balanced. The three frames share one square crop
+(``crop_scale`` of the shorter side) resized to ``size``: no spatial cue tells the order.
+
+Plan / JSON: ``quintuple`` [a, b, c, d, e], ``order`` ("bcd", "dcb", "bad" or "bed"), ``frames``
+(the three shown, in order), ``window`` [start, end) and its ``motion`` (source px per frame),
+``crop_box``, ``clips`` / ``views`` (the frames and boxes decoded), ``label``.
+Fields: ``frames.npy`` (3, size, size, 3) uint8, in the shown order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..video.plans import VideoHooks, VideoTaskParams, views_of
+from ..geometry import random_square
+from ..registry import Field, Task, register_task
+
+ORDERED, SHUFFLED = ("bcd", "dcb"), ("bad", "bed")
+
+
+@dataclass(frozen=True)
+class FrameOrderParams(VideoTaskParams):
+    size: int = 128  # output side in px
+    span: int = 30  # window length in frames; the five frames are drawn inside it
+    motion_percentile: float = 50.0  # windows below this percentile of motion are not used
+    crop_scale: tuple[float, float] = (0.7, 1.0)  # square crop side / shorter side, shared by the 3 frames
+
+    def validate(self):
+        self.validate_flow()
+        if self.size < 8:
+            raise ValueError("size: must be at least 8")
+        if self.span < 5:
+            raise ValueError("span: must be at least 5 (five distinct frames)")
+        if not 0 <= self.motion_percentile < 100:
+            raise ValueError("motion_percentile: must be in [0, 100)")
+        lo, hi = self.crop_scale
+        if not 0 < lo <= hi <= 1:
+            raise ValueError("crop_scale: need 0 < min <= max <= 1")
+
+
+def plan(p: FrameOrderParams, rng: np.random.Generator, index, part: int = 0) -> dict:
+    wins = index.cached_windows(p.span, p.motion_percentile)
+    c, start, motion = wins[int(rng.integers(len(wins)))]
+    src = index.sources[c]
+    quint = [int(start + k) for k in np.sort(rng.choice(p.span, 5, replace=False))]
+    label = int(rng.integers(2))
+    order = (ORDERED if label else SHUFFLED)[int(rng.integers(2))]
+    frames = [quint["abcde".index(ch)] for ch in order]
+    box = random_square(rng, src.width, src.height, p.crop_scale)
+    clips = [{"source": src.path, "frames": frames}]
+    return {"quintuple": quint, "order": order, "frames": frames, "window": [int(start), int(start + p.span)],
+            "motion": motion, "crop_box": box, "label": label, "clips": clips,
+            "views": views_of(clips, [box] * 3, (p.size, p.size))}
+
+
+def finish(p: FrameOrderParams, views: list[np.ndarray], plan: dict) -> dict:
+    return {"frames": np.stack(views)}
+
+
+TASK = register_task(Task(
+    name="frame_order",
+    params=FrameOrderParams,
+    plan=plan,
+    finish=finish,
+    fields=(Field("frames", "npy", "uint8", lambda p: (3, p.size, p.size, 3), "three frames in the shown order"),),
+    num_classes=lambda p: 2,
+    summary="tell whether three frames of a high-motion window are in order (b,c,d / d,c,b) or not",
+    paper="Misra et al. 2016, Shuffle and Learn: Unsupervised Learning using Temporal Order Verification",
+    input="video",
+    video=VideoHooks(motion=True),
+))

@@ -1,0 +1,130 @@
+"""Tracked patch triplets (Wang & Gupta, ICCV 2015, "Unsupervised Learning of Visual
+Representations using Videos").
+
+Moving patches (highest mean flow magnitude, in place of the paper's SURF + improved trajectories)
+are followed over ``track_len`` frames by integrating dense flow; a track is kept when following it
+back returns within ``fb_max`` x the patch side of its start (forward-backward check). These tracks
+are found once per clip, in its ``windows_per_clip`` highest-motion windows, and cached. A sample is
+(query = the patch in the track's first frame, positive = the tracked patch in its last frame,
+negative): with probability ``other_video_prob`` a patch of another clip, else a patch of the same
+clip at least ``negative_min_gap`` frames from both; where neither exists, a patch of the positive's
+frame that does not overlap it. All three are resized to ``size``.
+
+Label (``cls``) = the negative's kind: 0 another clip, 1 same clip at a distant time, 2 same frame
+elsewhere (triplet losses ignore it; it lets one weigh or filter the negatives).
+Plan / JSON: ``track`` {``frames``, ``boxes`` (source px, one per frame), ``fb_error`` (fraction of
+the side), ``motion`` (source px per frame)}, ``negative`` {``source``, ``frame``, ``box``, ``kind``},
+``clips`` / ``views`` (query, positive, negative), ``label``.
+Fields: ``patches.npy`` (3, size, size, 3) uint8: [query, positive, negative].
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..registry import Field, Task, register_task
+from ..video.plans import VideoHooks, VideoTaskParams, int_box, views_of
+
+KINDS = ("other_video", "distant_time", "other_place")
+
+
+@dataclass(frozen=True)
+class TrackParams(VideoTaskParams):
+    size: int = 96  # output patch side in px
+    track_len: int = 30  # frames a patch is followed over
+    patch: float = 0.25  # patch side / shorter side of the frame
+    windows_per_clip: int = 6  # highest-motion windows tracked per clip
+    patches_per_window: int = 4  # candidate moving patches per window
+    min_patch_motion: float = 0.3  # mean flow over patch and window, analysis px per frame
+    fb_max: float = 0.15  # forward-backward error allowed, fraction of the patch side
+    other_video_prob: float = 0.5  # negative from another clip (else the same clip, far in time)
+    negative_min_gap: int = 30  # frames between a same-clip negative and the query and positive
+
+    def validate(self):
+        self.validate_flow()
+        if self.size < 8:
+            raise ValueError("size: must be at least 8")
+        if self.track_len < 1:
+            raise ValueError("track_len: must be at least 1")
+        if not 0 < self.patch <= 1:
+            raise ValueError("patch: must be in (0, 1]")
+        if self.windows_per_clip < 1 or self.patches_per_window < 1:
+            raise ValueError("windows_per_clip/patches_per_window: must be at least 1")
+        if self.fb_max <= 0 or self.min_patch_motion < 0:
+            raise ValueError("fb_max/min_patch_motion: need fb_max > 0 and min_patch_motion >= 0")
+        if not 0 <= self.other_video_prob <= 1:
+            raise ValueError("other_video_prob: must be in [0, 1]")
+        if self.negative_min_gap < 1:
+            raise ValueError("negative_min_gap: must be at least 1")
+
+
+def track_settings(p: TrackParams):
+    from ..video.motion import TrackSettings
+
+    return TrackSettings(p.track_len, p.patch, p.windows_per_clip, p.patches_per_window, p.min_patch_motion, p.fb_max)
+
+
+def _random_box(rng, side: int, width: int, height: int) -> list[int]:
+    side = min(side, width, height)
+    x0, y0 = int(rng.integers(0, width - side + 1)), int(rng.integers(0, height - side + 1))
+    return [x0, y0, x0 + side, y0 + side]
+
+
+def _disjoint_box(rng, avoid: list[int], width: int, height: int) -> list[int]:
+    """A box of avoid's side that does not overlap it (the farthest corner if 32 draws fail)."""
+    side = avoid[2] - avoid[0]
+    for _ in range(32):
+        b = _random_box(rng, side, width, height)
+        if b[2] <= avoid[0] or b[0] >= avoid[2] or b[3] <= avoid[1] or b[1] >= avoid[3]:
+            return b
+    cx, cy = (avoid[0] + avoid[2]) / 2, (avoid[1] + avoid[3]) / 2
+    x0 = 0 if cx > width / 2 else width - side
+    y0 = 0 if cy > height / 2 else height - side
+    return [x0, y0, x0 + side, y0 + side]
+
+
+def plan(p: TrackParams, rng: np.random.Generator, index, part: int = 0) -> dict:
+    tracks = index.all_tracks()
+    c, tr = tracks[int(rng.integers(len(tracks)))]
+    src = index.sources[c]
+    fq, fp = tr["frames"][0], tr["frames"][-1]
+    query, positive = int_box(tr["boxes"][0], src.width, src.height), int_box(tr["boxes"][-1], src.width, src.height)
+    side = query[2] - query[0]
+    others = [k for k in range(len(index.sources)) if k != c]
+    far = np.flatnonzero((np.abs(np.arange(src.frames) - fq) >= p.negative_min_gap)
+                         & (np.abs(np.arange(src.frames) - fp) >= p.negative_min_gap))
+    want_other = rng.random() < p.other_video_prob
+    if others and (want_other or far.size == 0):
+        kind = 0
+        neg_src = index.sources[others[int(rng.integers(len(others)))]]
+        neg_frame = int(rng.integers(neg_src.frames))
+        neg_box = _random_box(rng, side, neg_src.width, neg_src.height)
+    elif far.size:
+        kind, neg_src = 1, src
+        neg_frame = int(far[int(rng.integers(far.size))])
+        neg_box = _random_box(rng, side, src.width, src.height)
+    else:
+        kind, neg_src, neg_frame = 2, src, fp
+        neg_box = _disjoint_box(rng, positive, src.width, src.height)
+    clips = [{"source": src.path, "frames": [fq, fp]}, {"source": neg_src.path, "frames": [neg_frame]}]
+    return {"track": tr, "negative": {"source": neg_src.path, "frame": neg_frame, "box": neg_box, "kind": KINDS[kind]},
+            "label": kind, "clips": clips, "views": views_of(clips, [query, positive, neg_box], (p.size, p.size))}
+
+
+def finish(p: TrackParams, views: list[np.ndarray], plan: dict) -> dict:
+    return {"patches": np.stack(views)}
+
+
+TASK = register_task(Task(
+    name="track",
+    params=TrackParams,
+    plan=plan,
+    finish=finish,
+    fields=(Field("patches", "npy", "uint8", lambda p: (3, p.size, p.size, 3), "[query, tracked positive, negative]"),),
+    num_classes=lambda p: 3,
+    summary="triplets of a moving patch, the same patch tracked 30 frames later, and a negative patch",
+    paper="Wang & Gupta 2015, Unsupervised Learning of Visual Representations using Videos",
+    input="video",
+    video=VideoHooks(motion=True, tracks=track_settings),
+))

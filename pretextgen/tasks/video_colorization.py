@@ -1,0 +1,172 @@
+"""Colorization by pointing to a reference frame (Vondrick et al., ECCV 2018, "Tracking Emerges by
+Colorizing Videos").
+
+A colour reference frame r and ``targets`` later frames r + gap, r + 2 gap, ... of the same clip,
+all cut by one square crop (``crop_scale`` of the shorter side) resized to ``size``. The model sees
+every frame in grayscale (Lab L) and the reference's colours, and predicts each target pixel's
+colour cluster: ab values quantized to the nearest of ``clusters`` k-means centres. The centres are
+fit on the source clips before the build (``kmeans_frames`` frames drawn with ``kmeans_seed``),
+written beside the shards as ``ab_clusters.npy`` and copied into every sample's JSON, so that a
+sample's targets can be re-derived from the clip and its JSON alone.
+
+Quantization: the view is shrunk to ``label_size`` (area filter), converted to Lab (OpenCV, float:
+L in 0..100, a and b in about -128..127), and each pixel's (a, b) takes the nearest centre's id.
+Label (``cls``) = 0: the targets are per pixel.
+Plan / JSON: ``frames`` [r, targets...], ``gap``, ``crop_box``, ``ab_centres`` (clusters x 2),
+``clips`` / ``views``, ``label``.
+Fields: ``reference.npy`` (size, size, 3) uint8 RGB; ``gray.npy`` (1 + targets, size, size) uint8
+(Lab L x 255/100, reference first); ``bins.npy`` (1 + targets, label_size, label_size) uint8 (cluster
+ids; the reference's are the colours to point at, the targets' are the labels).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..geometry import random_square
+from ..registry import Field, Task, register_task
+from ..video.plans import VideoHooks, VideoTaskParams, views_of
+
+CLUSTERS_FILE = "ab_clusters.npy"
+
+
+@dataclass(frozen=True)
+class VideoColorizationParams(VideoTaskParams):
+    size: int = 128  # frame side in px
+    label_size: int = 32  # side of the quantized colour targets
+    targets: int = 3  # grayscale target frames after the reference
+    gap: int = 5  # frames between the reference and the first target, and between targets
+    crop_scale: tuple[float, float] = (0.7, 1.0)  # square crop side / shorter side, shared by all frames
+    clusters: int = 16  # k-means centres in ab
+    kmeans_frames: int = 64  # frames drawn from the clips to fit them
+    kmeans_points: int = 20000  # ab values the fit uses
+    kmeans_seed: int = 0
+
+    def validate(self):
+        self.validate_flow()
+        if self.size < 8 or not 1 <= self.label_size <= self.size:
+            raise ValueError("size/label_size: need size >= 8 and 1 <= label_size <= size")
+        if self.targets < 1 or self.gap < 1:
+            raise ValueError("targets/gap: must be at least 1")
+        lo, hi = self.crop_scale
+        if not 0 < lo <= hi <= 1:
+            raise ValueError("crop_scale: need 0 < min <= max <= 1")
+        if not 2 <= self.clusters <= 256:
+            raise ValueError("clusters: must be in 2..256 (ids are stored as uint8)")
+        if self.kmeans_frames < 1 or self.kmeans_points < self.clusters:
+            raise ValueError("kmeans_frames/kmeans_points: need at least 1 frame and clusters points")
+
+
+def to_lab(rgb: np.ndarray) -> np.ndarray:
+    """float32 Lab (OpenCV, D65): L in 0..100, a and b in about -128..127."""
+    import cv2
+
+    return cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+
+
+def quantize_ab(rgb: np.ndarray, label_size: int, centres: np.ndarray) -> np.ndarray:
+    """(label_size, label_size) uint8: id of the nearest ab centre for each pixel of the shrunk view."""
+    import cv2
+
+    small = cv2.resize(rgb, (label_size, label_size), interpolation=cv2.INTER_AREA)
+    ab = to_lab(small)[..., 1:].reshape(-1, 1, 2)
+    d = ((ab - np.asarray(centres, np.float32)[None]) ** 2).sum(-1)
+    return d.argmin(1).astype(np.uint8).reshape(label_size, label_size)
+
+
+def kmeans(points: np.ndarray, k: int, rng: np.random.Generator, iters: int = 30) -> np.ndarray:
+    """Lloyd's k-means with k-means++ seeding, all draws from ``rng``; centres sorted by (a, b)."""
+    pts = points.astype(np.float64)
+    centres = [pts[int(rng.integers(len(pts)))]]
+    d2 = ((pts - centres[0]) ** 2).sum(1)
+    for _ in range(1, k):
+        probs = d2 / d2.sum() if d2.sum() > 0 else np.full(len(pts), 1 / len(pts))
+        centres.append(pts[int(rng.choice(len(pts), p=probs))])
+        d2 = np.minimum(d2, ((pts - centres[-1]) ** 2).sum(1))
+    c = np.array(centres)
+    for _ in range(iters):
+        lab = ((pts[:, None] - c[None]) ** 2).sum(-1).argmin(1)
+        new = np.array([pts[lab == j].mean(0) if np.any(lab == j) else c[j] for j in range(k)])
+        if np.allclose(new, c):
+            break
+        c = new
+    c = np.round(c, 3)
+    return c[np.lexsort((c[:, 1], c[:, 0]))].astype(np.float32)
+
+
+def fit_clusters(p: VideoColorizationParams, index, reader) -> np.ndarray:
+    """(clusters, 2) ab centres fit on ``kmeans_frames`` frames drawn across the clips."""
+    import cv2
+
+    rng = np.random.default_rng([p.kmeans_seed, 0xC0102])
+    per_frame = -(-p.kmeans_points // p.kmeans_frames)
+    pts = []
+    for _ in range(p.kmeans_frames):
+        src = index.sources[int(rng.integers(len(index.sources)))]
+        frame = reader.read(src.path, [int(rng.integers(src.frames))])[0]
+        s = 64 / max(frame.shape[:2])
+        if s < 1:
+            frame = cv2.resize(frame, (max(1, round(frame.shape[1] * s)), max(1, round(frame.shape[0] * s))),
+                               interpolation=cv2.INTER_AREA)
+        ab = to_lab(frame)[..., 1:].reshape(-1, 2)
+        pts.append(ab[rng.choice(len(ab), min(per_frame, len(ab)), replace=False)])
+    return kmeans(np.concatenate(pts), p.clusters, rng)
+
+
+def prepare(p: VideoColorizationParams, index, out) -> dict:
+    """Fit the ab centres, write ``ab_clusters.npy`` beside the shards; plans copy them from the index."""
+    from pathlib import Path
+
+    from ..shards import encode_array, file_sha256
+    from ..video.decode import FrameReader
+
+    centres = fit_clusters(p, index, FrameReader(index.root))
+    index.extras["ab_centres"] = [[round(float(a), 3), round(float(b), 3)] for a, b in centres]
+    path = Path(out) / CLUSTERS_FILE
+    path.write_bytes(encode_array("npy", centres))
+    return {"ab_clusters": {"file": CLUSTERS_FILE, "sha256": file_sha256(path), "centres": index.extras["ab_centres"]}}
+
+
+def plan(p: VideoColorizationParams, rng: np.random.Generator, index, part: int = 0) -> dict:
+    reach = p.targets * p.gap
+    starts = np.array([max(0, s.frames - reach) for s in index.sources])
+    if starts.sum() == 0:
+        raise ValueError("no clip is long enough")  # VideoSetup skips such clips beforehand
+    r = int(rng.integers(starts.sum()))
+    c = int(np.searchsorted(np.cumsum(starts), r, side="right"))
+    ref = r - int(np.cumsum(starts)[c] - starts[c])
+    src = index.sources[c]
+    frames = [ref + k * p.gap for k in range(p.targets + 1)]
+    box = random_square(rng, src.width, src.height, p.crop_scale)
+    clips = [{"source": src.path, "frames": frames}]
+    return {"frames": frames, "gap": p.gap, "crop_box": box, "ab_centres": index.extras["ab_centres"],
+            "label": 0, "clips": clips, "views": views_of(clips, [box] * len(frames), (p.size, p.size))}
+
+
+def finish(p: VideoColorizationParams, views: list[np.ndarray], plan: dict) -> dict:
+    import cv2
+
+    centres = np.asarray(plan["ab_centres"], np.float32)
+    gray = np.stack([cv2.cvtColor(v, cv2.COLOR_RGB2Lab)[..., 0] for v in views])
+    bins = np.stack([quantize_ab(v, p.label_size, centres) for v in views])
+    return {"reference": views[0], "gray": gray, "bins": bins}
+
+
+TASK = register_task(Task(
+    name="video_colorization",
+    params=VideoColorizationParams,
+    plan=plan,
+    finish=finish,
+    fields=(
+        Field("reference", "npy", "uint8", lambda p: (p.size, p.size, 3), "the colour reference frame, RGB"),
+        Field("gray", "npy", "uint8", lambda p: (p.targets + 1, p.size, p.size), "Lab L of [reference, targets]"),
+        Field("bins", "npy", "uint8", lambda p: (p.targets + 1, p.label_size, p.label_size),
+              "ab cluster ids of [reference, targets]"),
+    ),
+    num_classes=lambda p: 1,
+    summary="colour grayscale target frames by pointing to a colour reference frame (ab clusters)",
+    paper="Vondrick et al. 2018, Tracking Emerges by Colorizing Videos",
+    input="video",
+    video=VideoHooks(motion=False, prepare=prepare),
+))

@@ -1,0 +1,133 @@
+"""What ``pretextgen build`` does differently for video tasks: probe the clips, index their motion,
+plan over (clip, motion index), and execute plans with decord (CPU) or DALI (GPU). Shards, the
+manifest and resume are the image builder's own code.
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from ..backends import OpenCVBackend, WorkItem
+from ..errors import PretextgenError
+from .decode import FrameReader, probe
+from .motion import build_index
+from .plans import read_views, read_views_batch
+
+log = logging.getLogger("pretextgen.video")
+
+
+def min_frames(task, params) -> int:
+    """Frames a clip needs to give this task a sample."""
+    for name, extra in (("span", 0), ("track_len", 1)):
+        if hasattr(params, name):
+            return getattr(params, name) + extra
+    if hasattr(params, "targets"):
+        return params.targets * params.gap + 1
+    return 2
+
+
+def probe_all(root: Path, files: list[str], need: int, min_side: int, progress=None):
+    sources, skipped = [], []
+    for rel in files:
+        src, reason = probe(root, rel, need, min_side)
+        if src is None:
+            skipped.append({"source": rel, "reason": reason})
+        else:
+            sources.append(src)
+        if progress:
+            progress.update()
+    return sources, skipped
+
+
+class VideoSetup:
+    """The clips of a video build, their motion index, and the task's prepared artefacts."""
+
+    def __init__(self, task, params, root: Path, files: list[str], out: Path | None, workers: int = 1, progress=None):
+        self.task, self.params, self.root = task, params, Path(root)
+        hooks = task.video
+        self.sources, skipped = probe_all(self.root, files, min_frames(task, params), params.min_side, progress)
+        if not self.sources:
+            reasons = Counter(s["reason"].split(":")[0] for s in skipped)
+            raise PretextgenError(f"no usable video in {root} ({len(skipped)} files skipped: "
+                                  + "; ".join(f"{n} {r}" for r, n in reasons.most_common(3)) + ")")
+        fs = params.flow_settings()
+        if fs.method == "nvof":
+            from ..backends import gpu_count
+
+            if gpu_count() == 0:
+                raise PretextgenError(f"{task.name}.flow: nvof needs a GPU; use dis or farneback on this machine")
+        ts = hooks.tracks(params) if hooks.tracks else None
+        if hooks.motion or ts is not None:
+            self.index = build_index(self.root, self.sources, fs, ts, workers)
+        else:
+            from .motion import VideoIndex
+
+            self.index = VideoIndex(self.root, self.sources, [[] for _ in self.sources], fs)
+        self.sources = self.index.sources
+        self.skipped = sorted(skipped + self.index.skipped, key=lambda s: s["source"])
+        if not self.sources:
+            raise PretextgenError(f"no usable video in {root}: every clip failed to decode ({self.skipped[0]['reason']})")
+        log.info("motion index: %d clips, %d from the cache", len(self.sources), self.index.cached)
+        self.manifest_extra = {"videos": self.index.summary()}
+        if hooks.prepare is not None:
+            self.manifest_extra.update(hooks.prepare(params, self.index, out))
+        self._by_path = {s.path: s for s in self.sources}
+
+    def plan_sample(self, seed: int, i: int) -> WorkItem:
+        """Sample i's plan, from default_rng([seed, i]) and the motion index alone."""
+        plan = self.task.plan(self.params, np.random.default_rng([seed, i]), self.index, 0)
+        return WorkItem(i, self._by_path[plan["clips"][0]["source"]], plan)
+
+    def runner(self, backend: str, device: str, workers: int, batch_size: int):
+        if device == "gpu":
+            from .dali import DaliVideoBackend
+
+            return DaliVideoBackend(self.task, self.params, self.root, "gpu", batch_size, workers)
+        return DecordBackend(self.task, self.params, self.root, workers=workers, chunk=64)
+
+
+def backend_name(device: str) -> str:
+    """The name a video build records: frames come from decord on CPUs, from DALI (NVDEC) on a GPU."""
+    return "dali" if device == "gpu" else "decord"
+
+
+# ---------------------------------------------------------------- decord + OpenCV, worker processes
+_WORKER: dict = {}
+
+
+def _init_worker(task_name: str, params, root: str, encode: bool):
+    import cv2
+
+    from ..registry import get_task
+
+    cv2.setNumThreads(1)
+    _WORKER.update(task=get_task(task_name), params=params, reader=FrameReader(Path(root)), encode=encode)
+
+
+def _run_chunk(items: list[WorkItem]):
+    from ..shards import encode_fields
+
+    t, p = _WORKER["task"], _WORKER["params"]
+    out = []
+    for it, views in zip(items, read_views_batch(_WORKER["reader"], [it.plan for it in items])):
+        fields = t.finish(p, views, it.plan)
+        out.append(encode_fields(t, fields) if _WORKER["encode"] else fields)
+    return out
+
+
+class DecordBackend(OpenCVBackend):
+    """The OpenCV backend's process pool, reading frames with decord instead of images."""
+
+    name, device = "decord", "cpu"
+    init_fn, chunk_fn = staticmethod(_init_worker), staticmethod(_run_chunk)
+
+
+def rederive(task, params, source_root, meta: dict) -> dict:
+    """A stored sample's fields re-created from its JSON (``meta``) and the clips under ``source_root``."""
+    from ..registry import get_task
+
+    t = get_task(task) if isinstance(task, str) else task
+    return t.finish(params, read_views(FrameReader(Path(source_root)), meta), meta)
