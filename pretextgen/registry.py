@@ -42,6 +42,9 @@ class Task:
     samples_per_plan: Callable[[Any], int] = field(default=lambda p: 1)
     # Optional: extra artefacts written beside the shards (the jigsaw permutation set).
     prepare: Callable | None = None
+    # Video tasks (input="video"): a pretextgen.video.plans.VideoHooks; their plan is
+    # plan(params, rng, index: VideoIndex, part) and their views name clip frames.
+    video: Any = None
     # Optional: one class per plan (exemplar's surrogate classes, contrastive's groups): plan gets
     # index=j, the plan's number, which is its label; num_classes is then the number of plans.
     label_is_plan_index: bool = False
