@@ -9,7 +9,7 @@ from __future__ import annotations
 
 
 def views_pipeline(feed, n_views: int, device: str, batch_size: int, threads: int, hw_decoder_load: float = 0.65,
-                   kinds=None):
+                   kinds=None, post=None):
     """``kinds[j]`` is "box" (columns roi_start, roi_end, size) or "affine" (columns matrix 2x3 in
     DALI's pixel-centre convention, size): an affine view is ``fn.warp_affine`` with the inverse map,
     bilinear, border clamped (OpenCV's BORDER_REPLICATE)."""
@@ -42,6 +42,8 @@ def views_pipeline(feed, n_views: int, device: str, batch_size: int, threads: in
             c += 3
             outs.append(fn.resize(image, roi_start=start, roi_end=end, size=size, antialias=True,
                                   interp_type=types.INTERP_LINEAR, dtype=types.UINT8))
+        if post is not None:  # a task's per-view conversion (sRGB -> Lab), on the same device
+            outs = [post(o) for o in outs]
         return tuple(outs)
 
     pipe = graph()

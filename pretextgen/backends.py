@@ -69,6 +69,8 @@ def _dali_installed() -> bool:
 def reference_sample(task, params, image: np.ndarray, plan: dict) -> dict:
     """The reference executor: OpenCV views + the task's finish."""
     views = [render_view(image, v) for v in plan["views"]]
+    if task.view_post is not None:
+        views = [task.view_post(v) for v in views]
     return task.finish(params, views, plan)
 
 
@@ -156,7 +158,7 @@ class DaliBackend:
         from .pipelines.views import views_pipeline
 
         return views_pipeline(feed, n_views, self.device, self.batch_size, self.threads, self.hw_decoder_load,
-                              kinds=kinds)
+                              kinds=kinds, post=self.task.dali_view_post)
 
     def run(self, items: Iterable[WorkItem]) -> Iterator[tuple[WorkItem, object]]:
         from .shards import encode_fields

@@ -152,6 +152,10 @@ def build(task: str, out, source=None, samples: int = 512, seed: int = 0, backen
         sources, skipped = video.sources, video.skipped
     else:
         sources, skipped = scan_cached(root, files, t.min_side(params), workers, progress)
+    selected: dict = {}  # manifest entries of the task's source pass (colorization's ab prior)
+    if t.select_sources is not None and sources:
+        sources, dropped, selected = t.select_sources(params, root, sources, out, workers, progress)
+        skipped = skipped + dropped
     if not sources:
         reasons = Counter(s["reason"].split(":")[0] for s in skipped)
         raise PretextgenError(f"no usable image in {source_label} ({len(skipped)} files skipped: "
@@ -170,6 +174,7 @@ def build(task: str, out, source=None, samples: int = 512, seed: int = 0, backen
     }
     if t.prepare is not None:
         manifest.update(t.prepare(params, out))
+    manifest.update(selected)
     if video is not None:
         manifest.update(video.manifest_extra)
     kept: dict[int, dict] = {}

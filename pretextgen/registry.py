@@ -51,6 +51,13 @@ class Task:
     # Optional: plans that depend on the source's pixels (exemplar seeds where gradients are high):
     # source_stats(params, rgb) is computed from the decoded source and passed to plan as stats=.
     source_stats: Callable | None = None
+    # Optional: a pass over the usable sources before planning (colorization's ab prior):
+    # select_sources(params, root, sources, out, workers, progress) -> (kept, skipped, manifest extras).
+    select_sources: Callable | None = None
+    # Optional: a per-view conversion every backend applies after the resize (sRGB -> Lab):
+    # view_post(uint8 view) -> array in NumPy, dali_view_post(DALI node) -> node in the DALI graph.
+    view_post: Callable | None = None
+    dali_view_post: Callable | None = None
 
     def doc_fields(self) -> list[str]:
         return [f"{f.name}.{f.ext}" for f in self.fields]

@@ -1,0 +1,295 @@
+"""Colorization as classification (Zhang, Isola & Efros, ECCV 2016, "Colorful Image Colorization").
+
+A square crop (``crop_scale`` of the shorter side) resized to ``size``, mirrored with probability
+``flip_prob``, converted to CIE Lab by the backend (NumPy, or DALI operators on the GPU/CPU). Input:
+L. Target: the ab of every ``target_stride``-th pixel (rows and columns 0, s, 2s, ...: Zhang's Caffe
+model subsamples by a 1x1 convolution of stride 4), soft-encoded over its ``neighbours`` nearest
+in-gamut bins (grid ``grid_step``) with Gaussian weights of ``sigma``.
+
+Class rebalancing: before the build, one pass over the sources counts the ab bins of every pixel
+(sources shrunk to ``prior_side``) into the empirical prior; ``ab_prior.json`` beside the shards
+holds the counts, the smoothed prior and the weights w = 1 / ((1 - lambda) p + lambda / Q),
+E_p[w] = 1. The same pass skips near-grayscale sources (fewer than ``gray_fraction`` of pixels
+with chroma >= ``gray_chroma``). ``prior=FILE`` reuses a prior (``pretextgen prior`` or another
+build). Samples do not depend on the prior: a trainer weights pixel (i, j) by
+``weights[ab_bins[i, j, 0]]`` (``pretextgen.tasks.colorization.pixel_weights``).
+
+Plan / JSON: ``crop_box`` (source px), ``flip``, ``quantization`` {grid_step, bins, neighbours,
+sigma, target_stride}, ``label`` = 0 (targets are per pixel; ``num_classes`` = the number of bins).
+Fields: ``L.npy`` (size, size) float16 in [0, 100]; ``ab_target.npy`` (t, t, 2) float16;
+``ab_bins.npy`` (t, t, neighbours) uint16, nearest first; ``ab_weights.npy`` (t, t, neighbours)
+float16 summing to 1; t = ceil(size / target_stride).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import lab
+from ..errors import PretextgenError
+from ..geometry import random_square, view
+from ..registry import Field, Task, register_task
+
+PRIOR_FILE = "ab_prior.json"
+PRIOR_FORMAT = "pretextgen-ab-prior/1"
+
+
+@dataclass(frozen=True)
+class ColorizationParams:
+    size: int = 224  # output side in pixels
+    crop_scale: tuple[float, float] = (0.6, 1.0)  # crop side / shorter source side
+    flip_prob: float = 0.5  # horizontal mirror
+    target_stride: int = 4  # targets at every 4th pixel (the paper's 56 x 56 for 224)
+    grid_step: int = 10  # ab bin size
+    neighbours: int = 5  # soft encoding over this many nearest bins (1: one-hot)
+    sigma: float = 5.0  # Gaussian of the soft encoding, ab units
+    prior: str = ""  # ab_prior.json to reuse; "" computes it from the sources
+    prior_sigma: float = 5.0  # smoothing of the empirical prior, ab units
+    prior_lambda: float = 0.5  # weight of the uniform distribution in the rebalancing mix
+    prior_side: int = 256  # sources shrunk to this longer side (area filter) for the prior pass
+    gray_chroma: float = 5.0  # a pixel is coloured when sqrt(a^2 + b^2) >= this
+    gray_fraction: float = 0.01  # a source with fewer coloured pixels than this is skipped
+    min_side: int = 32
+
+    def validate(self):
+        if self.size < 8:
+            raise ValueError("size: must be at least 8")
+        lo, hi = self.crop_scale
+        if not 0 < lo <= hi <= 1:
+            raise ValueError("crop_scale: need 0 < min <= max <= 1")
+        if not 0 <= self.flip_prob <= 1:
+            raise ValueError("flip_prob: must be in [0, 1]")
+        if not 1 <= self.target_stride <= self.size:
+            raise ValueError("target_stride: must be in 1..size")
+        if not 2 <= self.grid_step <= 64:
+            raise ValueError("grid_step: must be in 2..64 (ab units)")
+        if not 1 <= self.neighbours <= 32:
+            raise ValueError("neighbours: must be in 1..32")
+        if self.sigma <= 0 or self.prior_sigma < 0:
+            raise ValueError("sigma/prior_sigma: need sigma > 0 and prior_sigma >= 0")
+        if not 0 < self.prior_lambda <= 1:
+            raise ValueError("prior_lambda: must be in (0, 1]")
+        if self.prior_side < 8:
+            raise ValueError("prior_side: must be at least 8")
+        if self.gray_chroma < 0 or not 0 <= self.gray_fraction < 1:
+            raise ValueError("gray_chroma/gray_fraction: need gray_chroma >= 0 and 0 <= gray_fraction < 1")
+        if self.min_side < 1:
+            raise ValueError("min_side: must be at least 1")
+
+    def target_side(self) -> int:
+        return -(-self.size // self.target_stride)
+
+
+def quantization(p: ColorizationParams) -> dict:
+    return {"grid_step": p.grid_step, "bins": len(lab.gamut_bins(p.grid_step)), "neighbours": p.neighbours,
+            "sigma": p.sigma, "target_stride": p.target_stride}
+
+
+def plan(p: ColorizationParams, rng: np.random.Generator, width: int, height: int, part: int = 0) -> dict:
+    box = random_square(rng, width, height, p.crop_scale)
+    flip = bool(rng.random() < p.flip_prob)
+    return {"crop_box": box, "flip": flip, "quantization": quantization(p), "label": 0,
+            "views": [view(box, (p.size, p.size))]}
+
+
+def oriented(view_lab: np.ndarray, plan: dict) -> np.ndarray:
+    """The Lab view (float32, from the backend's view_post) mirrored when the plan says so."""
+    return view_lab[:, ::-1] if plan["flip"] else view_lab
+
+
+def ab_targets(p: ColorizationParams, image_lab: np.ndarray) -> dict:
+    """The quantized ab targets of a Lab crop: ab at the target pixels, their soft encoding."""
+    ab = image_lab[:: p.target_stride, :: p.target_stride, 1:]
+    idx, w = lab.soft_encode(ab, lab.gamut_bins(p.grid_step), p.neighbours, p.sigma)
+    return {"ab_target": ab.astype(np.float16), "ab_bins": idx, "ab_weights": w.astype(np.float16)}
+
+
+def finish(p: ColorizationParams, views: list[np.ndarray], plan: dict) -> dict:
+    image = oriented(views[0], plan)
+    return {"L": np.ascontiguousarray(image[..., 0], np.float16), **ab_targets(p, image)}
+
+
+def pixel_weights(ab_bins: np.ndarray, prior: dict) -> np.ndarray:
+    """Class-rebalancing weight of each target pixel: the weight of its nearest bin (Zhang 2016)."""
+    return np.asarray(prior["weights"], np.float32)[ab_bins[..., 0]]
+
+
+def view_post(view_rgb: np.ndarray) -> np.ndarray:
+    return lab.srgb_to_lab(view_rgb)
+
+
+def dali_view_post(node):
+    from ..pipelines.lab import lab_from_rgb
+
+    return lab_from_rgb(node)
+
+
+# ---------------------------------------------------------------- the ab prior, one pass over the sources
+def _source_stats(args) -> list[tuple[list[int], float]]:
+    """Per source: (ab bin counts, fraction of coloured pixels) of the source shrunk to prior_side."""
+    import cv2
+
+    from ..sources import Source, load_rgb
+
+    root, items, p = args
+    out = []
+    for d in items:
+        rgb = load_rgb(Path(root), Source(**d))
+        h, w = rgb.shape[:2]
+        f = p.prior_side / max(h, w)
+        if f < 1:
+            rgb = cv2.resize(rgb, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+        image = lab.srgb_to_lab(rgb)
+        chroma = np.hypot(image[..., 1], image[..., 2])
+        out.append((lab.ab_histogram(image, p.grid_step).tolist(), float((chroma >= p.gray_chroma).mean())))
+    return out
+
+
+def sources_digest(sources) -> str:
+    h = hashlib.sha256()
+    for s in sources:
+        h.update(f"{s.path}\t{s.width}\t{s.height}\n".encode())
+    return h.hexdigest()
+
+
+def _gray_key(p: ColorizationParams) -> dict:
+    return {"prior_side": p.prior_side, "gray_chroma": p.gray_chroma, "gray_fraction": p.gray_fraction}
+
+
+def compute_prior(p: ColorizationParams, root, sources, workers: int = 1, progress=None) -> dict:
+    """The ab prior of ``sources`` (their non-gray ones) as the JSON-native dict of ab_prior.json."""
+    from ..parallel import process_pool
+
+    jobs = [(str(root), [s.to_dict() for s in sources[k : k + 16]], p) for k in range(0, len(sources), 16)]
+    stats = []
+    if workers > 1 and len(jobs) > 1:
+        with process_pool(workers) as pool:
+            for r in pool.imap(_source_stats, jobs):
+                stats += r
+                if progress:
+                    progress.update(len(r))
+    else:
+        for job in jobs:
+            r = _source_stats(job)
+            stats += r
+            if progress:
+                progress.update(len(r))
+    bins = lab.gamut_bins(p.grid_step)
+    counts = np.zeros(len(bins), np.int64)
+    gray = {}
+    for s, (c, coloured) in zip(sources, stats):
+        if coloured < p.gray_fraction:
+            gray[s.path] = round(coloured, 6)
+        else:
+            counts += np.asarray(c, np.int64)
+    out = {"format": PRIOR_FORMAT, "grid_step": p.grid_step, "bins": bins.astype(int).tolist(),
+           "counts": counts.tolist(), "images": len(sources) - len(gray), "pixels": int(counts.sum()),
+           "sources_digest": sources_digest(sources), "gray": gray, **_gray_key(p)}
+    if counts.sum() > 0:
+        out.update(_weights(p, counts))
+    return out
+
+
+def _weights(p: ColorizationParams, counts) -> dict:
+    prior, w = lab.prior_weights(np.asarray(counts), lab.gamut_bins(p.grid_step), p.prior_sigma, p.prior_lambda)
+    return {"prior_sigma": p.prior_sigma, "prior_lambda": p.prior_lambda,
+            "prior": [round(float(v), 10) for v in prior], "weights": [round(float(v), 6) for v in w]}
+
+
+def load_prior(path, p: ColorizationParams) -> dict:
+    """A prior file checked against the params; weights recomputed if lambda or sigma differ."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise PretextgenError(f"prior file {path} does not exist; make one with `pretextgen prior`") from None
+    except (OSError, ValueError) as e:
+        raise PretextgenError(f"prior file {path} is not a readable JSON file: {e}") from None
+    if not isinstance(data, dict) or data.get("format") != PRIOR_FORMAT:
+        raise PretextgenError(f"prior file {path} is not a pretextgen ab prior (format {PRIOR_FORMAT})")
+    if data["grid_step"] != p.grid_step or data["bins"] != lab.gamut_bins(p.grid_step).astype(int).tolist():
+        raise PretextgenError(f"prior file {path} has ab bins of grid step {data['grid_step']}; "
+                              f"this build uses grid_step={p.grid_step}")
+    if "weights" not in data:
+        raise PretextgenError(f"prior file {path} counts no coloured pixel (all its sources are near-grayscale)")
+    if (data.get("prior_sigma"), data.get("prior_lambda")) != (p.prior_sigma, p.prior_lambda):
+        data.update(_weights(p, data["counts"]))
+    return data
+
+
+def select_sources(p: ColorizationParams, root, sources, out, workers: int = 1, progress=None):
+    """The build step: (kept sources, skipped [{source, reason}], manifest extras). Writes
+    out/ab_prior.json: the reused ``prior`` file, the one of an interrupted build, or a new one."""
+    from ..progress import Progress
+    from ..shards import file_sha256, write_json
+
+    target = Path(out) / PRIOR_FILE
+    given = Path(p.prior) if p.prior else (target if target.exists() else None)
+    data = load_prior(given, p) if given is not None else None
+    digest = sources_digest(sources)
+    if data is None or data["sources_digest"] != digest or any(data[k] != v for k, v in _gray_key(p).items()):
+        bar = Progress(len(sources), "ab prior", "images", progress)
+        fresh = compute_prior(p, root, sources, workers, bar)
+        bar.close()
+        if data is None:
+            if "weights" not in fresh:
+                raise PretextgenError("every source is near-grayscale (see gray_chroma, gray_fraction): "
+                                      "colorization needs colour photos")
+            data = fresh
+        else:  # a reused prior: keep its counts, take this source set's gray list
+            data = {**data, "gray": fresh["gray"], "sources_digest": digest}
+    write_json(target, data)
+    gray = data["gray"]
+    kept = [s for s in sources if s.path not in gray]
+    skipped = [{"source": s.path, "reason": f"near-grayscale: {gray[s.path]:.2%} of pixels with chroma >= "
+                f"{p.gray_chroma:g} (gray_fraction={p.gray_fraction:g})"} for s in sources if s.path in gray]
+    extra = {"ab_prior": {"file": PRIOR_FILE, "sha256": file_sha256(target), "bins": len(data["bins"]),
+                          "images": data["images"], "pixels": data["pixels"],
+                          "reused": str(p.prior) if p.prior else None}}
+    return kept, skipped, extra
+
+
+def write_prior(p: ColorizationParams, root, sources, path, workers: int = 1, progress=None) -> dict:
+    """``pretextgen prior``: compute the prior of ``sources`` into ``path``; returns it."""
+    from ..shards import write_json
+
+    data = compute_prior(p, root, sources, workers, progress)
+    if "weights" not in data:
+        raise PretextgenError("every source is near-grayscale (see gray_chroma, gray_fraction): no ab prior")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, data)
+    return data
+
+
+def target_fields() -> tuple[Field, Field]:
+    """The soft-encoded ab target fields, shared with split-brain."""
+    return (
+        Field("ab_bins", "npy", "uint16", lambda p: (p.target_side(), p.target_side(), p.neighbours),
+              "nearest in-gamut ab bins, nearest first"),
+        Field("ab_weights", "npy", "float16", lambda p: (p.target_side(), p.target_side(), p.neighbours),
+              "soft-encoding weights, sum 1"),
+    )
+
+
+L_FIELD = Field("L", "npy", "float16", lambda p: (p.size, p.size), "lightness L of the crop, 0..100")
+
+
+TASK = register_task(Task(
+    name="colorization",
+    params=ColorizationParams,
+    plan=plan,
+    finish=finish,
+    fields=(L_FIELD, Field("ab_target", "npy", "float16", lambda p: (p.target_side(), p.target_side(), 2),
+                           "ab of the target pixels"), *target_fields()),
+    num_classes=lambda p: len(lab.gamut_bins(p.grid_step)),
+    select_sources=select_sources,
+    view_post=view_post,
+    dali_view_post=dali_view_post,
+    summary="predict the quantized ab colour (soft-encoded over in-gamut bins) of each pixel from L",
+    paper="Zhang, Isola & Efros 2016, Colorful Image Colorization",
+))

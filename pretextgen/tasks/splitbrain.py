@@ -1,0 +1,70 @@
+"""Split-brain autoencoders, Lab (Zhang, Isola & Efros, CVPR 2017, "Split-Brain Autoencoders:
+Unsupervised Learning by Cross-Channel Prediction").
+
+One crop, two cross-channel problems: L -> ab and ab -> L, both as classification. The crop, the
+flip, the Lab conversion (on the backend: NumPy or DALI operators), the ab quantization options
+(``grid_step``, ``neighbours``, ``sigma``, ``target_stride``), the ab prior pass (ab_prior.json
+beside the shards, near-grayscale sources skipped: ab -> L needs colour) and every parameter are
+colorization's (``pretextgen.tasks.colorization``); L is quantized into ``l_bins`` equal bins over
+[0, 100].
+
+Plan / JSON: ``crop_box`` (source px), ``flip``, ``quantization`` {grid_step, bins, neighbours,
+sigma, target_stride, l_bins}, ``label`` = 0 (per-pixel targets; ``num_classes`` = ab bins).
+Fields: ``L.npy`` (size, size) float16 and ``ab.npy`` (size, size, 2) float16: the two inputs;
+``ab_bins.npy`` / ``ab_weights.npy`` (t, t, neighbours): target of L -> ab; ``L_bins.npy`` (t, t)
+uint8: target of ab -> L, the L bin of the target pixels; t = ceil(size / target_stride).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import lab
+from ..registry import Field, Task, register_task
+from . import colorization as col
+
+
+@dataclass(frozen=True)
+class SplitBrainParams(col.ColorizationParams):
+    l_bins: int = 100  # L quantized into this many equal bins over [0, 100]
+
+    def validate(self):
+        super().validate()
+        if not 2 <= self.l_bins <= 256:
+            raise ValueError("l_bins: must be in 2..256 (stored as uint8)")
+
+
+def plan(p: SplitBrainParams, rng: np.random.Generator, width: int, height: int, part: int = 0) -> dict:
+    out = col.plan(p, rng, width, height, part)
+    out["quantization"]["l_bins"] = p.l_bins
+    return out
+
+
+def finish(p: SplitBrainParams, views: list[np.ndarray], plan: dict) -> dict:
+    image = col.oriented(views[0], plan)
+    targets = col.ab_targets(p, image)
+    s = p.target_stride
+    return {"L": np.ascontiguousarray(image[..., 0], np.float16),
+            "ab": np.ascontiguousarray(image[..., 1:], np.float16),
+            "ab_bins": targets["ab_bins"], "ab_weights": targets["ab_weights"],
+            "L_bins": lab.quantize_l(image[::s, ::s, 0], p.l_bins)}
+
+
+TASK = register_task(Task(
+    name="splitbrain",
+    params=SplitBrainParams,
+    plan=plan,
+    finish=finish,
+    fields=(col.L_FIELD,
+            Field("ab", "npy", "float16", lambda p: (p.size, p.size, 2), "ab of the crop (input of ab -> L)"),
+            *col.target_fields(),
+            Field("L_bins", "npy", "uint8", lambda p: (p.target_side(), p.target_side()),
+                  "L bin of the target pixels (target of ab -> L)")),
+    num_classes=lambda p: len(lab.gamut_bins(p.grid_step)),
+    select_sources=col.select_sources,
+    view_post=col.view_post,
+    dali_view_post=col.dali_view_post,
+    summary="two cross-channel problems on one Lab crop: L -> quantized ab, ab -> quantized L",
+    paper="Zhang, Isola & Efros 2017, Split-Brain Autoencoders: Unsupervised Learning by Cross-Channel Prediction",
+))
