@@ -51,6 +51,13 @@ def _parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("tasks", help="list the tasks and their default parameters")
     t.add_argument("pattern", nargs="?", default="*", help="glob over task names")
+
+    r = sub.add_parser("prior", help="compute the ab colour prior of a folder of photos (colorization, splitbrain)")
+    r.add_argument("--source", help="folder of images (default: scikit-image's bundled photos)")
+    r.add_argument("--out", required=True, help="prior file to write (JSON); reuse it with --set prior=FILE")
+    r.add_argument("--config", help="YAML file of colorization parameters (grid_step, prior_side, gray_*...)")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one parameter (repeatable)")
+    r.add_argument("--workers", type=int, help="CPU processes (default: all cores)")
     return p
 
 
@@ -83,11 +90,18 @@ def _cmd_build(args) -> int:
     return 0
 
 
+def _cmd_prior(args) -> int:
+    from .tasks.colorization import prior_command
+
+    print(prior_command(args.source, args.out, args.config, args.set or [], args.workers))
+    return 0
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(name)s: %(message)s")
     try:
-        return {"build": _cmd_build, "tasks": _cmd_tasks}[args.command](args)
+        return {"build": _cmd_build, "tasks": _cmd_tasks, "prior": _cmd_prior}[args.command](args)
     except PretextgenError as e:
         if args.debug:
             raise
