@@ -126,8 +126,12 @@ class DecordBackend(OpenCVBackend):
 
 
 def rederive(task, params, source_root, meta: dict) -> dict:
-    """A stored sample's fields re-created from its JSON (``meta``) and the clips under ``source_root``."""
+    """A stored sample's fields re-created from its JSON (``meta``) and the clips under ``source_root``;
+    ``params`` may be the params object or the manifest's ``params`` dict."""
+    from ..config import make_params
     from ..registry import get_task
 
     t = get_task(task) if isinstance(task, str) else task
+    if isinstance(params, dict):
+        params = make_params(t, params)
     return t.finish(params, read_views(FrameReader(Path(source_root)), meta), meta)
