@@ -85,7 +85,7 @@ def test_frame_order_labels_agree_with_frame_indices(frame_order_build, clips):
     assert min(motions) > 0
 
 
-def test_frame_order_labels_balanced_and_plans_depend_on_seed_and_index_only(clips):
+def test_frame_order_labels_balanced_and_plans_depend_on_seed_and_index_only(frame_order_build, clips):
     from pretextgen.video.build import VideoSetup
 
     t = get_task("frame_order")
