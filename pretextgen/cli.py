@@ -58,6 +58,19 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--config", help="YAML file of colorization parameters (grid_step, prior_side, gray_*...)")
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one parameter (repeatable)")
     r.add_argument("--workers", type=int, help="CPU processes (default: all cores)")
+
+    v = sub.add_parser("verify", help="check shard hashes, members, labels, and re-derive samples from their sources")
+    v.add_argument("out", metavar="OUT_DIR", help="a build's folder (holds manifest.json)")
+    v.add_argument("--samples", type=int, default=32, help="how many random samples to re-derive (default: 32)")
+    v.add_argument("--seed", type=int, default=0, help="which random samples (default: 0)")
+    v.add_argument("--source", help="where the build's sources are now (default: the manifest's)")
+
+    i = sub.add_parser("inspect", help="summarise a build; draw its samples; audit it for shortcuts")
+    i.add_argument("out", metavar="OUT_DIR", help="a build's folder (holds manifest.json)")
+    i.add_argument("--sheet", metavar="FILE.png", help="write a contact sheet of samples")
+    i.add_argument("--html", metavar="FILE.html", help="write one self-contained HTML page (samples, histograms)")
+    i.add_argument("--samples", type=int, default=12, help="samples drawn on the sheet/page (default: 12)")
+    i.add_argument("--audit", action="store_true", help="train a shallow probe on low-level cues (shortcut audit)")
     return p
 
 
@@ -90,6 +103,22 @@ def _cmd_build(args) -> int:
     return 0
 
 
+def _cmd_verify(args) -> int:
+    from .verify import verify
+
+    if args.samples < 0:
+        raise PretextgenError("--samples must be at least 0")
+    report = verify(args.out, count=args.samples, seed=args.seed, source=args.source)
+    print("\n".join(report.lines()))
+    return 0 if report.ok else 1
+
+
+def _cmd_inspect(args) -> int:
+    from .inspect import inspect_cmd
+
+    return inspect_cmd(args.out, sheet=args.sheet, page=args.html, samples=args.samples, audit=args.audit)
+
+
 def _cmd_prior(args) -> int:
     from .tasks.colorization import prior_command
 
@@ -101,7 +130,8 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(name)s: %(message)s")
     try:
-        return {"build": _cmd_build, "tasks": _cmd_tasks, "prior": _cmd_prior}[args.command](args)
+        return {"build": _cmd_build, "tasks": _cmd_tasks, "verify": _cmd_verify,
+                "inspect": _cmd_inspect, "prior": _cmd_prior}[args.command](args)
     except PretextgenError as e:
         if args.debug:
             raise

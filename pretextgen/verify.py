@@ -3,8 +3,10 @@
 1. Every shard in the manifest exists and has its sha256; no stray ``*.tar`` beside them.
 2. Every sample is complete (all members of ``manifest["fields"]``), its key is its JSON ``index``,
    its ``cls`` equals its JSON ``label`` and lies in ``0..num_classes-1``.
-3. A random subset of samples (``count``, drawn from ``seed``) is re-derived from its source through
-   its JSON alone (``reference_sample`` for images, ``pretextgen.video.rederive`` for clips) and
+3. A random subset of samples (``count``, drawn from ``seed``): the plan is drawn again from (seed,
+   index) with ``builder.plan_sample`` and must equal the JSON (source, boxes, permutation, label...:
+   a label that does not follow from the plan is caught here); then the sample is re-derived from its
+   source through its JSON alone (``reference_sample`` for images, ``pretextgen.video.rederive`` for clips) and
    compared field by field: shape, dtype, and mean |stored - re-derived| within ``MEAN_TOLERANCE``.
 
 Tolerance: shards built with OpenCV are re-derived by the same code, so they must match exactly.
@@ -16,8 +18,10 @@ rotation or label gives tens of grey levels. Float fields (normalised tiles, Lab
 """
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +39,7 @@ class Report:
     shards: int = 0
     samples: int = 0
     rederived: int = 0
+    replanned: int = 0
     worst: dict = field(default_factory=dict)  # field -> largest mean |diff| seen
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -46,6 +51,7 @@ class Report:
     def lines(self) -> list[str]:
         worst = ", ".join(f"{k} {v:.3g}" for k, v in sorted(self.worst.items())) or "none"
         out = [f"shards: {self.shards} checked (sha256), samples: {self.samples} checked (members, labels), "
+               f"plans redrawn from (seed, index): {self.replanned}, "
                f"re-derived from their sources: {self.rederived} (largest mean |diff| per field: {worst})"]
         out += [f"note: {n}" for n in self.notes]
         out += [f"MISMATCH: {p}" for p in self.problems]
@@ -85,20 +91,74 @@ def _rederiver(task, params, root: Path):
         return (lambda meta: rederive(task, params, root, meta)), None
 
     from .backends import reference_sample
-    from .sources import check_source, load_rgb
+    from .sources import load_rgb
 
     cache: dict = {}
 
     def image_of(rel: str):
         if rel not in cache:
-            src, why = check_source(root, rel, 1)
-            if src is None:
-                raise PretextgenError(f"source {rel} under {root} cannot be read: {why}")
             cache.clear()  # one image at a time: bounded memory
-            cache[rel] = load_rgb(root, src)
+            cache[rel] = load_rgb(root, source_header(root, rel))
         return cache[rel]
 
     return (lambda meta: reference_sample(task, params, image_of(meta["source"]), meta)), None
+
+
+def source_header(root: Path, rel: str):
+    """The Source (size, format) of one file, read here, not taken from the JSON."""
+    return _header(str(root), rel)
+
+
+@lru_cache(maxsize=64)
+def _header(root: str, rel: str):
+    from .sources import check_source
+
+    src, why = check_source(Path(root), rel, 1)
+    if src is None:
+        raise PretextgenError(f"source {rel} under {root} cannot be read: {why}")
+    return src
+
+
+class _UsedSources:
+    """The build's usable sources in scan order (the listing minus the skipped files), each read
+    only when a plan asks for it: ``builder.plan_sample`` indexes it like the scanned list."""
+
+    def __init__(self, m: dict, root: Path):
+        skipped = {s["source"] for s in m["skipped"]}
+        self.root, self.names = root, [f for f in _files(m, root) if f not in skipped]
+
+    def __len__(self):
+        return len(self.names)
+
+    def __getitem__(self, k):
+        return source_header(self.root, self.names[k])
+
+
+PROVENANCE = ("task", "schema", "version", "index", "seed", "backend", "device", "source", "source_size")
+
+
+def replanner(task, params, m: dict, root: Path):
+    """A function meta -> list of differences between a sample's JSON and the plan drawn again from
+    (seed, index) with ``builder.plan_sample``: the check that its label is the plan's, by construction."""
+    from .builder import plan_sample
+
+    used = _UsedSources(m, root)
+    if len(used) != m["sources_used"]:
+        return None
+
+    def diff(meta: dict) -> list[str]:
+        item = plan_sample(task, params, used, m["seed"], meta["index"], root)
+        plan = json.loads(json.dumps(item.plan))  # tuples -> lists, as stored
+        out = []
+        if meta.get("source") != item.source.path:
+            out.append(f"source {meta.get('source')!r}, but (seed, index) draw {item.source.path!r}")
+        for k in sorted(set(plan) | (set(meta) - set(PROVENANCE))):
+            if meta.get(k) != plan.get(k):
+                out.append(f"{k} = {json.dumps(meta.get(k))[:60]}, but the plan from (seed, index) has "
+                           f"{json.dumps(plan.get(k))[:60]}")
+        return out
+
+    return diff
 
 
 def compare(stored: np.ndarray, derived: np.ndarray, backend: str) -> tuple[float, float]:
@@ -135,12 +195,18 @@ def verify(out_dir, count: int = 32, seed: int = 0, source=None) -> Report:
     picked = set()
     if count > 0 and total:
         picked = {int(i) for i in np.random.default_rng(seed).choice(total, min(count, total), replace=False)}
-    rederive = None
+    rederive = replan = None
     if picked:
         root = source_root(m, source)
         rederive, why = _rederiver(task, params, root)
         if rederive is None:
             rep.notes.append(f"{why}: {len(picked)} samples not re-derived")
+        if task.input == "image":
+            replan = replanner(task, params, m, root)
+            if replan is None:
+                rep.notes.append(f"the files under {root} are not those of the build: plans not redrawn")
+        else:
+            rep.notes.append("video plans are not redrawn here (their index is the clips' motion index)")
         if task.input == "image" and _listing_digest(m, root) != m.get("source_digest"):
             rep.notes.append(f"the files under {root} differ from the build's listing (digest): "
                              "re-derivations may fail")
@@ -161,20 +227,28 @@ def verify(out_dir, count: int = 32, seed: int = 0, source=None) -> Report:
             if isinstance(item, _Damage):
                 rep.problems.append(item.message)
             else:
-                _check_sample(rep, rec["name"], key, item, m, num_classes, position in picked, rederive)
+                chosen = position in picked
+                _check_sample(rep, rec["name"], key, item, m, num_classes, rederive if chosen else None,
+                              replan if chosen else None)
             position += 1
     return rep
 
 
+def _files(m: dict, root: Path) -> list[str]:
+    """The build's source listing, as the builder made it."""
+    from .sources import default_source, list_files
+
+    return default_source()[1] if m["source"] == "skimage:data" else list_files(root)
+
+
 def _listing_digest(m: dict, root: Path) -> str:
-    from .sources import default_source, list_files, listing_digest
+    from .sources import listing_digest
 
-    files = default_source()[1] if m["source"] == "skimage:data" else list_files(root)
-    return listing_digest(root, files)
+    return listing_digest(root, _files(m, root))
 
 
-def _check_sample(rep: Report, shard: str, key: str, members: dict, m: dict, num_classes: int, rederive_it: bool,
-                  rederive) -> None:
+def _check_sample(rep: Report, shard: str, key: str, members: dict, m: dict, num_classes: int, rederive,
+                  replan) -> None:
     where = f"sample {key} ({shard})"
     try:
         meta = decode_member("json", members["json"])
@@ -188,7 +262,11 @@ def _check_sample(rep: Report, shard: str, key: str, members: dict, m: dict, num
         rep.problems.append(f"{where}: cls {label} differs from the JSON label {meta.get('label')}")
     if not 0 <= label < num_classes:
         rep.problems.append(f"{where}: label {label} outside 0..{num_classes - 1}")
-    if not (rederive_it and rederive):
+    if replan is not None:
+        rep.replanned += 1
+        for d in replan(meta):
+            rep.problems.append(f"{where}: its JSON is not its plan: {d}")
+    if rederive is None:
         return
     try:
         derived = rederive(meta)
