@@ -119,6 +119,9 @@ class Context:
 def to_rgb(a: np.ndarray) -> np.ndarray:
     """Any image-like array as uint8 HxWx3: gray replicated, floats stretched to 0..255."""
     a = np.asarray(a)
+    if a.ndim == 3 and a.shape[-1] == 2:  # ab: as colour at L = 60 (uint8 ab is offset by 128)
+        ab = a.astype(np.float32) - (128 if a.dtype == np.uint8 else 0)
+        return lab_to_rgb(np.full(a.shape[:2], 60.0), ab)
     if a.dtype != np.uint8:
         a = a.astype(np.float32)
         lo, hi = float(a.min()), float(a.max())
@@ -127,8 +130,6 @@ def to_rgb(a: np.ndarray) -> np.ndarray:
         a = np.repeat(a[..., None], 3, axis=2)
     if a.shape[-1] == 1:
         a = np.repeat(a, 3, axis=-1)
-    if a.shape[-1] == 2:  # ab: show as colour at L = 60
-        a = lab_to_rgb(np.full(a.shape[:2], 60.0), a.astype(np.float32) - (128 if a.dtype == np.uint8 else 0))
     return np.ascontiguousarray(a[..., :3])
 
 
@@ -230,24 +231,40 @@ def draw_generic(sample: dict, meta: dict, ctx: Context):
     return row(parts, 8, max(p.shape[0] for p in parts)), f"label {meta['label']}"
 
 
+def upright(image: np.ndarray, k: int) -> np.ndarray:
+    """A rotation sample turned back by -k x 90 deg: the crop as it was."""
+    return np.rot90(image, -k)
+
+
+def put_back(tiles: np.ndarray, permutation) -> np.ndarray:
+    """Jigsaw tiles in grid order (row-major): stored tile j goes back to cell permutation[j]."""
+    back = np.empty_like(tiles)
+    back[list(permutation)] = tiles
+    return back
+
+
+def arrow(plan: dict) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Context: (centre of the centre box, centre of the neighbour box) in source px."""
+    (a, b) = plan["boxes"]
+    return ((a[0] + a[2]) / 2, (a[1] + a[3]) / 2), ((b[0] + b[2]) / 2, (b[1] + b[3]) / 2)
+
+
 @drawer("rotation")
 def draw_rotation(sample, meta, ctx):
     """The sample as stored, then turned back by -k x 90 deg: the second must stand upright."""
     img, k = sample["image"], int(meta["k"])
-    return row([text(fit(img), f"stored, k={k}"), text(fit(np.rot90(img, -k)), "turned back")]), \
+    return row([text(fit(img), f"stored, k={k}"), text(fit(upright(img, k)), "turned back")]), \
         f"rotation {90 * k} deg CCW (label {meta['label']})"
 
 
 @drawer("jigsaw")
 def draw_jigsaw(sample, meta, ctx):
-    """Tiles as stored (shuffled), beside the same tiles put back: stored tile j goes to cell
-    permutation[j]. The right grid must show the crop in order, with the gaps."""
+    """Tiles as stored (shuffled), beside the same tiles put back (``put_back``): the right grid
+    must show the crop in order, with the gaps."""
     tiles = np.asarray(sample["tiles"])
     g = int(round(np.sqrt(len(tiles))))
     perm = meta["permutation"]
-    back = [None] * len(tiles)
-    for j, cell in enumerate(perm):
-        back[cell] = tiles[j]
+    back = list(put_back(tiles, perm))
     shuffled = grid([text(to_rgb(t), str(j), (2, 10), YELLOW, 0.3) for j, t in enumerate(tiles)], g)
     return row([text(fit(shuffled), "stored"), text(fit(grid(back, g, 6)), "put back")]), \
         f"permutation {meta['label']}: {perm}" + (" gray" if meta.get("gray") else "")
@@ -281,8 +298,8 @@ def draw_context(sample, meta, ctx):
 
         for b, col in ((c0, GREEN), (c1, RED)):
             cv2.rectangle(view, pt(b[0], b[1]), pt(b[2], b[3]), col, 2)
-        cc = pt((c0[0] + c0[2]) / 2, (c0[1] + c0[3]) / 2)
-        nc = pt((c1[0] + c1[2]) / 2, (c1[1] + c1[3]) / 2)
+        start, end = arrow(meta)
+        cc, nc = pt(*start), pt(*end)
         cv2.arrowedLine(view, cc, nc, YELLOW, 2, cv2.LINE_AA, tipLength=0.2)
         parts.append(text(view, f"label {label}: {names[label]}"))
     else:  # no source here: the 3x3 layout with the arrow
@@ -320,12 +337,13 @@ def draw_mae(sample, meta, ctx):
 
 
 @drawer("colorization")
+@drawer("splitbrain")
 def draw_colorization(sample, meta, ctx):
     """L, the ab target (colour at fixed L), and L with the target's colours (ab upsampled)."""
     import cv2
 
     L = np.asarray(sample["L"], np.float32)
-    ab = np.asarray(sample["ab_target"], np.float32)
+    ab = np.asarray(sample["ab_target"] if "ab_target" in sample else sample["ab"], np.float32)
     ab_up = cv2.resize(ab, L.shape[::-1], interpolation=cv2.INTER_NEAREST)
     return row([text(fit(L), "L"), text(fit(lab_to_rgb(np.full(ab.shape[:2], 60.0), ab)), "ab target"),
                 text(fit(lab_to_rgb(L, ab_up)), "L + ab")]), "colour target"

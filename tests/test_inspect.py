@@ -1,0 +1,309 @@
+"""`pretextgen inspect` (summary, contact sheet, HTML page), `pretextgen verify` and the shortcut audit."""
+from __future__ import annotations
+
+import base64
+import html.parser
+import json
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pretextgen.builder import build
+from pretextgen.cli import main
+from pretextgen.config import make_params
+from pretextgen.errors import PretextgenError
+from pretextgen.geometry import crop_resize, to_gray3
+from pretextgen.inspect import (DRAWERS, arrow, draw, drawn_samples, html_page, make_context, put_back,
+                                read_samples, summary_lines, upright)
+from pretextgen.registry import get_task, list_tasks
+from pretextgen.shards import decode_member, file_sha256, read_manifest, write_json
+from pretextgen.sources import default_source, load_rgb, scan
+from pretextgen.tasks.context import NEIGHBOURS
+from pretextgen.tasks.jigsaw import cut_tiles
+
+SMALL = {"rotation": {"size": 48}, "jigsaw": {"crop": 96, "tile": 24}, "context": {"patch": 32, "gap": 16}}
+
+
+def _build(tmp, task, n=4, **kw):
+    out = Path(tmp) / task
+    kw.setdefault("backend", "opencv")
+    build(task, out, samples=n, seed=1, workers=1, progress=False, overrides=SMALL.get(task), **kw)
+    return out
+
+
+def _source(rel):
+    root, files = default_source()
+    (src,), _ = scan(root, [rel], 1)
+    return load_rgb(root, src)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("inspect")
+    return {t: _build(tmp, t, 6) for t in ("rotation", "jigsaw", "context")}
+
+
+# ---------------------------------------------------------------- summary
+def test_summary_lists_counts_histogram_and_skipped_inputs(tmp_path, capsys):
+    root, files = default_source()
+    src = tmp_path / "photos"
+    src.mkdir()
+    for f in files[:3]:
+        shutil.copy(root / f, src / f)
+    (src / "notes.txt").write_text("not a photo")
+    jpg = (root / "rocket.jpg").read_bytes()
+    (src / "broken.jpg").write_bytes(jpg[: len(jpg) // 3])
+    out = tmp_path / "out"
+    build("rotation", out, source=src, samples=9, seed=0, workers=1, progress=False, backend="opencv",
+          overrides={"size": 32})
+    assert main(["inspect", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "samples: 9 in 1 shard(s)" in text and "rotation" in text
+    assert "3 used, 2 skipped" in text
+    assert "not an image" in text and "notes.txt" in text and "broken.jpg" in text
+    bars = [line.split() for line in text.splitlines() if line.startswith("          ") and "#" in line]
+    assert sum(int(b[-1]) for b in bars) == 9, "the label histogram counts every sample"
+
+
+def test_inspect_and_verify_give_one_error_line_for_a_missing_build(tmp_path, capsys):
+    for cmd in ("inspect", "verify"):
+        assert main([cmd, str(tmp_path / "nothing")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("pretextgen: error:") and err.count("\n") == 1
+
+
+# ---------------------------------------------------------------- drawers
+def test_jigsaw_tiles_put_back_are_the_crop_in_order(built):
+    out = built["jigsaw"]
+    m = read_manifest(out)
+    p = make_params(get_task("jigsaw"), m["params"])
+    for s in read_samples(out, range(m["samples"])):
+        plan = s["json"]
+        crop = crop_resize(_source(plan["source"]), plan["crop_box"], (p.crop, p.crop))
+        crop = to_gray3(crop) if plan["gray"] else crop
+        assert np.array_equal(put_back(s["tiles"], plan["permutation"]), cut_tiles(p, crop, plan))
+        assert not np.array_equal(s["tiles"], cut_tiles(p, crop, plan)) or plan["permutation"] == sorted(plan["permutation"])
+
+
+def test_rotation_turned_back_is_the_upright_crop(built):
+    out = built["rotation"]
+    for s in read_samples(out, range(6)):
+        plan = s["json"]
+        crop = crop_resize(_source(plan["source"]), plan["crop_box"], (48, 48))
+        assert np.array_equal(upright(s["image"], plan["k"]), crop)
+
+
+def test_context_arrow_points_to_the_labelled_neighbour(built):
+    for s in read_samples(built["context"], range(6)):
+        (x0, y0), (x1, y1) = arrow(s["json"])
+        box = s["json"]["boxes"][0]
+        step = (box[2] - box[0]) * (32 + 16) / 32  # patch + gap, in source px (jitter is far smaller)
+        assert (round((x1 - x0) / step), round((y1 - y0) / step)) == tuple(NEIGHBOURS[s["label"]])
+        panel, caption = draw(s, make_context(built["context"]))
+        green = np.all(panel == (40, 220, 40), axis=-1).sum()
+        red = np.all(panel == (240, 50, 50), axis=-1).sum()
+        assert green > 50 and red > 50, "both boxes are drawn on the source"
+
+
+def _video_source_or_skip():
+    try:
+        from pretextgen.video.decode import default_video_source
+
+        default_video_source()
+    except (ImportError, PretextgenError) as e:
+        pytest.skip(f"no video clips to build from: {e}")
+
+
+@pytest.mark.parametrize("task", list_tasks())
+def test_every_task_is_drawn(task, tmp_path):
+    if get_task(task).input == "video":
+        _video_source_or_skip()
+    out = _build(tmp_path, task, 3)
+    drawn = drawn_samples(out, 3)
+    assert len(drawn) == 3
+    for panel, caption, sample in drawn:
+        assert panel.dtype == np.uint8 and panel.ndim == 3 and panel.shape[2] == 3
+        assert panel.std() > 5, f"{task}: an empty panel"
+        assert caption.startswith(f"#{sample['index']}:")
+    sheet = tmp_path / "sheet.png"
+    assert main(["inspect", str(out), "--sheet", str(sheet), "--samples", "3"]) == 0
+    import cv2
+
+    img = cv2.imread(str(sheet))
+    assert img is not None and img.shape[1] == 1400 and img.shape[0] >= 3 * 0 + 150
+    assert task in DRAWERS or task not in ("rotation", "jigsaw", "context")
+
+
+# ---------------------------------------------------------------- HTML
+class _Page(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.imgs, self.links, self.svgs, self.figures = [], [], 0, 0
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "img":
+            self.imgs.append(a.get("src", ""))
+        for k in ("href", "src"):
+            if k in a and tag != "img":
+                self.links.append(a[k])
+        self.svgs += tag == "svg"
+        self.figures += tag == "figure" and a.get("class") == "sample"
+
+
+def test_html_page_is_self_contained(built, tmp_path):
+    out = built["jigsaw"]
+    page = tmp_path / "page.html"
+    assert main(["inspect", str(out), "--html", str(page), "--samples", "4"]) == 0
+    doc = page.read_text()
+    p = _Page()
+    p.feed(doc)
+    assert p.figures == 4 and len(p.imgs) == 4 and p.svgs == 2 and not p.links
+    import cv2
+
+    for src in p.imgs:
+        assert src.startswith("data:image/png;base64,")
+        img = cv2.imdecode(np.frombuffer(base64.b64decode(src.split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR)
+        assert img is not None and img.std() > 5
+    assert "http" not in doc.replace("http://www.w3.org/2000/svg", "")
+    assert '"permutation"' in doc.replace("&quot;", '"'), "each sample's plan is on the page"
+
+
+def test_html_page_renders_in_a_headless_browser(built, tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        pytest.skip("no headless browser installed (apt-get install chromium); the page's structure is tested above")
+    ctx_drawn = drawn_samples(built["rotation"], 2)
+    page = tmp_path / "page.html"
+    page.write_text(html_page(built["rotation"], ctx_drawn, summary_lines(built["rotation"])))
+    shot = tmp_path / "shot.png"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    f"--screenshot={shot}", "--window-size=1200,900", page.as_uri()],
+                   check=True, capture_output=True, timeout=120)
+    import cv2
+
+    img = cv2.imread(str(shot))
+    assert img is not None and img.shape[:2] == (900, 1200)
+    colourful = (img.max(-1).astype(int) - img.min(-1)).max()
+    assert colourful > 60, "the page shows images (not only text)"
+
+
+# ---------------------------------------------------------------- verify
+def test_verify_passes_a_clean_build_with_exact_rederivation(built, capsys):
+    for out in built.values():
+        assert main(["verify", str(out), "--samples", "6"]) == 0
+        text = capsys.readouterr().out
+        assert "re-derived from their sources: 6" in text and "plans redrawn from (seed, index): 6" in text
+        assert text.strip().endswith("OK")
+
+
+def test_verify_accepts_dali_within_its_stated_tolerance(tmp_path):
+    pytest.importorskip("nvidia.dali")
+    from pretextgen.verify import MEAN_TOLERANCE, verify
+
+    out = _build(tmp_path, "jigsaw", 8, backend="dali", device="cpu")
+    rep = verify(out, count=8)
+    assert rep.ok, rep.problems
+    assert 0 < rep.worst["tiles"] <= MEAN_TOLERANCE["dali"], "DALI differs from OpenCV by interpolation only"
+
+
+def _rewrite(shard: Path, change) -> None:
+    """Rewrite a shard with ``change(name, bytes) -> bytes`` applied to every member."""
+    members = []
+    with tarfile.open(shard) as tar:
+        for m in tar:
+            members.append((m, change(m.name, tar.extractfile(m).read())))
+    with tarfile.open(shard, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for m, data in members:
+            m.size = len(data)
+            import io
+
+            tar.addfile(m, io.BytesIO(data))
+
+
+def _reseal(out: Path) -> None:
+    """Update the manifest's hashes, as a careless tool would after editing a shard."""
+    m = read_manifest(out)
+    for rec in m["shards"]:
+        rec["sha256"] = file_sha256(out / rec["name"])
+    write_json(out / "manifest.json", m)
+
+
+def test_verify_catches_tampered_pixels(built, tmp_path, capsys):
+    out = tmp_path / "t"
+    shutil.copytree(built["jigsaw"], out)
+    shard = sorted(out.glob("*.tar"))[0]
+    victim = "000000002"
+
+    def change(name, data):
+        if name == f"{victim}.tiles.npy":
+            arr = decode_member(name, data)
+            arr[0] = 255 - arr[0]  # one tile inverted
+            import io
+
+            buf = io.BytesIO()
+            np.save(buf, arr)
+            return buf.getvalue()
+        return data
+
+    _rewrite(shard, change)
+    assert main(["verify", str(out), "--samples", "6"]) == 1
+    text = capsys.readouterr().out
+    assert "sha256 differs" in text and shard.name in text
+    _reseal(out)
+    assert main(["verify", str(out), "--samples", "6"]) == 1
+    text = capsys.readouterr().out
+    assert f"sample {victim}" in text and "tiles differs from its re-derivation" in text
+
+
+def test_verify_catches_a_label_that_is_not_its_plan(built, tmp_path, capsys):
+    out = tmp_path / "l"
+    shutil.copytree(built["rotation"], out)
+    shard = sorted(out.glob("*.tar"))[0]
+    victim = "000000003"
+
+    def change(name, data):
+        if name == f"{victim}.cls":
+            return str((int(data) + 1) % 4).encode()
+        if name == f"{victim}.json":
+            meta = json.loads(data)
+            meta["label"] = (meta["label"] + 1) % 4
+            return json.dumps(meta).encode()
+        return data
+
+    _rewrite(shard, change)
+    _reseal(out)
+    assert main(["verify", str(out), "--samples", "6"]) == 1
+    text = capsys.readouterr().out
+    assert f"sample {victim}" in text and "its JSON is not its plan: label" in text
+
+
+def test_verify_names_a_truncated_shard(built, tmp_path, capsys):
+    out = tmp_path / "cut"
+    shutil.copytree(built["context"], out)
+    shard = sorted(out.glob("*.tar"))[0]
+    shard.write_bytes(shard.read_bytes()[:5000])
+    assert main(["verify", str(out), "--samples", "0"]) == 1
+    text = capsys.readouterr().out
+    assert "MISMATCH" in text and shard.name in text and "truncated" in text
+
+
+# ---------------------------------------------------------------- shortcut audit
+def test_audit_tells_jigsaw_without_gaps_from_jigsaw_with_gaps(tmp_path):
+    from pretextgen.audit import audit
+
+    result = {}
+    for name, tile in (("touching", 32), ("gaps", 24)):  # crop 96: cells of 32 px
+        out = tmp_path / name
+        build("jigsaw", out, samples=200, seed=0, workers=1, progress=False, backend="opencv",
+              overrides={"crop": 96, "tile": tile, "permutations": 10})
+        result[name] = audit(out)
+    touching, gaps = result["touching"], result["gaps"]
+    assert touching.leaks and touching.best[0] == "border seams" and touching.accuracy["border seams"] > 0.85
+    assert gaps.accuracy["border seams"] < touching.accuracy["border seams"] - 0.2, \
+        "the gaps remove much of the border-continuity shortcut"
+    assert "SHORTCUT: border seams" in "\n".join(touching.lines())
