@@ -455,6 +455,9 @@ class Loader:
 
     def __init__(self, dataset, batch_size: int = 64, num_workers: int = 0, channels_first: bool = True,
                  **dataloader_kwargs):
+        if dataloader_kwargs.get("persistent_workers"):
+            # workers keep their copy of the dataset: the next epoch and a resume would not reach them
+            raise PretextgenError("persistent_workers is not supported: workers restart each epoch to get its order")
         self.dataset, self.batch_size, self.num_workers = dataset, batch_size, num_workers
         self.channels_first, self.kwargs = channels_first, dataloader_kwargs
         self.consumed = [0] * max(1, num_workers)
