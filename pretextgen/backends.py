@@ -163,6 +163,24 @@ class DaliBackend:
     def run(self, items: Iterable[WorkItem]) -> Iterator[tuple[WorkItem, object]]:
         from .shards import encode_fields
 
+        t, p = self.task, self.params
+
+        def post(it, views):
+            fields = t.finish(p, views, it.plan)
+            return encode_fields(t, fields) if self.encode else fields
+
+        for batch, outs in self.run_views(items):
+            # One device-to-host copy per view and batch; samples are then views into it.
+            host = [_as_numpy(o) for o in outs]
+            step = -(-len(batch) // self.threads)
+            futs = [self._post.submit(lambda a, b: [post(batch[k], [h[k] for h in host]) for k in range(a, b)],
+                                      a, min(a + step, len(batch))) for a in range(0, len(batch), step)]
+            results = (r for f in futs for r in f.result())
+            yield from zip(batch, results)
+
+    def run_views(self, items: Iterable[WorkItem]):
+        """Yields (batch of items, DALI outputs: one TensorList per view) where the views stay (on the
+        GPU for device="gpu"); valid until the next step. The loader's live GPU mode reads them."""
         items = iter(items)
         first = next(items, None)
         if first is None:
@@ -195,26 +213,13 @@ class DaliBackend:
             return tuple(cols)
 
         pipe = self._pipeline(n_views, feed, kinds)
-        t, p = self.task, self.params
-
-        def post(it, views):
-            fields = t.finish(p, views, it.plan)
-            return encode_fields(t, fields) if self.encode else fields
-
         try:
             while True:
                 try:
                     outs = pipe.run()
                 except StopIteration:
                     break
-                batch = handed.popleft()
-                # One device-to-host copy per view and batch; samples are then views into it.
-                host = [_as_numpy(o) for o in outs]
-                step = -(-len(batch) // self.threads)
-                futs = [self._post.submit(lambda a, b: [post(batch[k], [h[k] for h in host]) for k in range(a, b)],
-                                          a, min(a + step, len(batch))) for a in range(0, len(batch), step)]
-                results = (r for f in futs for r in f.result())
-                yield from zip(batch, results)
+                yield handed.popleft(), outs
         finally:
             del pipe
 
