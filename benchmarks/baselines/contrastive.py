@@ -4,7 +4,8 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
 
-def _rrc(im, rng, p):
+def random_resized_crop(im, rng, p, resample=Image.BILINEAR):
+    """torchvision's RandomResizedCrop on a PIL image (fallback: the whole image)."""
     w, h = im.size
     for _ in range(10):
         area = w * h * rng.uniform(*p.crop_scale)
@@ -12,8 +13,8 @@ def _rrc(im, rng, p):
         cw, ch = int(round(np.sqrt(area * ar))), int(round(np.sqrt(area / ar)))
         if 0 < cw <= w and 0 < ch <= h:
             x0, y0 = rng.integers(0, w - cw + 1), rng.integers(0, h - ch + 1)
-            return im.resize((p.size, p.size), Image.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch))
-    return im.resize((p.size, p.size), Image.BILINEAR)
+            return im.resize((p.size, p.size), resample, box=(x0, y0, x0 + cw, y0 + ch))
+    return im.resize((p.size, p.size), resample)
 
 
 def _hue(im, shift):
@@ -26,7 +27,7 @@ def make(path, rng, p):
     src = Image.open(path).convert("RGB")
     views = []
     for k in range(p.views):
-        im = _rrc(src, rng, p)
+        im = random_resized_crop(src, rng, p)
         if rng.random() < p.flip_prob:
             im = im.transpose(Image.FLIP_LEFT_RIGHT)
         if rng.random() < p.jitter_prob:

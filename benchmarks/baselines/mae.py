@@ -3,20 +3,11 @@ patchify and random_masking (argsort of uniform noise)."""
 import numpy as np
 from PIL import Image
 
+from .contrastive import random_resized_crop
+
 
 def make(path, rng, p):
-    im = Image.open(path).convert("RGB")
-    w, h = im.size
-    for _ in range(10):
-        area = w * h * rng.uniform(*p.crop_scale)
-        ar = np.exp(rng.uniform(np.log(p.crop_ratio[0]), np.log(p.crop_ratio[1])))
-        cw, ch = int(round(np.sqrt(area * ar))), int(round(np.sqrt(area / ar)))
-        if 0 < cw <= w and 0 < ch <= h:
-            x0, y0 = rng.integers(0, w - cw + 1), rng.integers(0, h - ch + 1)
-            break
-    else:
-        cw, ch, x0, y0 = min(w, h), min(w, h), (w - min(w, h)) // 2, (h - min(w, h)) // 2
-    img = im.resize((p.size, p.size), Image.BICUBIC, box=(x0, y0, x0 + cw, y0 + ch))
+    img = random_resized_crop(Image.open(path).convert("RGB"), rng, p, Image.BICUBIC)
     if rng.random() < p.flip_prob:
         img = img.transpose(Image.FLIP_LEFT_RIGHT)
     a = np.asarray(img)
