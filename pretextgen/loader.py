@@ -403,6 +403,9 @@ class LiveDataset(_torch_iterable()):
         epoch = self.epoch if epoch is None else epoch
         items = (plan_sample(self.task, self.params, self.sources, self.seed, i, self.root)
                  for i in self.indices(worker, workers, epoch, skip))
+        if self.device == "gpu" and self.task.name in TORCH_FINISH:
+            yield from self.stream_in_torch(items, worker)
+            return
         runner = make_backend(self.backend, self.device, self.task, self.params, self.root, 1,
                               self.batch_size, encode=False)
         try:
@@ -412,8 +415,84 @@ class LiveDataset(_torch_iterable()):
         finally:
             runner.close()
 
+    def stream_in_torch(self, items, worker: int = 0) -> Iterator[dict]:
+        """DALI's views handed to PyTorch through DALI's plugin and finished by the task's
+        ``TORCH_FINISH``: on the GPU, samples are CUDA tensors and never visit the host. The same code
+        runs on DALI's CPU device (the tests use that)."""
+        from .backends import DaliBackend
+
+        finish = TORCH_FINISH[self.task.name]
+        runner = DaliBackend(self.task, self.params, self.root, self.device, self.batch_size, encode=False)
+        try:
+            for batch, outs in runner.run_views(items):
+                views = [dali_to_torch(o) for o in outs]  # (B, H, W, C) per view, on DALI's device
+                for k, item in enumerate(batch):
+                    fields = finish(self.params, [v[k] for v in views], item.plan)
+                    yield {**fields, "label": int(item.plan["label"]), "index": item.index, "json": item.plan,
+                           "_worker": worker, "_skipped": 0}
+        finally:
+            runner.close()
+
     def __iter__(self):
         return self.stream(*_slot(self))
+
+
+def dali_to_torch(out):
+    """A dense DALI batch as a torch tensor on the same device (CUDA for GPU outputs), copied there
+    by DALI's plugin: DALI reuses its buffers at the next run."""
+    import torch
+    from nvidia.dali.plugin.pytorch import feed_ndarray, to_torch_type
+    from nvidia.dali.tensors import TensorGPU
+
+    t = out.as_tensor()
+    device = f"cuda:{t.device_id()}" if isinstance(t, TensorGPU) else "cpu"
+    dst = torch.empty(t.shape(), dtype=to_torch_type[t.dtype], device=device)
+    feed_ndarray(t, dst, cuda_stream=torch.cuda.current_stream() if device != "cpu" else None)
+    return dst
+
+
+# ---------------------------------------------------------------- task finishes in torch (GPU)
+def _gray3_torch(image):
+    """``geometry.to_gray3`` in torch: BT.601 luma in float64 (as NumPy computes it), rint, x3."""
+    import torch
+
+    x = image.double()
+    y = x[..., 0] * 0.299 + x[..., 1] * 0.587 + x[..., 2] * 0.114
+    y = torch.round(y).clamp(0, 255).to(torch.uint8)
+    return y[..., None].expand(*y.shape, 3)
+
+
+def rotation_finish_torch(p, views, plan) -> dict:
+    """``tasks.rotation.finish`` on torch tensors (HxWxC)."""
+    import torch
+
+    return {"image": torch.rot90(views[0], plan["k"], dims=(0, 1)).contiguous()}
+
+
+def jigsaw_finish_torch(p, views, plan) -> dict:
+    """``tasks.jigsaw.finish`` on torch tensors: gray, cut at the plan's offsets, permute, jitter, norm."""
+    import torch
+
+    crop = _gray3_torch(views[0]) if plan["gray"] else views[0]
+    cell = p.crop // p.grid
+    tiles = []
+    for c, (dx, dy) in enumerate(plan["offsets"]):
+        r, q = divmod(c, p.grid)
+        tiles.append(crop[r * cell + dy : r * cell + dy + p.tile, q * cell + dx : q * cell + dx + p.tile])
+    tiles = torch.stack(tiles)[plan["permutation"]]
+    if plan["jitter"] is not None:
+        j = torch.tensor(plan["jitter"], dtype=torch.float32, device=tiles.device)
+        tiles = torch.round(tiles * j[:, None, None, :, 0] + j[:, None, None, :, 1]).clamp(0, 255).to(torch.uint8)
+    if p.tile_norm:
+        t = tiles.float()
+        mean = t.mean(dim=(1, 2, 3), keepdim=True)
+        std = t.std(dim=(1, 2, 3), keepdim=True, correction=0)
+        tiles = ((t - mean) / std.clamp(min=1.0)).half()
+    return {"tiles": tiles.contiguous()}
+
+
+# Tasks whose live GPU samples never leave the device; the others' views are finished on the host.
+TORCH_FINISH = {"rotation": rotation_finish_torch, "jigsaw": jigsaw_finish_torch}
 
 
 # ---------------------------------------------------------------- collation and the loader
@@ -437,6 +516,9 @@ def collate(samples: list[dict], channels_first: bool = True) -> dict:
         values = [s[name] for s in samples_]
         if name in ("label", "index"):
             out[name] = torch.tensor(values, dtype=torch.int64)
+        elif isinstance(first, torch.Tensor):  # live GPU samples: stay on their device
+            a = torch.stack(values)
+            out[name] = a.movedim(-1, -3).contiguous() if channels_first and _image_like(first) else a
         elif isinstance(first, np.ndarray):
             a = np.stack(values)
             if channels_first and _image_like(first):

@@ -203,12 +203,12 @@ def test_verify_passes_a_clean_build_with_exact_rederivation(built, capsys):
 
 def test_verify_accepts_dali_within_its_stated_tolerance(tmp_path):
     pytest.importorskip("nvidia.dali")
-    from pretextgen.verify import MEAN_TOLERANCE, verify
+    from pretextgen.verify import TOLERANCE, verify
 
     out = _build(tmp_path, "jigsaw", 8, backend="dali", device="cpu")
     rep = verify(out, count=8)
     assert rep.ok, rep.problems
-    assert 0 < rep.worst["tiles"] <= MEAN_TOLERANCE["dali"], "DALI differs from OpenCV by interpolation only"
+    assert 0 < rep.worst["tiles"] <= TOLERANCE["dali"], "DALI differs from OpenCV by interpolation only"
 
 
 def _rewrite(shard: Path, change) -> None:
