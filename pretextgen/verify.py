@@ -41,7 +41,7 @@ class Report:
     samples: int = 0
     rederived: int = 0
     replanned: int = 0
-    worst: dict = field(default_factory=dict)  # field -> largest mean |diff| seen
+    worst: dict = field(default_factory=dict)  # field -> largest difference seen (``compare``)
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -53,7 +53,7 @@ class Report:
         worst = ", ".join(f"{k} {v:.3g}" for k, v in sorted(self.worst.items())) or "none"
         out = [f"shards: {self.shards} checked (sha256), samples: {self.samples} checked (members, labels), "
                f"plans redrawn from (seed, index): {self.replanned}, "
-               f"re-derived from their sources: {self.rederived} (largest mean |diff| per field: {worst})"]
+               f"re-derived from their sources: {self.rederived} (largest difference per field, grey levels: {worst})"]
         out += [f"note: {n}" for n in self.notes]
         out += [f"MISMATCH: {p}" for p in self.problems]
         out.append("OK" if self.ok else f"FAILED: {len(self.problems)} problem(s)")

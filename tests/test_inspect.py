@@ -136,6 +136,11 @@ def test_every_task_is_drawn(task, tmp_path):
     img = cv2.imread(str(sheet))
     assert img is not None and img.shape[1] == 1400 and img.shape[0] >= 3 * 0 + 150
     assert task in DRAWERS or task not in ("rotation", "jigsaw", "context")
+    from pretextgen.verify import verify
+
+    rep = verify(out, count=3)
+    assert rep.ok and rep.rederived == 3, rep.problems
+    assert rep.replanned == (3 if get_task(task).input == "image" else 0)
 
 
 # ---------------------------------------------------------------- HTML
