@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import html.parser
+import io
 import json
 import shutil
 import subprocess
@@ -225,8 +226,6 @@ def _rewrite(shard: Path, change) -> None:
     with tarfile.open(shard, "w", format=tarfile.USTAR_FORMAT) as tar:
         for m, data in members:
             m.size = len(data)
-            import io
-
             tar.addfile(m, io.BytesIO(data))
 
 
@@ -236,6 +235,11 @@ def _reseal(out: Path) -> None:
     for rec in m["shards"]:
         rec["sha256"] = file_sha256(out / rec["name"])
     write_json(out / "manifest.json", m)
+
+
+def _verify(out: Path, capsys, samples: int = 6) -> tuple[int, str]:
+    rc = main(["verify", str(out), "--samples", str(samples)])
+    return rc, capsys.readouterr().out
 
 
 def test_verify_catches_tampered_pixels(built, tmp_path, capsys):
@@ -248,27 +252,22 @@ def test_verify_catches_tampered_pixels(built, tmp_path, capsys):
         if name == f"{victim}.tiles.npy":
             arr = decode_member(name, data)
             arr[0] = 255 - arr[0]  # one tile inverted
-            import io
-
             buf = io.BytesIO()
             np.save(buf, arr)
             return buf.getvalue()
         return data
 
     _rewrite(shard, change)
-    assert main(["verify", str(out), "--samples", "6"]) == 1
-    text = capsys.readouterr().out
-    assert "sha256 differs" in text and shard.name in text
+    rc, text = _verify(out, capsys)
+    assert rc == 1 and "sha256 differs" in text and shard.name in text
     _reseal(out)
-    assert main(["verify", str(out), "--samples", "6"]) == 1
-    text = capsys.readouterr().out
-    assert f"sample {victim}" in text and "tiles differs from its re-derivation" in text
+    rc, text = _verify(out, capsys)
+    assert rc == 1 and f"sample {victim}" in text and "tiles differs from its re-derivation" in text
 
 
 def test_verify_catches_a_label_that_is_not_its_plan(built, tmp_path, capsys):
     out = tmp_path / "l"
     shutil.copytree(built["rotation"], out)
-    shard = sorted(out.glob("*.tar"))[0]
     victim = "000000003"
 
     def change(name, data):
@@ -280,11 +279,10 @@ def test_verify_catches_a_label_that_is_not_its_plan(built, tmp_path, capsys):
             return json.dumps(meta).encode()
         return data
 
-    _rewrite(shard, change)
+    _rewrite(sorted(out.glob("*.tar"))[0], change)
     _reseal(out)
-    assert main(["verify", str(out), "--samples", "6"]) == 1
-    text = capsys.readouterr().out
-    assert f"sample {victim}" in text and "its JSON is not its plan: label" in text
+    rc, text = _verify(out, capsys)
+    assert rc == 1 and f"sample {victim}" in text and "its JSON is not its plan: label" in text
 
 
 def test_verify_names_a_truncated_shard(built, tmp_path, capsys):
@@ -292,9 +290,8 @@ def test_verify_names_a_truncated_shard(built, tmp_path, capsys):
     shutil.copytree(built["context"], out)
     shard = sorted(out.glob("*.tar"))[0]
     shard.write_bytes(shard.read_bytes()[:5000])
-    assert main(["verify", str(out), "--samples", "0"]) == 1
-    text = capsys.readouterr().out
-    assert "MISMATCH" in text and shard.name in text and "truncated" in text
+    rc, text = _verify(out, capsys, samples=0)
+    assert rc == 1 and "MISMATCH" in text and shard.name in text and "truncated" in text
 
 
 # ---------------------------------------------------------------- shortcut audit
