@@ -17,8 +17,9 @@ the last ``samples % world_size`` samples of the epoch's stream, ``pad`` repeats
 so that every rank gets ``ceil(samples / world_size)``.
 
 Resume: the shuffle buffer shuffles *positions*, so the state saved with a checkpoint is only the
-epoch and the number of samples consumed from each worker; a restored loader replays the positions
-and reads only the samples not yet consumed.
+epoch, the number of positions consumed from each worker (delivered, or skipped as damaged) and the
+worker whose batch comes next; a restored loader replays the positions and reads only the samples
+not yet consumed.
 
 A damaged shard (truncated tar, missing member, undecodable member) raises ``DamagedShardError``
 naming the shard and the member; with ``skip_damaged=True`` the sample is skipped, counted in
@@ -288,14 +289,9 @@ class ShardDataset(_torch_iterable()):
         lo, hi = rank_range(self.total, self.rank, self.world_size, self.uneven)
         return hi - lo
 
-    def positions(self, worker: int, workers: int, epoch: int) -> list[tuple[int, int]]:
-        """(shard number, position in shard) of this worker's inputs, in reading order."""
-        segs = epoch_slots([s[2] for s in self.shards], self.seed, epoch, self.rank, self.world_size,
-                           worker, workers, self.uneven)
-        return [(s, p) for s, lo, hi in segs for p in range(lo, hi)]
-
     def stream(self, worker: int = 0, workers: int = 1, epoch: int | None = None, skip: int = 0) -> Iterator[dict]:
-        """This worker's samples for ``epoch``, after the first ``skip`` (already consumed)."""
+        """This worker's samples for ``epoch``, after its first ``skip`` positions (already consumed:
+        delivered, or skipped as damaged)."""
         epoch = self.epoch if epoch is None else epoch
         segs = epoch_slots([s[2] for s in self.shards], self.seed, epoch, self.rank, self.world_size,
                            worker, workers, self.uneven)
@@ -568,9 +564,12 @@ class Loader:
         self.dataset.worker_shift = self.next_worker
         try:
             for batch in _clean_worker_errors(self.dataloader()):
-                self.skipped += batch.pop("_skipped")
+                damaged = batch.pop("_skipped")
                 w = batch.pop("_worker")
                 self.next_worker = (w + 1) % len(self.consumed)
+                self.skipped += damaged
+                # positions consumed: damaged ones too, so that a resume lines up with the order
+                self.consumed[w] += damaged
                 if batch.pop("_empty", False):
                     continue
                 self.consumed[w] += len(batch["label"])

@@ -193,10 +193,22 @@ def test_truncated_shard_names_shard_and_member_or_is_counted(jigsaw_dir, tmp_pa
         msg = str(e.value)
         assert shard.name in msg and "\n" not in msg and "." in msg.split(shard.name)[1]
 
-    loader = make_loader(out, batch_size=4, num_workers=2, shuffle_buffer=4, skip_damaged=True)
+    def fresh():
+        return make_loader(out, batch_size=4, num_workers=2, shuffle_buffer=4, skip_damaged=True)
+
+    loader = fresh()
     got = epoch_indices(loader)
     assert sorted(got) == sorted(set(range(N_JIGSAW)) - lost)
     assert loader.skipped == len(lost) > 0
+    for stop in range(1, len(loader)):  # a resume lines up wherever the damaged samples fall
+        run, part = fresh(), []
+        for b_i, b in enumerate(run):
+            part += b["index"].tolist()
+            if b_i + 1 == stop:
+                break
+        resumed = fresh()
+        resumed.load_state_dict(run.state_dict())
+        assert part + epoch_indices(resumed) == got, f"resume after {stop} batches"
 
 
 def test_missing_member_is_named(jigsaw_dir, tmp_path):
