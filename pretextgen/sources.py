@@ -180,21 +180,9 @@ def scan(root: Path, files: list[str], min_side: int, workers: int = 1, progress
     """Check every file; returns (usable sources, skipped as [{"source", "reason"}])."""
     chunks = [files[i : i + 64] for i in range(0, len(files), 64)]
     jobs = [(str(root), c, min_side) for c in chunks]
-    results = []
-    if workers > 1 and len(chunks) > 1:
-        from .parallel import process_pool
+    from .parallel import map_chunks
 
-        with process_pool(workers) as pool:
-            for r in pool.imap(_check_chunk, jobs):
-                results += r
-                if progress:
-                    progress.update(len(r))
-    else:
-        for job in jobs:
-            r = _check_chunk(job)
-            results += r
-            if progress:
-                progress.update(len(r))
+    results = map_chunks(_check_chunk, jobs, workers, progress)
     good, skipped = [], []
     for rel, (src, reason) in zip(files, results):
         if src is None:

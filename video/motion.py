@@ -45,16 +45,15 @@ class TrackSettings:
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("PRETEXTGEN_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "pretextgen")
-    return Path(base) / "motion"
+    from ..builder import cache_dir as root
+
+    return root() / "motion"
 
 
 def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    from ..shards import file_sha256
+
+    return file_sha256(path)
 
 
 def _cached(key: dict, path: Path, compute):

@@ -162,22 +162,10 @@ def _gray_key(p: ColorizationParams) -> dict:
 
 def compute_prior(p: ColorizationParams, root, sources, workers: int = 1, progress=None) -> dict:
     """The ab prior of ``sources`` (their non-gray ones) as the JSON-native dict of ab_prior.json."""
-    from ..parallel import process_pool
+    from ..parallel import map_chunks
 
     jobs = [(str(root), [s.to_dict() for s in sources[k : k + 16]], p) for k in range(0, len(sources), 16)]
-    stats = []
-    if workers > 1 and len(jobs) > 1:
-        with process_pool(workers) as pool:
-            for r in pool.imap(_source_stats, jobs):
-                stats += r
-                if progress:
-                    progress.update(len(r))
-    else:
-        for job in jobs:
-            r = _source_stats(job)
-            stats += r
-            if progress:
-                progress.update(len(r))
+    stats = map_chunks(_source_stats, jobs, workers, progress)
     bins = lab.gamut_bins(p.grid_step)
     counts = np.zeros(len(bins), np.int64)
     gray = {}
