@@ -77,7 +77,7 @@ class ExemplarParams:
 
 def gradient_energy(params: ExemplarParams, rgb: np.ndarray) -> np.ndarray:
     """Summed-area table (H+1, W+1) of the squared luma gradient: the box energy in O(1)."""
-    y = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    y = rgb.astype(np.float32) @ hsv.LUMA
     gy, gx = np.gradient(y)
     e = np.zeros((y.shape[0] + 1, y.shape[1] + 1), np.float64)
     e[1:, 1:] = np.cumsum(np.cumsum(gx * gx + gy * gy, 0, dtype=np.float64), 1)
