@@ -137,27 +137,30 @@ def plan(p: ExemplarParams, rng: np.random.Generator, width: int, height: int, p
 
 
 def pca_contrast(x: np.ndarray, factors) -> np.ndarray:
-    """Scale each pixel's projection on the patch's principal colour components by ``factors``."""
-    flat = x.reshape(-1, 3).astype(np.float64)
-    mean = flat.mean(0)
-    _, vecs = np.linalg.eigh(np.cov(flat - mean, rowvar=False) + 1e-12 * np.eye(3))
-    proj = (flat - mean) @ vecs
-    out = (proj * np.asarray(factors)) @ vecs.T + mean
+    """Scale each pixel's projection on its patch's principal colour components by ``factors``:
+    x (K, H, W, 3) float in [0, 1], factors (K, 3)."""
+    flat = x.reshape(len(x), -1, 3).astype(np.float64)
+    mean = flat.mean(1, keepdims=True)
+    c = flat - mean
+    cov = np.einsum("kni,knj->kij", c, c) / max(1, c.shape[1] - 1) + 1e-12 * np.eye(3)
+    _, vecs = np.linalg.eigh(cov)
+    out = ((c @ vecs) * np.asarray(factors, np.float64)[:, None, :]) @ vecs.transpose(0, 2, 1) + mean
     return np.clip(out, 0, 1).reshape(x.shape).astype(np.float32)
 
 
-def recolour(patch: np.ndarray, t: dict) -> np.ndarray:
-    """The photometric part of one transformation, on a uint8 patch."""
-    x = pca_contrast(hsv.to_float(patch), t["pca"])
+def recolour(patches: np.ndarray, transforms: list[dict]) -> np.ndarray:
+    """The photometric part of the transformations, on uint8 patches (K, H, W, 3), all at once."""
+    x = pca_contrast(hsv.to_float(patches), [t["pca"] for t in transforms])
     h = hsv.rgb_to_hsv(x)
-    for c, (power, mul, add) in ((1, t["s"]), (2, t["v"])):
+    for c, key in ((1, "s"), (2, "v")):
+        power, mul, add = (np.array([t[key][q] for t in transforms], np.float32)[:, None, None] for q in range(3))
         h[..., c] = np.clip(h[..., c] ** power * mul + add, 0, 1)
-    h[..., 0] = (h[..., 0] + t["hue"]) % 1.0
+    h[..., 0] = (h[..., 0] + np.array([t["hue"] for t in transforms], np.float32)[:, None, None]) % 1.0
     return hsv.to_uint8(hsv.hsv_to_rgb(h))
 
 
 def finish(p: ExemplarParams, views: list[np.ndarray], plan: dict) -> dict:
-    return {"patches": np.stack([recolour(v, t) for v, t in zip(views, plan["transforms"])])}
+    return {"patches": recolour(np.stack(views), plan["transforms"])}
 
 
 TASK = register_task(Task(
