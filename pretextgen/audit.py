@@ -189,8 +189,12 @@ def audit(out_dir, max_samples: int = 1000, folds: int = 5, seed: int = 0) -> Au
     from .inspect import read_samples
     from .shards import read_manifest
 
+    from .registry import get_task
+
     out = Path(out_dir)
     m = read_manifest(out)
+    if get_task(m["task"]).label_is_plan_index:
+        raise PretextgenError(f"{m['task']}: each plan is its own class; there is no label a probe could learn")
     samples = read_samples(out, range(min(max_samples, m["samples"])))
     notes = []
     labels = np.array([s["label"] for s in samples])
