@@ -1,6 +1,5 @@
-"""RGB <-> HSV on float images in [0, 1] (NumPy ports of torchvision's ``_rgb2hsv``/``_hsv2rgb``),
-and the colour adjustments that the exemplar and contrastive tasks share. Deterministic: every
-parameter comes from a plan."""
+"""RGB <-> HSV on float images in [0, 1], and the colour helpers that the exemplar and contrastive
+tasks share. Deterministic: every parameter comes from a plan."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,28 +8,22 @@ LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # torchvision's rgb_to_grays
 
 
 def rgb_to_hsv(x: np.ndarray) -> np.ndarray:
-    """(..., 3) RGB in [0, 1] -> (..., 3) HSV, hue in [0, 1)."""
-    r, g, b = x[..., 0], x[..., 1], x[..., 2]
-    maxc, minc = x.max(-1), x.min(-1)
-    cr = maxc - minc
-    s = cr / np.where(maxc == 0, 1, maxc)
-    d = np.where(cr == 0, 1, cr)
-    rc, gc, bc = (maxc - r) / d, (maxc - g) / d, (maxc - b) / d
-    h = np.where(maxc == r, bc - gc, np.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
-    h = np.where(cr == 0, 0.0, h)
-    return np.stack([(h / 6.0) % 1.0, s, maxc], -1).astype(np.float32)
+    """(..., 3) RGB in [0, 1] -> (..., 3) HSV, hue in [0, 1) (OpenCV's float conversion: the same
+    formulas as skimage and torchvision, and an order of magnitude faster than NumPy here)."""
+    import cv2
+
+    flat = np.ascontiguousarray(x, np.float32).reshape(-1, 1, 3)
+    h = cv2.cvtColor(flat, cv2.COLOR_RGB2HSV).reshape(np.shape(x))
+    h[..., 0] = (h[..., 0] / 360.0) % 1.0
+    return h
 
 
 def hsv_to_rgb(x: np.ndarray) -> np.ndarray:
-    h, s, v = x[..., 0], x[..., 1], x[..., 2]
-    i = np.floor(h * 6.0)
-    f = h * 6.0 - i
-    i = i.astype(np.int64) % 6
-    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
-    r = np.choose(i, [v, q, p, p, t, v])
-    g = np.choose(i, [t, v, v, q, p, p])
-    b = np.choose(i, [p, p, t, v, v, q])
-    return np.stack([r, g, b], -1).astype(np.float32)
+    import cv2
+
+    flat = np.array(x, np.float32).reshape(-1, 1, 3)
+    flat[..., 0] = (flat[..., 0] % 1.0) * 360.0
+    return cv2.cvtColor(flat, cv2.COLOR_HSV2RGB).reshape(np.shape(x))
 
 
 def gray(x: np.ndarray) -> np.ndarray:
