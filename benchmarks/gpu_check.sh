@@ -31,5 +31,5 @@ done
 timeout 60 $PY -m pretextgen.cli build --task frame_order --out /tmp/gb/frame_order --samples 128 --device gpu --no-progress 2>&1 | tail -1
 
 step "loader, live DALI GPU"
-timeout 60 $PY benchmarks/bench_loader.py --tasks jigsaw,rotation 2>&1 | tail -12
+timeout 60 $PY benchmarks/bench_loader.py --tasks jigsaw,rotation --samples 2048 --live-samples 512 2>&1 | tail -12
 step done
