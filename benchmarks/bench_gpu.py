@@ -85,7 +85,7 @@ def ours(task: str, root: Path, sources, samples: int, batch: int, threads: int,
     t = get_task(task)
     p = load_params(t)
     backend = DaliBackend(t, p, root, device=device, batch_size=batch, threads=threads, encode=False)
-    items = (plan_sample(t, p, sources, 0, i) for i in range(samples))  # planning is timed too
+    items = (plan_sample(t, p, sources, 0, i, root) for i in range(samples))  # planning is timed too
     start = time.perf_counter()
     n = sum(1 for _ in backend.run(items))
     dt = time.perf_counter() - start

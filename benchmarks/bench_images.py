@@ -106,7 +106,7 @@ def timed(fn):
 def bench_task(name, root, sources, samples, workers, seed=0):
     t = get_task(name)
     p = load_params(t)
-    items = [plan_sample(t, p, sources, seed, i) for i in range(samples)]
+    items = [plan_sample(t, p, sources, seed, i, root) for i in range(samples)]
     rows = {}
     rows["PIL + NumPy baseline"] = timed(lambda: run_baseline(name, p, root, items, workers, seed))
     rows["opencv"] = timed(lambda: sum(1 for _ in OpenCVBackend(t, p, root, workers=workers, encode=False).run(items)))

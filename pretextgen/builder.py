@@ -89,13 +89,17 @@ def sample_meta(task, item: WorkItem, seed: int, backend: str, device: str) -> d
             "source_size": [item.source.width, item.source.height], **item.plan}
 
 
+_ITEMSIZE = {"uint8": 1, "int8": 1, "uint16": 2, "int16": 2, "float16": 2, "int32": 4, "float32": 4, "int64": 8, "float64": 8}
+
+
 def sample_bytes_bound(task, params) -> int:
     """An upper bound of one sample's size in a shard (raw pixels + encoder and tar overheads)."""
     total = 16 * 1024  # json, cls, tar headers
     for f in task.fields:
         shape = f.shape(params)
-        item = 2 if "float16" in f.dtype and getattr(params, "tile_norm", False) else 1
-        total += int(np.prod(shape)) * item + shape[0] + 1024
+        # The widest dtype the field may have ("uint8 (float16 with tile_norm)" counts 2 bytes).
+        item = max(n for name, n in _ITEMSIZE.items() if name in f.dtype) if any(n in f.dtype for n in _ITEMSIZE) else 8
+        total += int(np.prod(shape)) * item + (shape[0] if shape else 0) + 1024
     return total
 
 
