@@ -27,6 +27,9 @@ TASKS = ("exemplar", "inpainting", "mae", "contrastive")
 # exactly; HSV recolouring amplifies a few rounding differences), mae 2.55, inpainting 3.99 (box
 # views: DALI's antialiased linear resize against OpenCV's area filter), contrastive 1.63.
 TOLERANCE = {"exemplar": 0.1, "inpainting": 5.0, "mae": 4.0, "contrastive": 3.0}
+# On the GPU, nvJPEG decodes and the CUDA warp_affine rounds a little differently: exemplar measured
+# 0.32 grey levels on an H200 (DALI 2.4), against 0.009 for DALI on the CPU.
+GPU_TOLERANCE = {**TOLERANCE, "exemplar": 1.0}
 CLI = [sys.executable, "-m", "pretextgen.cli"]
 NO_COLOUR = {"pca_contrast": [1.0, 1.0], "power": [1.0, 1.0], "multiply": [1.0, 1.0], "add": [0.0, 0.0], "hue": 0.0}
 
@@ -134,7 +137,7 @@ def test_dali_cpu_agrees_with_opencv(sources, name):
 @pytest.mark.gpu
 @pytest.mark.parametrize("name", TASKS)
 def test_dali_gpu_agrees_with_opencv(sources, name):
-    assert _agreement(name, sources, "gpu") < TOLERANCE[name]
+    assert _agreement(name, sources, "gpu") < GPU_TOLERANCE[name]
 
 
 @pytest.mark.parametrize("name", TASKS)
