@@ -7,7 +7,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import time
 from collections import Counter
 from functools import lru_cache
@@ -233,7 +232,3 @@ def build(task: str, out, source=None, samples: int = 512, seed: int = 0, backen
     write_json(out / "manifest.json", manifest)
     manifest["_seconds"] = time.perf_counter() - t0  # not stored: runs must stay byte-identical
     return manifest
-
-
-def clean(out: Path) -> None:
-    shutil.rmtree(out, ignore_errors=True)
