@@ -24,6 +24,11 @@ class Field:
     dtype: str
     shape: Callable[[Any], tuple]
     doc: str
+    # How `verify` compares it with its re-derivation when backends may differ by interpolation:
+    # "pixels" (grey levels after a light blur), "bins" (class ids: share of entries that differ;
+    # with a trailing axis of nearest bins, the nearest), "ordinal" (ordered bins: compared like
+    # grey levels), or "weights:<bins field>" (soft weights, compared where that field's bins agree).
+    compare: str = "pixels"
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,13 @@ from .shards import decode_member, file_sha256, read_manifest, sample_key
 
 log = logging.getLogger("pretextgen.verify")
 TOLERANCE = {"opencv": 0.0, "dali": 2.5}  # grey levels, as ``compare`` measures them
+# Class-id fields (``Field.compare == "bins"``) of interpolating backends: the share of entries that
+# may differ, in percent. DALI-CPU colorization builds re-derived with OpenCV: 2-7% of nearest ab
+# bins differ (the crop's colours move by ~0.6 ab units); a wrong crop or flip differs on most.
+BINS_TOLERANCE = 15.0
+# Soft weights where the nearest bins agree, mean |difference| x 255: a 0.6 ab-unit shift moves the
+# Gaussian weights (sigma 5) by up to ~0.01 (2.6 on this scale).
+WEIGHTS_TOLERANCE = 5.0
 
 
 @dataclass
@@ -53,7 +60,8 @@ class Report:
         worst = ", ".join(f"{k} {v:.3g}" for k, v in sorted(self.worst.items())) or "none"
         out = [f"shards: {self.shards} checked (sha256), samples: {self.samples} checked (members, labels), "
                f"plans redrawn from (seed, index): {self.replanned}, "
-               f"re-derived from their sources: {self.rederived} (largest difference per field, grey levels: {worst})"]
+               f"re-derived from their sources: {self.rederived} (largest difference per field, in grey levels, "
+               f"or % differing for class ids: {worst})"]
         out += [f"note: {n}" for n in self.notes]
         out += [f"MISMATCH: {p}" for p in self.problems]
         out.append("OK" if self.ok else f"FAILED: {len(self.problems)} problem(s)")
@@ -197,6 +205,36 @@ def compare(stored: np.ndarray, derived: np.ndarray, backend: str) -> tuple[floa
     return diff * scale, tol
 
 
+def compare_bins(stored: np.ndarray, derived: np.ndarray) -> float:
+    """Percent of class ids that differ (inf when shapes or dtypes differ). With a trailing axis of
+    nearest bins (soft encoding), only the nearest one counts."""
+    if stored.shape != derived.shape or stored.dtype != derived.dtype:
+        return float("inf")
+    if not stored.size:
+        return 0.0
+    if stored.ndim == 3 and stored.shape[-1] > 1:
+        stored, derived = stored[..., 0], derived[..., 0]
+    return 100.0 * float((stored != derived).mean())
+
+
+def compare_weights(stored: np.ndarray, derived: np.ndarray, same_bins: np.ndarray) -> float:
+    """Mean |difference| x 255 of soft weights over the rows whose bins agree (inf on shape/dtype)."""
+    if stored.shape != derived.shape or stored.dtype != derived.dtype:
+        return float("inf")
+    rows = same_bins.all(axis=-1) if same_bins.shape == stored.shape else np.ones(stored.shape[:-1], bool)
+    if not rows.any():
+        return 0.0
+    d = np.abs(stored.astype(np.float64) - derived.astype(np.float64))[rows]
+    return 255.0 * float(d.mean())
+
+
+def _decoded(members: dict, name: str) -> np.ndarray:
+    for suffix, data in members.items():
+        if suffix.rsplit(".", 1)[0] == name:
+            return np.asarray(decode_member(suffix, data))
+    return np.zeros(0)
+
+
 def verify(out_dir, count: int = 32, seed: int = 0, source=None) -> Report:
     """Check a build (see the module docstring); returns a Report whose ``problems`` name samples."""
     from .config import make_params
@@ -238,6 +276,7 @@ def verify(out_dir, count: int = 32, seed: int = 0, source=None) -> Report:
             rep.notes.append(f"the files under {root} differ from the build's listing (digest): "
                              "re-derivations may fail")
 
+    compare_kinds = {f.name: f.compare for f in task.fields}
     position = 0  # a sample's position in the manifest's order, for the random subset
     for rec in m["shards"]:
         path = out / rec["name"]
@@ -256,7 +295,7 @@ def verify(out_dir, count: int = 32, seed: int = 0, source=None) -> Report:
             else:
                 chosen = position in picked
                 _check_sample(rep, rec["name"], key, item, m, num_classes, rederive if chosen else None,
-                              replan if chosen else None)
+                              replan if chosen else None, compare_kinds)
             position += 1
     return rep
 
@@ -275,7 +314,8 @@ def _listing_digest(m: dict, root: Path) -> str:
 
 
 def _check_sample(rep: Report, shard: str, key: str, members: dict, m: dict, num_classes: int, rederive,
-                  replan) -> None:
+                  replan, compare_kinds: dict | None = None) -> None:
+    compare_kinds = compare_kinds or {}
     where = f"sample {key} ({shard})"
     try:
         meta = decode_member("json", members["json"])
@@ -312,10 +352,21 @@ def _check_sample(rep: Report, shard: str, key: str, members: dict, m: dict, num
         except Exception as e:  # noqa: BLE001
             rep.problems.append(f"{where}: member {key}.{suffix} cannot be decoded ({e})")
             continue
-        diff, tol = compare(np.asarray(stored), np.asarray(derived[name]), meta.get("backend", m["backend"]))
+        backend = meta.get("backend", m["backend"])
+        kind = compare_kinds.get(name, "pixels")
+        if kind in ("pixels", "ordinal") or TOLERANCE.get(backend) == 0.0:  # ordinal bins: like grey levels
+            diff, tol = compare(np.asarray(stored), np.asarray(derived[name]), backend)
+            unit = "grey levels"
+        elif kind == "bins":
+            diff, tol, unit = compare_bins(np.asarray(stored), np.asarray(derived[name])), BINS_TOLERANCE, "% of entries"
+        else:  # "weights:<bins field>": where the bins agree
+            bins = kind.split(":", 1)[1]
+            same = _decoded(members, bins) == np.asarray(derived[bins])
+            diff, tol = compare_weights(np.asarray(stored), np.asarray(derived[name]), same), WEIGHTS_TOLERANCE
+            unit = "grey levels (x255)"
         rep.worst[name] = max(rep.worst.get(name, 0.0), diff)
         if diff > tol:
             what = (f"shape/dtype {np.asarray(stored).shape} {np.asarray(stored).dtype} vs re-derived "
                     f"{np.asarray(derived[name]).shape} {np.asarray(derived[name]).dtype}" if diff == float("inf")
-                    else f"difference {diff:.3g} > tolerance {tol} grey levels")
+                    else f"difference {diff:.3g} > tolerance {tol} {unit}")
             rep.problems.append(f"{where}: {name} differs from its re-derivation: {what}")

@@ -247,3 +247,30 @@ def test_real_flowers_are_colour_and_re_derive(shared_images, tmp_path):
         again = reference_sample(t, p, load_rgb(folder, src), meta)
         np.testing.assert_array_equal(again["ab_bins"], sample["ab_bins.npy"])
         np.testing.assert_array_equal(again["L"], sample["L.npy"])
+
+
+@pytest.mark.parametrize("task", ["colorization", "splitbrain"])
+def test_verify_accepts_dali_builds_and_catches_a_wrong_crop(tmp_path, task):
+    """DALI builds differ from the OpenCV re-derivation by interpolation only; verify must accept
+    them (class ids by the share that differ, weights where bins agree) yet reject a wrong crop."""
+    import pretextgen
+    from pretextgen.backends import reference_sample
+    from pretextgen.config import make_params
+    from pretextgen.registry import get_task
+    from pretextgen.shards import read_manifest, read_shard
+    from pretextgen.sources import check_source, default_source, load_rgb
+    from pretextgen.verify import BINS_TOLERANCE, compare_bins, verify
+
+    out = tmp_path / task
+    pretextgen.build(task=task, out=out, samples=24, backend="dali", device="cpu", workers=2, progress=False)
+    rep = verify(out, count=24)
+    assert rep.ok, rep.lines()
+    m = read_manifest(out)
+    t, p = get_task(task), make_params(get_task(task), m["params"])
+    root, _ = default_source()
+    _, s = next(iter(read_shard(out / m["shards"][0]["name"])))
+    meta = s["json"]
+    src, _ = check_source(root, meta["source"], 1)
+    wrong = dict(meta, flip=not meta["flip"])
+    derived = reference_sample(t, p, load_rgb(root, src), wrong)
+    assert compare_bins(s["ab_bins.npy"], derived["ab_bins"]) > BINS_TOLERANCE

@@ -258,9 +258,9 @@ def target_fields() -> tuple[Field, Field]:
     """The soft-encoded ab target fields, shared with split-brain."""
     return (
         Field("ab_bins", "npy", "uint16", lambda p: (p.target_side(), p.target_side(), p.neighbours),
-              "nearest in-gamut ab bins, nearest first"),
+              "nearest in-gamut ab bins, nearest first", compare="bins"),
         Field("ab_weights", "npy", "float16", lambda p: (p.target_side(), p.target_side(), p.neighbours),
-              "soft-encoding weights, sum 1"),
+              "soft-encoding weights, sum 1", compare="weights:ab_bins"),
     )
 
 

@@ -60,7 +60,7 @@ TASK = register_task(Task(
             Field("ab", "npy", "float16", lambda p: (p.size, p.size, 2), "ab of the crop (input of ab -> L)"),
             *col.target_fields(),
             Field("L_bins", "npy", "uint8", lambda p: (p.target_side(), p.target_side()),
-                  "L bin of the target pixels (target of ab -> L)")),
+                  "L bin of the target pixels (target of ab -> L)", compare="ordinal")),
     num_classes=lambda p: len(lab.gamut_bins(p.grid_step)),
     select_sources=col.select_sources,
     view_post=col.view_post,

@@ -162,7 +162,7 @@ TASK = register_task(Task(
         Field("reference", "npy", "uint8", lambda p: (p.size, p.size, 3), "the colour reference frame, RGB"),
         Field("gray", "npy", "uint8", lambda p: (p.targets + 1, p.size, p.size), "Lab L of [reference, targets]"),
         Field("bins", "npy", "uint8", lambda p: (p.targets + 1, p.label_size, p.label_size),
-              "ab cluster ids of [reference, targets]"),
+              "ab cluster ids of [reference, targets]", compare="bins"),
     ),
     num_classes=lambda p: 1,
     summary="colour grayscale target frames by pointing to a colour reference frame (ab clusters)",
