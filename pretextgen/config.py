@@ -118,3 +118,20 @@ def load_params(task, config: str | Path | None = None, overrides: dict | list |
 
 def params_to_dict(params) -> dict:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(params).items()}
+
+
+# Shared checks for the params dataclasses' validate(); the ValueError text names the field and
+# is prefixed with the task by make_params.
+def check_fractions(params, *names: str) -> None:
+    """Each named (min, max) pair must satisfy 0 < min <= max <= 1."""
+    for name in names:
+        lo, hi = getattr(params, name)
+        if not 0 < lo <= hi <= 1:
+            raise ValueError(f"{name}: need 0 < min <= max <= 1")
+
+
+def check_probabilities(params, *names: str) -> None:
+    """Each named value must lie in [0, 1]."""
+    for name in names:
+        if not 0 <= getattr(params, name) <= 1:
+            raise ValueError(f"{name}: must be in [0, 1]")

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import check_fractions, check_probabilities
 from .. import lab
 from ..errors import PretextgenError
 from ..geometry import random_square, view
@@ -58,11 +59,8 @@ class ColorizationParams:
     def validate(self):
         if self.size < 8:
             raise ValueError("size: must be at least 8")
-        lo, hi = self.crop_scale
-        if not 0 < lo <= hi <= 1:
-            raise ValueError("crop_scale: need 0 < min <= max <= 1")
-        if not 0 <= self.flip_prob <= 1:
-            raise ValueError("flip_prob: must be in [0, 1]")
+        check_fractions(self, "crop_scale")
+        check_probabilities(self, "flip_prob")
         if not 1 <= self.target_stride <= self.size:
             raise ValueError("target_stride: must be in 1..size")
         if not 2 <= self.grid_step <= 64:

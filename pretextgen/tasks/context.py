@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import check_fractions, check_probabilities
 from ..geometry import view
 from ..registry import Field, Task, register_task
 
@@ -46,13 +47,10 @@ class ContextParams:
             raise ValueError("patch/gap/jitter: need patch >= 4, gap >= 0, jitter >= 0")
         if self.chroma not in ("drop", "project", "none"):
             raise ValueError("chroma: must be 'drop', 'project' or 'none'")
-        if not 0 <= self.downsample_prob <= 1:
-            raise ValueError("downsample_prob: must be in [0, 1]")
+        check_probabilities(self, "downsample_prob")
         if not 1 <= self.min_pixels <= self.patch * self.patch:
             raise ValueError("min_pixels: must be in 1..patch^2")
-        lo, hi = self.layout_scale
-        if not 0 < lo <= hi <= 1:
-            raise ValueError("layout_scale: need 0 < min <= max <= 1")
+        check_fractions(self, "layout_scale")
 
     @property
     def extent(self) -> int:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import check_fractions
 from ..video.plans import VideoHooks, VideoTaskParams, views_of
 from ..geometry import random_square
 from ..registry import Field, Task, register_task
@@ -39,9 +40,7 @@ class FrameOrderParams(VideoTaskParams):
             raise ValueError("span: must be at least 5 (five distinct frames)")
         if not 0 <= self.motion_percentile < 100:
             raise ValueError("motion_percentile: must be in [0, 100)")
-        lo, hi = self.crop_scale
-        if not 0 < lo <= hi <= 1:
-            raise ValueError("crop_scale: need 0 < min <= max <= 1")
+        check_fractions(self, "crop_scale")
 
 
 def plan(p: FrameOrderParams, rng: np.random.Generator, index, part: int = 0) -> dict:

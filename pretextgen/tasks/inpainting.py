@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import check_fractions
 from ..errors import PretextgenError
 from ..geometry import random_square, view
 from ..registry import Field, Task, register_task
@@ -56,16 +57,12 @@ class InpaintingParams:
         lo, hi = self.coverage
         if not 0 < lo <= hi < 1:
             raise ValueError("coverage: need 0 < min <= max < 1")
-        lo, hi = self.block_side
-        if not 0 < lo <= hi <= 1:
-            raise ValueError("block_side: need 0 < min <= max <= 1")
+        check_fractions(self, "block_side")
         if not 0 < self.region_res <= 1 or not 0 < self.region_density < 1:
             raise ValueError("region_res / region_density: need 0 < region_res <= 1 and 0 < region_density < 1")
         if any(not 0 <= v <= 255 for v in self.fill):
             raise ValueError("fill: three values in 0..255")
-        lo, hi = self.crop_scale
-        if not 0 < lo <= hi <= 1:
-            raise ValueError("crop_scale: need 0 < min <= max <= 1")
+        check_fractions(self, "crop_scale")
 
 
 def _upsample(low: np.ndarray, size: int) -> np.ndarray:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import check_fractions, check_probabilities
 from ..geometry import map_boxes, random_square, to_gray3, view
 from ..permutations import hamming_stats, permutation_set, set_digest
 from ..registry import Field, Task, register_task
@@ -48,11 +49,8 @@ class JigsawParams:
             raise ValueError("permutations: a 3x3 grid has only 362880 permutations")
         if self.permutation_criterion not in ("max_min", "mean"):
             raise ValueError("permutation_criterion: must be 'max_min' or 'mean'")
-        lo, hi = self.crop_scale
-        if not 0 < lo <= hi <= 1:
-            raise ValueError("crop_scale: need 0 < min <= max <= 1")
-        if not 0 <= self.gray_prob <= 1:
-            raise ValueError("gray_prob: must be in [0, 1]")
+        check_fractions(self, "crop_scale")
+        check_probabilities(self, "gray_prob")
         if not 0 <= self.color_jitter < 1:
             raise ValueError("color_jitter: must be in [0, 1)")
 

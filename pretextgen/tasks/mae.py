@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import check_fractions, check_probabilities
 from ..geometry import random_resized_box, view
 from ..registry import Field, Task, register_task
 
@@ -42,14 +43,11 @@ class MAEParams:
             raise ValueError("patch: must divide size (224 / 16 = 14 patches a side by default)")
         if not 0 <= self.mask_ratio < 1:
             raise ValueError("mask_ratio: must be in [0, 1)")
-        lo, hi = self.crop_scale
-        if not 0 < lo <= hi <= 1:
-            raise ValueError("crop_scale: need 0 < min <= max <= 1")
+        check_fractions(self, "crop_scale")
         lo, hi = self.crop_ratio
         if not 0 < lo <= hi:
             raise ValueError("crop_ratio: need 0 < min <= max")
-        if not 0 <= self.flip_prob <= 1:
-            raise ValueError("flip_prob: must be in [0, 1]")
+        check_probabilities(self, "flip_prob")
 
     @property
     def num_patches(self) -> int:

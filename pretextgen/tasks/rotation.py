@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import check_fractions
 from ..geometry import random_square, view
 from ..registry import Field, Task, register_task
 
@@ -26,9 +27,7 @@ class RotationParams:
     def validate(self):
         if self.size < 8:
             raise ValueError("size: must be at least 8")
-        lo, hi = self.crop_scale
-        if not 0 < lo <= hi <= 1:
-            raise ValueError("crop_scale: need 0 < min <= max <= 1")
+        check_fractions(self, "crop_scale")
         if self.min_side < 1:
             raise ValueError("min_side: must be at least 1")
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import check_probabilities
 from ..registry import Field, Task, register_task
 from ..video.plans import VideoHooks, VideoTaskParams, int_box, views_of
 
@@ -53,8 +54,7 @@ class TrackParams(VideoTaskParams):
             raise ValueError("windows_per_clip/patches_per_window: must be at least 1")
         if self.fb_max <= 0 or self.min_patch_motion < 0:
             raise ValueError("fb_max/min_patch_motion: need fb_max > 0 and min_patch_motion >= 0")
-        if not 0 <= self.other_video_prob <= 1:
-            raise ValueError("other_video_prob: must be in [0, 1]")
+        check_probabilities(self, "other_video_prob")
         if self.negative_min_gap < 1:
             raise ValueError("negative_min_gap: must be at least 1")
 

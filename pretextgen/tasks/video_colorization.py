@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import check_fractions
 from ..geometry import random_square
 from ..registry import Field, Task, register_task
 from ..video.plans import VideoHooks, VideoTaskParams, views_of
@@ -49,9 +50,7 @@ class VideoColorizationParams(VideoTaskParams):
             raise ValueError("size/label_size: need size >= 8 and 1 <= label_size <= size")
         if self.targets < 1 or self.gap < 1:
             raise ValueError("targets/gap: must be at least 1")
-        lo, hi = self.crop_scale
-        if not 0 < lo <= hi <= 1:
-            raise ValueError("crop_scale: need 0 < min <= max <= 1")
+        check_fractions(self, "crop_scale")
         if not 2 <= self.clusters <= 256:
             raise ValueError("clusters: must be in 2..256 (ids are stored as uint8)")
         if self.kmeans_frames < 1 or self.kmeans_points < self.clusters:
