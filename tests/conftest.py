@@ -27,6 +27,17 @@ def photos() -> tuple[Path, list[str]]:
 
 
 @pytest.fixture(scope="session")
+def sources(photos):
+    """(root, scanned Sources) of scikit-image's photos: all usable for min_side 64."""
+    from pretextgen.sources import scan
+
+    root, files = photos
+    good, skipped = scan(root, files, min_side=64)
+    assert not skipped
+    return root, good
+
+
+@pytest.fixture(scope="session")
 def shared_images() -> Path:
     root = SHARED_DATA / "images"
     if not root.is_dir():

@@ -18,7 +18,7 @@ from pretextgen.geometry import affine_view, crop_resize, warp_affine
 from pretextgen.hsv import hsv_to_rgb, rgb_to_hsv
 from pretextgen.registry import Field, Task, get_task
 from pretextgen.shards import read_manifest, read_shard
-from pretextgen.sources import check_source, load_rgb, scan, skimage_data_dir
+from pretextgen.sources import check_source, load_rgb, skimage_data_dir
 from pretextgen.tasks import contrastive, exemplar, inpainting, mae
 
 TASKS = ("exemplar", "inpainting", "mae", "contrastive")
@@ -32,14 +32,6 @@ TOLERANCE = {"exemplar": 0.1, "inpainting": 5.0, "mae": 4.0, "contrastive": 3.0}
 GPU_TOLERANCE = {**TOLERANCE, "exemplar": 1.0}
 CLI = [sys.executable, "-m", "pretextgen.cli"]
 NO_COLOUR = {"pca_contrast": [1.0, 1.0], "power": [1.0, 1.0], "multiply": [1.0, 1.0], "add": [0.0, 0.0], "hue": 0.0}
-
-
-@pytest.fixture(scope="module")
-def sources(photos):
-    root, files = photos
-    good, skipped = scan(root, files, min_side=64)
-    assert not skipped
-    return root, good
 
 
 def _items(name, sources, n, seed=0, **overrides):

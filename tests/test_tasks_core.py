@@ -12,7 +12,7 @@ from pretextgen.config import load_params
 from pretextgen.geometry import crop_resize, to_gray3
 from pretextgen.permutations import hamming_stats, permutation_set
 from pretextgen.registry import get_task
-from pretextgen.sources import load_rgb, scan
+from pretextgen.sources import load_rgb
 from pretextgen.tasks.context import NEIGHBOURS
 from pretextgen.tasks.jigsaw import cut_tiles, permutations_of
 
@@ -22,14 +22,6 @@ CORE = ("rotation", "jigsaw", "context")
 # Measured on scikit-image's photos with DALI 2.4 CPU: rotation 2.61, jigsaw 2.83, context 0.26;
 # the large shrinks (a 2964 px photo to 224 px: box versus triangle filter) differ most.
 BACKEND_TOLERANCE = 4.0
-
-
-@pytest.fixture(scope="module")
-def sources(photos):
-    root, files = photos
-    good, skipped = scan(root, files, min_side=64)
-    assert not skipped
-    return root, good
 
 
 def _items(task, params, sources, n, seed=0):
