@@ -78,11 +78,13 @@ def _cmd_tasks(args) -> int:
     from .config import load_params, params_to_dict
     from .registry import get_task, list_tasks
 
-    for name in list_tasks(args.pattern):
+    names = list_tasks(args.pattern)
+    width = max((len(n) for n in names), default=0) + 2
+    for name in names:
         t = get_task(name)
         params = params_to_dict(load_params(t))
-        print(f"{name:<12} {t.summary}; fields: {', '.join(t.doc_fields())}")
-        print(" " * 13 + " ".join(f"{k}={v}" for k, v in params.items()).replace(" ", " ").replace("'", ""))
+        print(f"{name:<{width}}{t.summary}; fields: {', '.join(t.doc_fields())}")
+        print(" " * width + " ".join(f"{k}={v}" for k, v in params.items()).replace("'", ""))
     return 0
 
 
