@@ -8,7 +8,8 @@ Rates are steady-state (counted after the first batch; see SteadyRate); each tas
 20 s. Both sides read the files in the same Python callback and decode with nvJPEG (``mixed``,
 ``hw_decoder_load``); decode-only leaves images on the GPU, pretextgen plans every sample, crops
 and resizes on the GPU, copies the views to the host and runs the task's NumPy ``finish``
-(the fields that a build then writes).
+(the fields that a build then writes). The *live* rows are the loader's path for training: views
+handed to torch through DALI's plugin and finished on whole batches on the device.
 """
 from __future__ import annotations
 
@@ -118,6 +119,31 @@ def ours(task: str, root: Path, sources, samples: int, batch: int, threads: int,
     return meter.rate()
 
 
+def live(task: str, root: Path, sources, samples: int, batch: int, threads: int, device: str = "gpu",
+         max_seconds: float = 20.0) -> float:
+    """The loader's live path: DALI views handed to torch (no host copy on a GPU) and finished on
+    whole batches by ``loader.TORCH_FINISH``; planning is timed too."""
+    import torch
+
+    from pretextgen.loader import TORCH_FINISH, dali_to_torch
+
+    t = get_task(task)
+    p = load_params(t)
+    backend = DaliBackend(t, p, root, device=device, batch_size=batch, threads=threads, encode=False)
+    items = (plan_sample(t, p, sources, 0, i, root) for i in range(samples))
+    meter = SteadyRate()
+    for chunk, outs in backend.run_views(items):
+        fields = TORCH_FINISH[task](p, [dali_to_torch(o) for o in outs], [it.plan for it in chunk])
+        if device == "gpu":
+            torch.cuda.synchronize()
+        meter.add(len(chunk))
+        del fields
+        if meter.elapsed() > max_seconds:
+            break
+    backend.close()
+    return meter.rate()
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--jpegs", help="folder of JPEGs")
@@ -139,6 +165,18 @@ def main(argv=None):
     print(f"{len(files)} JPEGs in {root}, batch {args.batch}, {args.samples} samples, hw_decoder_load {args.hw_decoder_load}")
     print("\n| task | samples/s (DALI GPU) | decode-only img/s | ratio |\n|---|---:|---:|---:|")
     print(f"| decode only | | {base:,.0f} | 1.00 |", flush=True)
+    from pretextgen.loader import TORCH_FINISH
+
+    for name in [n for n in tasks if n in TORCH_FINISH]:
+        t = get_task(name)
+        sources, _ = scan(root, files, t.min_side(load_params(t)), 4)
+        try:
+            live(name, root, sources, 2 * args.batch, args.batch, args.threads, args.device)  # warm-up
+            rate = live(name, root, sources, args.samples, args.batch, args.threads, args.device, args.max_seconds)
+            print(f"| {name} (live: views to torch, batched finish on the device) | {rate:,.0f} | {base:,.0f} | "
+                  f"{rate / base:.2f} |", flush=True)
+        except Exception as e:  # noqa: BLE001 - report and go on
+            print(f"| {name} (live) | failed: {type(e).__name__}: {str(e).splitlines()[0][:120]} | | |", flush=True)
     for name in tasks:
         t = get_task(name)
         sources, _ = scan(root, files, t.min_side(load_params(t)), 4)

@@ -422,10 +422,10 @@ class LiveDataset(_torch_iterable()):
         try:
             for batch, outs in runner.run_views(items):
                 views = [dali_to_torch(o) for o in outs]  # (B, H, W, C) per view, on DALI's device
+                fields = finish(self.params, views, [item.plan for item in batch])
                 for k, item in enumerate(batch):
-                    fields = finish(self.params, [v[k] for v in views], item.plan)
-                    yield {**fields, "label": int(item.plan["label"]), "index": item.index, "json": item.plan,
-                           "_worker": worker, "_skipped": 0}
+                    yield {**{name: f[k] for name, f in fields.items()}, "label": int(item.plan["label"]),
+                           "index": item.index, "json": item.plan, "_worker": worker, "_skipped": 0}
         finally:
             runner.close()
 
@@ -458,36 +458,52 @@ def _gray3_torch(image):
     return y[..., None].expand(*y.shape, 3)
 
 
-def rotation_finish_torch(p, views, plan) -> dict:
-    """``tasks.rotation.finish`` on torch tensors (HxWxC)."""
+def rotation_finish_torch(p, views, plans) -> dict:
+    """``tasks.rotation.finish`` for a whole batch of torch tensors (B, H, W, C): one rot90 per k."""
     import torch
 
-    return {"image": torch.rot90(views[0], plan["k"], dims=(0, 1)).contiguous()}
+    v = views[0]
+    out = torch.empty_like(v)
+    ks = torch.tensor([plan["k"] for plan in plans])
+    for k in range(4):
+        idx = torch.nonzero(ks == k).flatten().to(v.device)
+        if len(idx):
+            out[idx] = torch.rot90(v[idx], k, dims=(1, 2))
+    return {"image": out}
 
 
-def jigsaw_finish_torch(p, views, plan) -> dict:
-    """``tasks.jigsaw.finish`` on torch tensors: gray, cut at the plan's offsets, permute, jitter, norm."""
+def jigsaw_finish_torch(p, views, plans) -> dict:
+    """``tasks.jigsaw.finish`` for a whole batch (B, crop, crop, C): gray, then every stored tile of
+    every sample cut by one gather at its cell's offset, jitter, norm."""
     import torch
 
-    crop = _gray3_torch(views[0]) if plan["gray"] else views[0]
-    cell = p.crop // p.grid
-    tiles = []
-    for c, (dx, dy) in enumerate(plan["offsets"]):
-        r, q = divmod(c, p.grid)
-        tiles.append(crop[r * cell + dy : r * cell + dy + p.tile, q * cell + dx : q * cell + dx + p.tile])
-    tiles = torch.stack(tiles)[plan["permutation"]]
-    if plan["jitter"] is not None:
-        j = torch.tensor(plan["jitter"], dtype=torch.float32, device=tiles.device)
-        tiles = torch.round(tiles * j[:, None, None, :, 0] + j[:, None, None, :, 1]).clamp(0, 255).to(torch.uint8)
+    crop, dev = views[0], views[0].device
+    b, n, cell = crop.shape[0], p.grid * p.grid, p.crop // p.grid
+    gray = torch.tensor([plan["gray"] for plan in plans], device=dev)
+    if bool(gray.any()):
+        crop = torch.where(gray[:, None, None, None], _gray3_torch(crop), crop)
+    perm = torch.tensor([plan["permutation"] for plan in plans], device=dev)  # (B, n): stored j <- cell
+    offsets = torch.tensor([plan["offsets"] for plan in plans], device=dev)  # (B, n cells, (dx, dy))
+    d = torch.gather(offsets, 1, perm[..., None].expand(b, n, 2))  # offsets of the stored tiles' cells
+    y0 = torch.div(perm, p.grid, rounding_mode="floor") * cell + d[..., 1]
+    x0 = perm % p.grid * cell + d[..., 0]
+    span = torch.arange(p.tile, device=dev)
+    ys, xs = (y0[..., None] + span)[:, :, :, None], (x0[..., None] + span)[:, :, None, :]
+    tiles = crop[torch.arange(b, device=dev)[:, None, None, None], ys, xs]  # (B, n, tile, tile, C)
+    if plans[0]["jitter"] is not None:
+        j = torch.tensor([plan["jitter"] for plan in plans], dtype=torch.float32, device=dev)  # (B, n, 3, 2)
+        tiles = torch.round(tiles * j[:, :, None, None, :, 0] + j[:, :, None, None, :, 1]).clamp(0, 255).to(torch.uint8)
     if p.tile_norm:
         t = tiles.float()
-        mean = t.mean(dim=(1, 2, 3), keepdim=True)
-        std = t.std(dim=(1, 2, 3), keepdim=True, correction=0)
+        mean = t.mean(dim=(2, 3, 4), keepdim=True)
+        std = t.std(dim=(2, 3, 4), keepdim=True, correction=0)
         tiles = ((t - mean) / std.clamp(min=1.0)).half()
     return {"tiles": tiles.contiguous()}
 
 
-# Tasks whose live GPU samples never leave the device; the others' views are finished on the host.
+# Tasks whose live GPU samples never leave the device: finish(params, views (B, ...), plans) -> {field:
+# (B, ...)} on whole batches (a handful of kernels per batch, no per-sample kernels). The other
+# tasks' views are finished on the host.
 TORCH_FINISH = {"rotation": rotation_finish_torch, "jigsaw": jigsaw_finish_torch}
 
 

@@ -308,15 +308,18 @@ def test_torch_finish_equals_the_numpy_finish(task, overrides):
     sources, _ = scan(root, files, t.min_side(p))
     from pretextgen.builder import plan_sample
 
-    grays = set()
+    grays, items, views, refs = set(), [], [], []
     for i in range(12):
         item = plan_sample(t, p, sources, 4, i, root)
         image = load_rgb(root, item.source)
-        views = [crop_resize(image, v["box"], v["size"]) for v in item.plan["views"]]
-        ref = reference_sample(t, p, image, item.plan)
-        got = TORCH_FINISH[task](p, [torch.from_numpy(v) for v in views], item.plan)
+        items.append(item)
+        views.append([crop_resize(image, v["box"], v["size"]) for v in item.plan["views"]])
+        refs.append(reference_sample(t, p, image, item.plan))
+    batch = [torch.from_numpy(np.stack([v[j] for v in views])) for j in range(len(views[0]))]
+    got_batch = TORCH_FINISH[task](p, batch, [item.plan for item in items])  # the whole batch at once
+    for i, (item, ref) in enumerate(zip(items, refs)):
         for name, a in ref.items():
-            b = got[name].numpy()
+            b = got_batch[name][i].numpy()
             assert b.dtype == a.dtype and b.shape == a.shape
             if a.dtype == np.float16:
                 assert np.abs(a.astype(np.float32) - b.astype(np.float32)).max() <= 2e-2
