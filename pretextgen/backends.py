@@ -7,8 +7,8 @@ differ by decoding and interpolation.
   GPU resize) or the CPU (``device_id=None``); plans enter through ``fn.external_source``.
 
 ``auto`` picks DALI, on the GPU when DALI sees one, else on the CPU: on 2 cores DALI-CPU made
-2-2.6x the samples/s of the PIL baseline against 1.2-5.8x for OpenCV (benchmarks/bench_images.py,
-README "Benchmarks"). OpenCV remains the fallback when DALI is not installed.
+more samples/s than OpenCV for 7 of the 9 image tasks (benchmarks/bench_images.py, README
+"Benchmarks"). OpenCV remains the fallback when DALI is not installed.
 """
 from __future__ import annotations
 

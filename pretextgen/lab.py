@@ -99,23 +99,66 @@ def nearest_bin(ab: np.ndarray, step: int = 10) -> np.ndarray:
 def soft_encode(ab: np.ndarray, bins: np.ndarray, k: int = 5, sigma: float = 5.0) -> tuple[np.ndarray, np.ndarray]:
     """ab (..., 2) -> (indices (..., k) uint16 nearest first, weights (..., k) float32 summing to 1):
     the k nearest bin centres, weighted by a Gaussian of their distance (Zhang 2016, sigma 5).
-    Equal distances come in bin-index order, so equal inputs give equal outputs on every backend."""
+    Equal distances come in bin-index order, so equal inputs give equal outputs on every backend.
+
+    Exact, and fast: when the bins lie on a lattice (the gamut bins do), each value is compared with
+    the bins of the 5 x 5 lattice nodes around it only. Every other bin is at least 2.5 steps away,
+    so a value whose k-th nearest candidate is closer than that has its answer; the few others (far
+    outside the gamut) are compared with every bin."""
     shape = ab.shape[:-1]
     x = ab.reshape(-1, 2).astype(np.float64)
     c = bins.astype(np.float64)
-    d2 = (x * x).sum(1)[:, None] - 2.0 * x @ c.T + (c * c).sum(1)[None, :]
-    d2 = np.maximum(d2, 0.0)
-    if k < len(c):
-        part = np.argpartition(d2, k, axis=1)[:, : k + 1]  # one extra to settle a tie at the k-th place
+    lattice = _lattice(c)
+    if lattice is None or k >= len(c):
+        idx, d2 = _nearest(x, c, np.broadcast_to(np.arange(len(c)), (len(x), len(c))), k)
     else:
-        part = np.broadcast_to(np.arange(len(c)), d2.shape)
-    dp = np.take_along_axis(d2, part, 1)
-    order = np.lexsort((part, dp), axis=1)[:, :k]
-    idx = np.take_along_axis(part, order, 1)
-    dist2 = np.take_along_axis(dp, order, 1)
-    w = np.exp(-(dist2 - dist2[:, :1]) / (2.0 * sigma * sigma))  # shifted: no underflow far from bins
+        step, lo, table = lattice
+        node = np.rint(x / step).astype(np.int64) - lo  # nearest lattice node, in table coordinates
+        # The 25 nodes around it, a-major like the bin order: ties then resolve in bin-index order.
+        na = node[:, :1] + np.repeat(np.arange(-2, 3), 5)[None]
+        nb = node[:, 1:] + np.tile(np.arange(-2, 3), 5)[None]
+        ok = (na >= 0) & (na < table.shape[0]) & (nb >= 0) & (nb < table.shape[1])
+        cand = np.where(ok, table.ravel()[np.where(ok, na * table.shape[1] + nb, 0)], -1)
+        idx, d2 = _nearest(x, c, cand, k)
+        far = ~(d2[:, -1] < (2.5 * step) ** 2)  # a bin outside the window could be nearer
+        if far.any():
+            idx[far], d2[far] = _nearest(x[far], c, np.broadcast_to(np.arange(len(c)), (int(far.sum()), len(c))), k)
+    w = np.exp(-(d2 - d2[:, :1]) / (2.0 * sigma * sigma))  # shifted: no underflow far from bins
     w /= w.sum(1, keepdims=True)
     return idx.astype(np.uint16).reshape(shape + (k,)), w.astype(np.float32).reshape(shape + (k,))
+
+
+def _nearest(x: np.ndarray, c: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Among candidate bins ``cand`` (N, M) (-1 = none; listed in increasing bin index), the k
+    nearest to each x: (indices, squared distances), ties in bin-index order."""
+    cc = c[np.maximum(cand, 0)]
+    d2 = (x[:, :1] - cc[..., 0]) ** 2 + (x[:, 1:] - cc[..., 1]) ** 2
+    d2 = np.where(cand >= 0, d2, np.inf)
+    order = np.argsort(d2, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(cand, order, 1), np.take_along_axis(d2, order, 1)
+
+
+@lru_cache(maxsize=8)
+def _lattice_cached(key: bytes, n: int):
+    c = np.frombuffer(key, np.float64).reshape(n, 2)
+    steps = [np.diff(np.unique(c[:, j])) for j in range(2)]
+    if not all(len(s) for s in steps):
+        return None
+    step = float(min(s.min() for s in steps))
+    q = c / step
+    if step <= 0 or not np.allclose(q, np.rint(q)):
+        return None
+    q = np.rint(q).astype(np.int64)
+    lo = q.min(0)
+    table = np.full(tuple(q.max(0) - lo + 1), -1, np.int64)
+    table[tuple((q - lo).T)] = np.arange(n)
+    return step, lo, table
+
+
+def _lattice(c: np.ndarray):
+    """(step, lowest node, node -> bin index table) when the bins sit on a square lattice, else None."""
+    c = np.ascontiguousarray(c, np.float64)
+    return _lattice_cached(c.tobytes(), len(c))
 
 
 def ab_histogram(lab: np.ndarray, step: int = 10) -> np.ndarray:

@@ -274,3 +274,21 @@ def test_verify_accepts_dali_builds_and_catches_a_wrong_crop(tmp_path, task):
     wrong = dict(meta, flip=not meta["flip"])
     derived = reference_sample(t, p, load_rgb(root, src), wrong)
     assert compare_bins(s["ab_bins.npy"], derived["ab_bins"]) > BINS_TOLERANCE
+
+
+def test_soft_encode_local_search_equals_the_search_over_all_bins():
+    """The 5x5-lattice search is exact: same bins (ties in bin-index order) and same weights as
+    comparing every value with every bin, including lattice ties and values far outside the gamut."""
+    bins = lab.gamut_bins(10)
+    rng = np.random.default_rng(0)
+    ab = np.concatenate([rng.uniform(-130, 130, (20000, 2)), rng.integers(-12, 12, (4000, 2)) * 10.0,
+                         rng.integers(-24, 24, (4000, 2)) * 5.0])
+    idx, w = lab.soft_encode(ab, bins)
+    c = bins.astype(np.float64)
+    ref_idx, d2 = lab._nearest(ab, c, np.broadcast_to(np.arange(len(c)), (len(ab), len(c))), 5)
+    ref_w = np.exp(-(d2 - d2[:, :1]) / 50.0)
+    ref_w /= ref_w.sum(1, keepdims=True)
+    np.testing.assert_array_equal(idx, ref_idx.astype(np.uint16))
+    np.testing.assert_array_equal(w, ref_w.astype(np.float32))
+    brute = np.argsort(((ab[:, None, :] - c[None]) ** 2).sum(-1), axis=1, kind="stable")[:, :1]
+    np.testing.assert_array_equal(idx[:, :1], brute)  # the nearest bin, by a plain brute force
