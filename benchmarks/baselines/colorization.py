@@ -7,6 +7,8 @@ from skimage.color import rgb2lab
 
 from pretextgen.lab import gamut_bins
 
+from .rotation import square_crop
+
 
 def soft_encode_dense(ab, bins, k, sigma):
     x = ab.reshape(-1, 2)
@@ -20,11 +22,7 @@ def soft_encode_dense(ab, bins, k, sigma):
 
 def crop_lab(path, rng, p):
     """The crop (PIL), mirrored or not, in Lab (skimage, float64)."""
-    im = Image.open(path).convert("RGB")
-    w, h = im.size
-    side = int(min(w, h) * rng.uniform(*p.crop_scale))
-    x0, y0 = rng.integers(0, w - side + 1), rng.integers(0, h - side + 1)
-    crop = im.resize((p.size, p.size), Image.BILINEAR, box=(x0, y0, x0 + side, y0 + side))
+    crop = square_crop(path, rng, p)
     if rng.random() < p.flip_prob:
         crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
     return rgb2lab(np.asarray(crop))
