@@ -2,13 +2,14 @@
 resize); the task's ``finish`` (NumPy) does the rest identically everywhere, so backends can only
 differ by decoding and interpolation.
 
-- ``opencv``: OpenCV decode + resize in worker processes.
+- ``opencv``: OpenCV decode + resize in a pool of threads (the video backend: processes).
 - ``dali``: one DALI graph (decode -> per-view ROI resize), on the GPU (``mixed`` nvJPEG decode,
   GPU resize) or the CPU (``device_id=None``); plans enter through ``fn.external_source``.
 
-``auto`` picks DALI, on the GPU when DALI sees one, else on the CPU: on 2 cores DALI-CPU made
-more samples/s than OpenCV for 7 of the 9 image tasks (benchmarks/bench_images.py, README
-"Benchmarks"). OpenCV remains the fallback when DALI is not installed.
+``auto`` picks DALI on the GPU when DALI sees one, else OpenCV in threads: on 2 cores it made
+1.1-3.7x the samples/s of DALI-CPU for all 9 image tasks, whose CPU ``fn.resize`` alone costs
+about 400 us per 224 px view against OpenCV's 100 us (benchmarks/bench_images.py, README
+"Benchmarks").
 """
 from __future__ import annotations
 
@@ -56,14 +57,8 @@ def resolve(backend: str, device: str) -> tuple[str, str]:
             raise PretextgenError("--device gpu: DALI sees no CUDA GPU on this machine; use --device cpu")
         return "dali", "gpu"
     if backend == "auto":
-        backend = "dali" if _dali_installed() else "opencv"  # DALI-CPU measured faster (benchmarks/)
+        backend = "opencv"  # OpenCV in threads measured faster than DALI-CPU for every image task
     return backend, "cpu"
-
-
-def _dali_installed() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("nvidia.dali") is not None
 
 
 def reference_sample(task, params, image: np.ndarray, plan: dict) -> dict:
@@ -74,32 +69,38 @@ def reference_sample(task, params, image: np.ndarray, plan: dict) -> dict:
     return task.finish(params, views, plan)
 
 
-# ---------------------------------------------------------------- OpenCV, in worker processes
-_WORKER: dict = {}
+# ---------------------------------------------------------------- OpenCV, in threads or processes
+_WORKER: dict = {}  # a worker process's state; in-process runs pass their own dict
 
 
-def _init_worker(task_name: str, params, root: str, encode: bool):
+def _init_worker(task_name: str, params, root: str, encode: bool, state: dict = _WORKER):
     import cv2
 
     from .registry import get_task
 
-    cv2.setNumThreads(1)  # one process per core already
-    _WORKER.update(task=get_task(task_name), params=params, root=Path(root), encode=encode)
+    cv2.setNumThreads(1)  # one thread or process per core already
+    state.update(task=get_task(task_name), params=params, root=Path(root), encode=encode)
 
 
-def _run_chunk(items: list[WorkItem]):
+def _run_chunk(items: list[WorkItem], state: dict = _WORKER):
     from .shards import encode_fields
 
-    t, p, root = _WORKER["task"], _WORKER["params"], _WORKER["root"]
+    t, p, root = state["task"], state["params"], state["root"]
     out = []
     for it in items:
         fields = reference_sample(t, p, load_rgb(root, it.source), it.plan)
-        out.append(encode_fields(t, fields) if _WORKER["encode"] else fields)
+        out.append(encode_fields(t, fields) if state["encode"] else fields)
     return out
 
 
 class OpenCVBackend:
+    """``workers`` threads in this process (OpenCV's decode, resize and PNG encode release the GIL),
+    or worker processes where ``threads`` is False (the video backend: decord readers per process).
+    Threads measured faster for all 9 image tasks on 2 cores: nothing is pickled between processes
+    (README "Benchmarks")."""
+
     name, device = "opencv", "cpu"
+    threads = True
     # Worker functions (module-level, picklable); the video backend swaps in its own.
     init_fn, chunk_fn = staticmethod(_init_worker), staticmethod(_run_chunk)
 
@@ -110,26 +111,39 @@ class OpenCVBackend:
     def run(self, items: Iterable[WorkItem]) -> Iterator[tuple[WorkItem, object]]:
         """Yields (item, encoded members or fields) in the order of ``items``."""
         chunks = _chunked(items, self.chunk)
-        if self.workers <= 1:
-            self.init_fn(self.task.name, self.params, str(self.root), self.encode)
-            for c in chunks:
-                yield from zip(c, self.chunk_fn(c))
+        args = (self.task.name, self.params, str(self.root), self.encode)
+        depth = 4 * self.workers  # chunks in flight: bounded memory
+        if self.workers <= 1 or self.threads:
+            state: dict = {}
+            self.init_fn(*args, state)
+            if self.workers <= 1:
+                for c in chunks:
+                    yield from zip(c, self.chunk_fn(c, state))
+                return
+            with ThreadPoolExecutor(self.workers) as pool:
+                yield from _in_order(lambda c: pool.submit(self.chunk_fn, c, state).result, chunks, depth)
             return
         from .parallel import process_pool
 
-        pending: deque = deque()
-        with process_pool(self.workers, self.init_fn, (self.task.name, self.params, str(self.root), self.encode)) as pool:
-            for c in chunks:
-                pending.append((c, pool.apply_async(self.chunk_fn, (c,))))
-                if len(pending) >= 4 * self.workers:
-                    c0, r = pending.popleft()
-                    yield from zip(c0, r.get())
-            while pending:
-                c0, r = pending.popleft()
-                yield from zip(c0, r.get())
+        with process_pool(self.workers, self.init_fn, args) as pool:
+            yield from _in_order(lambda c: pool.apply_async(self.chunk_fn, (c,)).get, chunks, depth)
 
     def close(self):
         pass
+
+
+def _in_order(submit, chunks, depth: int):
+    """(item, result) pairs of every chunk in order, with at most ``depth`` chunks in flight;
+    ``submit(chunk)`` starts one and returns a callable that waits for its results."""
+    pending: deque = deque()
+    for c in chunks:
+        pending.append((c, submit(c)))
+        if len(pending) >= depth:
+            c0, wait = pending.popleft()
+            yield from zip(c0, wait())
+    while pending:
+        c0, wait = pending.popleft()
+        yield from zip(c0, wait())
 
 
 def _chunked(items: Iterable, n: int):

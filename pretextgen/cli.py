@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--samples", type=int, default=512, help="number of samples (default: 512)")
     b.add_argument("--seed", type=int, default=0, help="sample i depends on (seed, i) alone (default: 0)")
     b.add_argument("--backend", default="auto", choices=["auto", "dali", "opencv"],
-                   help="auto: DALI (GPU if there is one, else CPU; measured fastest, see benchmarks/), OpenCV if DALI is missing")
+                   help="auto: DALI on the GPU if there is one, else OpenCV in threads (measured fastest on CPUs, see benchmarks/)")
     b.add_argument("--device", default="auto", choices=["auto", "gpu", "cpu"], help="auto: the GPU if DALI sees one")
     b.add_argument("--config", help="YAML file of task parameters (over the shipped defaults)")
     b.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one task parameter (repeatable)")

@@ -105,6 +105,38 @@ def test_reruns_are_byte_identical(tmp_path, backend):
     assert a["shards"][0]["sha256"] != c["shards"][0]["sha256"]
 
 
+def test_auto_on_cpus_is_opencv(monkeypatch):
+    from pretextgen import backends
+
+    monkeypatch.setattr(backends, "gpu_count", lambda: 0)
+    assert backends.resolve("auto", "auto") == ("opencv", "cpu")
+    assert backends.resolve("auto", "cpu") == ("opencv", "cpu")
+    assert backends.resolve("dali", "cpu") == ("dali", "cpu")
+
+
+def test_opencv_threads_keep_order_and_state(sources):
+    """Two OpenCV backends in one process, stepped in turn, one with a thread pool: each keeps its
+    own task (the worker state is per run, not a module global) and yields items in order."""
+    from pretextgen.backends import OpenCVBackend
+    from pretextgen.builder import plan_sample
+    from pretextgen.config import load_params
+
+    root, good = sources
+    runs = {}
+    for name in ("rotation", "jigsaw"):
+        t = get_task(name)
+        p = load_params(t, overrides=["size=64"] if name == "rotation" else None)
+        items = [plan_sample(t, p, good, 3, i) for i in range(40)]
+        runs[name] = (t, p, items, [reference_sample(t, p, load_rgb(root, it.source), it.plan) for it in items])
+    streams = [OpenCVBackend(t, p, root, workers=w, encode=False, chunk=4).run(items)
+               for (t, p, items, _), w in zip(runs.values(), (2, 1))]
+    for pairs in zip(*streams):
+        for (item, fields), (t, p, items, ref) in zip(pairs, runs.values()):
+            assert item is items[item.index]
+            for f in t.fields:
+                np.testing.assert_array_equal(fields[f.name], ref[item.index][f.name])
+
+
 # ---------------------------------------------------------------- bad input
 @pytest.fixture(scope="module")
 def messy_source(tmp_path_factory, photos):

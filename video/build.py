@@ -98,23 +98,23 @@ def backend_name(device: str) -> str:
 _WORKER: dict = {}
 
 
-def _init_worker(task_name: str, params, root: str, encode: bool):
+def _init_worker(task_name: str, params, root: str, encode: bool, state: dict = _WORKER):
     import cv2
 
     from ..registry import get_task
 
     cv2.setNumThreads(1)
-    _WORKER.update(task=get_task(task_name), params=params, reader=FrameReader(Path(root)), encode=encode)
+    state.update(task=get_task(task_name), params=params, reader=FrameReader(Path(root)), encode=encode)
 
 
-def _run_chunk(items: list[WorkItem]):
+def _run_chunk(items: list[WorkItem], state: dict = _WORKER):
     from ..shards import encode_fields
 
-    t, p = _WORKER["task"], _WORKER["params"]
+    t, p = state["task"], state["params"]
     out = []
-    for it, views in zip(items, read_views_batch(_WORKER["reader"], [it.plan for it in items])):
+    for it, views in zip(items, read_views_batch(state["reader"], [it.plan for it in items])):
         fields = t.finish(p, views, it.plan)
-        out.append(encode_fields(t, fields) if _WORKER["encode"] else fields)
+        out.append(encode_fields(t, fields) if state["encode"] else fields)
     return out
 
 
@@ -122,6 +122,7 @@ class DecordBackend(OpenCVBackend):
     """The OpenCV backend's process pool, reading frames with decord instead of images."""
 
     name, device = "decord", "cpu"
+    threads = False  # one decord reader (and its frame cache) per process
     init_fn, chunk_fn = staticmethod(_init_worker), staticmethod(_run_chunk)
 
 
