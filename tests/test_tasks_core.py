@@ -152,6 +152,30 @@ def test_context_chroma_drop_keeps_one_channel(sources):
             assert pt[j][..., others].astype(float).std() <= ref[..., keep].std() * 0.05 + 1.0
 
 
+def test_context_drop_noise_is_the_planned_bank_slice(sources):
+    """The dropped channels are Gaussian noise (std noise_ratio x the kept channel's) read from the
+    task's fixed bank at the plan's offset: re-derivable from the JSON, independent between channels."""
+    from pretextgen.tasks.context import noise_bank
+
+    root, good = sources
+    t = get_task("context")
+    p = load_params(t, overrides={"downsample_prob": 0.0, "noise_ratio": 0.5})
+    for it in _items(t, p, good, 4):
+        img = load_rgb(root, it.source)
+        pt = reference_sample(t, p, img, it.plan)["patches"].astype(np.float64)
+        for j in range(2):
+            kept = crop_resize(img, it.plan["boxes"][j], (p.patch, p.patch))[..., it.plan["keep_channel"][j]]
+            sigma = kept.std() * p.noise_ratio
+            others = [c for c in range(3) if c != it.plan["keep_channel"][j]]
+            off = it.plan["noise_offset"][j]
+            bank = noise_bank(p.patch)[off : off + 2 * p.patch * p.patch].reshape(p.patch, p.patch, 2)
+            expect = np.clip(np.rint(kept.mean() + bank * sigma), 0, 255)
+            assert np.abs(pt[j][..., others] - expect).max() <= 1  # float32 rounding at .5
+            noise = pt[j][..., others] - kept.mean()
+            assert abs(noise.std() / sigma - 1) < 0.1
+            assert abs(np.corrcoef(noise[..., 0].ravel(), noise[..., 1].ravel())[0, 1]) < 0.1
+
+
 def test_context_project_removes_green_magenta(sources):
     root, good = sources
     t = get_task("context")
