@@ -36,11 +36,14 @@ def encode_array(ext: str, array: np.ndarray) -> bytes:
         import cv2
 
         a = array if array.ndim == 2 else cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
-        # Lossless at any setting. Level 1 with zlib's RLE strategy was the fastest and smallest
-        # measured on 224 px photos (OpenCV 5: 2.0 ms and 85 KB, against 2.5 ms and 90 KB for the
-        # default strategy; .npy takes 0.01 ms and 150 KB).
-        ok, png = cv2.imencode(".png", a, [cv2.IMWRITE_PNG_COMPRESSION, 1,
-                                           cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE])
+        # Lossless at any setting. Level 1, zlib's RLE strategy and the "up" filter on every row
+        # (instead of libpng's adaptive choice per row) measured fastest for their size (OpenCV 5,
+        # 224 px): 1.2 ms against 2.1 ms for adaptive filters, files 8-19% larger; .npy: 0.01 ms
+        # but 1.8x larger. An OpenCV without the filter option keeps the adaptive filters.
+        params = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
+        if hasattr(cv2, "IMWRITE_PNG_FILTER"):
+            params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
+        ok, png = cv2.imencode(".png", a, params)
         if not ok:
             raise RuntimeError("PNG encoding failed")
         return png.tobytes()
