@@ -109,7 +109,7 @@ def bench_task(name, root, sources, samples, workers, seed=0):
     items = [plan_sample(t, p, sources, seed, i, root) for i in range(samples)]
     rows = {}
     rows["PIL + NumPy baseline"] = timed(lambda: run_baseline(name, p, root, items, workers, seed))
-    rows["opencv"] = timed(lambda: sum(1 for _ in OpenCVBackend(t, p, root, workers=workers, encode=False).run(items)))
+    rows["opencv (threads)"] = timed(lambda: sum(1 for _ in OpenCVBackend(t, p, root, workers=workers, encode=False).run(items)))
 
     def dali(device):
         b = DaliBackend(t, p, root, device=device, batch_size=64, threads=workers, encode=False)
@@ -137,7 +137,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tasks", nargs="*", help="default: every image task with a baseline")
     ap.add_argument("--source", help=f"image folder (default: {SHARED_FLOWERS} if present, else scikit-image photos)")
-    ap.add_argument("--samples", type=int, default=1000)
+    ap.add_argument("--samples", type=int, default=2000)
     ap.add_argument("--workers", type=int, default=default_workers())
     ap.add_argument("--json", help="write raw numbers here")
     args = ap.parse_args(argv)
