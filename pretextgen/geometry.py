@@ -52,8 +52,13 @@ def affine_view(matrix, size) -> dict:
     """A view that is not an axis-aligned box: output pixel (x, y) samples the source at
     ``matrix @ (x, y, 1)`` (2x3, output px to source px, pixel centres on integer coordinates as in
     OpenCV), bilinear, border pixels repeated. Rounded here so the JSON is exactly what is executed."""
-    m = [[round(float(v), 6) for v in row] for row in np.asarray(matrix, np.float64).reshape(2, 3)]
-    return {"affine": m, "size": [int(size[0]), int(size[1])]}
+    return affine_views(np.asarray(matrix, np.float64).reshape(1, 2, 3), size)[0]
+
+
+def affine_views(matrices: np.ndarray, size) -> list[dict]:
+    """``affine_view`` of each of K matrices (K, 2, 3), rounded in one NumPy call."""
+    size = [int(size[0]), int(size[1])]
+    return [{"affine": m, "size": list(size)} for m in np.round(np.asarray(matrices, np.float64), 6).tolist()]
 
 
 def warp_affine(image: np.ndarray, matrix, size) -> np.ndarray:
