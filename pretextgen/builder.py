@@ -103,18 +103,128 @@ def sample_bytes_bound(task, params) -> int:
 
 
 def _identity(m: dict) -> dict:
-    keys = ("task", "params", "seed", "samples", "backend", "device", "source_digest", "samples_per_shard", "batch_size")
+    keys = ("task", "params", "seed", "samples", "backend", "device", "source_digest", "samples_per_shard", "batch_size",
+            "processes")
     return {k: m.get(k) for k in keys}
+
+
+def shard_indices(shards, per_shard: int, samples: int):
+    """The sample indices of ``shards``, in order."""
+    return (i for s in shards for i in range(s * per_shard, min((s + 1) * per_shard, samples)))
+
+
+def write_shards(task, runner, items, out: Path, per_shard: int, samples: int, seed: int, backend: str, device: str,
+                 on_sample, on_shard) -> None:
+    """Run ``items`` through ``runner``; write each shard once its last sample is made and call
+    ``on_shard(number, record)``; ``on_sample()`` after every sample."""
+    current: list = []
+    hist: Counter = Counter()
+    for item, members in runner.run(items):
+        meta = sample_meta(task, item, seed, backend, device)
+        current.append((sample_key(item.index), sample_members(members, meta)))
+        if not task.label_is_plan_index:  # one class per plan: a histogram of ones says nothing
+            hist[int(meta["label"])] += 1
+        on_sample()
+        s = item.index // per_shard
+        if item.index == min((s + 1) * per_shard, samples) - 1:
+            rec = write_shard(out / shard_name(task.name, s), current)
+            rec.update(number=s, first_index=s * per_shard,
+                       label_histogram={str(k): v for k, v in sorted(hist.items())})
+            on_shard(s, rec)
+            current, hist = [], Counter()
+
+
+def _build_part(job: dict, queue) -> None:
+    """One process of a ``processes > 1`` build: makes and writes ``job["shards"]``, reporting
+    ("samples", n), ("shard", number, record), then ("done",) or ("error", text) through ``queue``."""
+    try:
+        t, params, root = get_task(job["task"]), job["params"], job["root"]
+        runner = make_backend(job["backend"], job["device"], t, params, root, job["workers"], job["batch_size"])
+        items = (plan_sample(t, params, job["sources"], job["seed"], i, root)
+                 for i in shard_indices(job["shards"], job["per_shard"], job["samples"]))
+        made = [0]
+
+        def on_sample():
+            # ProcessLookupError when the build was killed (kill -9): stop before writing more shards
+            # that a --resume would write again.
+            os.kill(job["parent"], 0)
+            made[0] += 1
+            if made[0] == 64:
+                queue.put(("samples", made[0]))
+                made[0] = 0
+
+        def on_shard(s, rec):
+            queue.put(("samples", made[0]))
+            made[0] = 0
+            queue.put(("shard", s, rec))
+
+        try:
+            write_shards(t, runner, items, job["out"], job["per_shard"], job["samples"], job["seed"], job["backend"],
+                         job["device"], on_sample, on_shard)
+        finally:
+            runner.close()
+        queue.put(("done",))
+    except ProcessLookupError:
+        pass
+    except BaseException as e:  # noqa: BLE001 - reported to the parent, which raises it
+        queue.put(("error", f"{type(e).__name__}: {e}"))
+
+
+def _run_processes(jobs: list[dict], on_sample, on_shard) -> None:
+    """Run each job in its own process (forkserver) and relay their reports until all are done."""
+    import multiprocessing as mp
+    import queue as queue_mod
+
+    ctx = mp.get_context("forkserver" if os.name == "posix" else "spawn")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_build_part, args=(job, q), daemon=True) for job in jobs]
+    for p in procs:
+        p.start()
+    running = len(procs)
+    try:
+        while running:
+            try:
+                msg = q.get(timeout=1.0)
+            except queue_mod.Empty:
+                dead = [p for p in procs if p.exitcode not in (None, 0)]
+                if dead:
+                    raise PretextgenError(f"a build process died (exit code {dead[0].exitcode}); "
+                                          "rerun with --resume to continue") from None
+                continue
+            if msg[0] == "samples":
+                on_sample(msg[1])
+            elif msg[0] == "shard":
+                on_shard(msg[1], msg[2])
+            elif msg[0] == "done":
+                running -= 1
+            else:
+                raise PretextgenError(f"a build process failed: {msg[1]}")
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+            p.join()
 
 
 def build(task: str, out, source=None, samples: int = 512, seed: int = 0, backend: str = "auto",
           device: str = "auto", config=None, overrides=None, resume: bool = False, workers: int | None = None,
-          batch_size: int = 64, shard_bytes: int = DEFAULT_SHARD_BYTES, progress: bool | None = None) -> dict:
-    """Build ``samples`` samples of ``task`` into shards under ``out``; returns the manifest."""
+          batch_size: int = 64, shard_bytes: int = DEFAULT_SHARD_BYTES, progress: bool | None = None,
+          processes: int = 1) -> dict:
+    """Build ``samples`` samples of ``task`` into shards under ``out``; returns the manifest.
+
+    ``processes`` > 1 splits the shards among that many processes, each with its own backend and
+    ``workers // processes`` threads: for a GPU whose feeding Python (planning, copies, ``finish``,
+    encoding) is the limit. Shards are the same bytes as with one process on CPU backends; on a GPU
+    nvJPEG's split of a batch between its two decoders may depend on how samples are batched, so the
+    number is part of the build's identity there (like ``batch_size``)."""
     t = get_task(task)
     params = load_params(t, config, overrides)
     if samples < 1:
         raise PretextgenError("--samples must be at least 1")
+    if processes < 1:
+        raise PretextgenError("--processes must be at least 1")
+    if processes > 1 and t.input == "video":
+        raise PretextgenError(f"--processes: task {task!r} reads videos, whose builds already use --workers processes")
     video = None  # a video task's clips and motion index (pretextgen.video.build.VideoSetup)
     workers = workers or default_workers()
     backend, device = resolve(backend, device)
@@ -169,6 +279,7 @@ def build(task: str, out, source=None, samples: int = 512, seed: int = 0, backen
         "task": t.name, "params": params_to_dict(params), "seed": seed, "samples": samples,
         "version": __version__, "schema": SCHEMA_VERSION, "backend": backend, "device": device,
         "batch_size": batch_size if backend == "dali" else None,
+        "processes": processes if backend == "dali" else None,
         "source": source_label, "source_files": len(files), "source_digest": listing_digest(root, files),
         "sources_used": len(sources), "skipped": skipped, "samples_per_shard": per_shard,
         "num_classes": -(-samples // t.samples_per_plan(params)) if t.label_is_plan_index else t.num_classes(params),
@@ -194,34 +305,34 @@ def build(task: str, out, source=None, samples: int = 512, seed: int = 0, backen
     write_json(out / "manifest.json", {**manifest, "shards": [kept[k] for k in sorted(kept)]})
 
     todo = [s for s in range(n_shards) if s not in kept]
-    indices = (i for s in todo for i in range(s * per_shard, min((s + 1) * per_shard, samples)))
-    items = (video.plan_sample(seed, i) if video else plan_sample(t, params, sources, seed, i, root) for i in indices)
-    if video is not None:
-        runner = video.runner(backend, device, workers, batch_size)
-    else:
-        runner = make_backend(backend, device, t, params, root, workers, batch_size)
     bar = Progress(samples, f"{t.name} ({backend}/{device})", "samples", progress)
     bar.update(sum(r["samples"] for r in kept.values()))
     records = dict(kept)
-    current: list = []
-    hist: Counter = Counter()
+
+    def on_shard(s, rec):
+        records[s] = rec
+        write_json(out / "manifest.json", {**manifest, "shards": [records[k] for k in sorted(records)]})
+
+    processes = min(processes, len(todo))
     try:
-        for item, members in runner.run(items):
-            meta = sample_meta(t, item, seed, backend, device)
-            current.append((sample_key(item.index), sample_members(members, meta)))
-            if not t.label_is_plan_index:  # one class per plan: a histogram of ones says nothing
-                hist[int(meta["label"])] += 1
-            bar.update()
-            s = item.index // per_shard
-            if item.index == min((s + 1) * per_shard, samples) - 1:
-                rec = write_shard(out / shard_name(t.name, s), current)
-                rec.update(number=s, first_index=s * per_shard,
-                           label_histogram={str(k): v for k, v in sorted(hist.items())})
-                records[s] = rec
-                current, hist = [], Counter()
-                write_json(out / "manifest.json", {**manifest, "shards": [records[k] for k in sorted(records)]})
+        if processes > 1:
+            job = {"task": t.name, "params": params, "root": root, "sources": sources, "seed": seed, "out": out,
+                   "backend": backend, "device": device, "workers": max(1, workers // processes),
+                   "batch_size": batch_size, "per_shard": per_shard, "samples": samples, "parent": os.getpid()}
+            _run_processes([{**job, "shards": todo[k::processes]} for k in range(processes)], bar.update, on_shard)
+        else:
+            indices = shard_indices(todo, per_shard, samples)
+            items = (video.plan_sample(seed, i) if video else plan_sample(t, params, sources, seed, i, root)
+                     for i in indices)
+            if video is not None:
+                runner = video.runner(backend, device, workers, batch_size)
+            else:
+                runner = make_backend(backend, device, t, params, root, workers, batch_size)
+            try:
+                write_shards(t, runner, items, out, per_shard, samples, seed, backend, device, bar.update, on_shard)
+            finally:
+                runner.close()
     finally:
-        runner.close()
         bar.close()
     total: Counter = Counter()
     for rec in records.values():

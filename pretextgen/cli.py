@@ -44,7 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--config", help="YAML file of task parameters (over the shipped defaults)")
     b.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one task parameter (repeatable)")
     b.add_argument("--resume", action="store_true", help="continue an interrupted build in --out")
-    b.add_argument("--workers", type=int, help="CPU processes/threads (default: all cores)")
+    b.add_argument("--workers", type=int, help="CPU threads for image tasks, processes for video tasks (default: all "
+                   "cores; split among --processes)")
+    b.add_argument("--processes", type=int, default=1,
+                   help="build shards in this many processes, each with its own backend: for a GPU that one "
+                        "Python process cannot keep busy (default: 1)")
     b.add_argument("--batch-size", type=int, default=64, help="DALI batch size (default: 64)")
     b.add_argument("--shard-mb", type=float, default=256, help="maximum shard size in MB (default: 256)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -95,7 +99,7 @@ def _cmd_build(args) -> int:
         raise PretextgenError("--workers must be at least 1")
     m = build(task=args.task, out=args.out, source=args.source, samples=args.samples, seed=args.seed,
               backend=args.backend, device=args.device, config=args.config, overrides=args.set or [],
-              resume=args.resume, workers=args.workers, batch_size=args.batch_size,
+              resume=args.resume, workers=args.workers, batch_size=args.batch_size, processes=args.processes,
               shard_bytes=int(args.shard_mb * 2**20), progress=False if args.no_progress else None)
     size = sum(s["bytes"] for s in m["shards"]) / 2**20
     rate = m["samples"] / max(m["_seconds"], 1e-9)

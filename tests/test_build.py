@@ -105,6 +105,17 @@ def test_reruns_are_byte_identical(tmp_path, backend):
     assert a["shards"][0]["sha256"] != c["shards"][0]["sha256"]
 
 
+@pytest.mark.parametrize("backend", ["opencv", "dali"])
+def test_processes_write_the_same_shards(tmp_path, backend):
+    """Shards split among 3 build processes are the bytes one process writes (CPU backends)."""
+    kw = dict(task="jigsaw", samples=60, backend=backend, device="cpu", progress=False, shard_bytes=1_600_000, workers=2)
+    one = pretextgen.build(out=tmp_path / "one", **kw)
+    three = pretextgen.build(out=tmp_path / "three", processes=3, **kw)
+    assert len(one["shards"]) >= 4 and three["complete"]
+    assert one["shards"] == three["shards"] and one["label_histogram"] == three["label_histogram"]
+    assert three["processes"] == (3 if backend == "dali" else None)
+
+
 def test_auto_on_cpus_is_opencv(monkeypatch):
     from pretextgen import backends
 
@@ -193,14 +204,32 @@ def _cli_build(out, *extra):
                   "--workers", "1", "--shard-mb", "1.6", "--no-progress", *extra]
 
 
-def test_resume_after_kill_9(tmp_path):
+def _quiet(folder: Path, seconds: float = 1.5, limit: float = 30) -> None:
+    """Wait until no file in ``folder`` changes for ``seconds``."""
+    def state():
+        return sorted((p.name, p.stat().st_size) for p in folder.iterdir() if p.exists())
+
+    deadline, last, since = time.time() + limit, None, time.time()
+    while time.time() < deadline:
+        now = state()
+        if now != last:
+            last, since = now, time.time()
+        elif time.time() - since > seconds:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{folder} still changing after {limit} s")
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_resume_after_kill_9(tmp_path, processes):
     ref = tmp_path / "ref"
     subprocess.run(_cli_build(ref), check=True, capture_output=True)
     want = read_manifest(ref)["shards"]
     assert len(want) >= 10
 
     out = tmp_path / "killed"
-    proc = subprocess.Popen(_cli_build(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(_cli_build(out, "--processes", processes), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline:
         try:
@@ -209,8 +238,12 @@ def test_resume_after_kill_9(tmp_path):
         except (FileNotFoundError, json.JSONDecodeError):
             pass
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
+    if processes == "1":
+        os.killpg(proc.pid, signal.SIGKILL)
+    else:  # only the main process: its build processes must notice and stop by themselves
+        os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    _quiet(out)
     m = read_manifest(out)
     assert not m["complete"] and 3 <= len(m["shards"]) < len(want)
     # Damage one complete shard: resume must notice (sha256) and rewrite it.
@@ -218,7 +251,7 @@ def test_resume_after_kill_9(tmp_path):
     data = bytearray(first.read_bytes())
     data[1000] ^= 0xFF
     first.write_bytes(bytes(data))
-    r = subprocess.run(_cli_build(out, "--resume"), capture_output=True, text=True)
+    r = subprocess.run(_cli_build(out, "--resume", "--processes", processes), capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     got = read_manifest(out)
     assert got["complete"] and got["shards"] == want
@@ -249,6 +282,8 @@ def test_cli_errors_are_one_line(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("gray_prob: 2\n")
     assert "jigsaw.gray_prob" in _err(["build", "--task", "jigsaw", "--out", str(tmp_path / "o"), "--config", str(cfg)])
+    assert "--processes must be at least 1" in _err(["build", "--task", "jigsaw", "--out", str(tmp_path / "o"),
+                                                      "--processes", "0"])
 
 
 def test_cli_end_to_end(tmp_path):
