@@ -9,7 +9,9 @@ Rates are steady-state (counted after the first batch; see SteadyRate); each tas
 ``hw_decoder_load``); decode-only leaves images on the GPU, pretextgen plans every sample, crops
 and resizes on the GPU, copies the views to the host and runs the task's NumPy ``finish``
 (the fields that a build then writes). The *live* rows are the loader's path for training: views
-handed to torch through DALI's plugin and finished on whole batches on the device.
+handed to torch through DALI's plugin and finished on whole batches on the device. With
+``--processes P`` each host-path task also runs in P processes at once, each with its own pipeline
+on the same GPU (``pretextgen build --processes``); their steady rates are summed.
 """
 from __future__ import annotations
 
@@ -104,11 +106,11 @@ def decode_only(root: Path, paths: list[str], samples: int, batch: int, threads:
 
 
 def ours(task: str, root: Path, sources, samples: int, batch: int, threads: int, device: str = "gpu",
-         max_seconds: float = 20.0) -> float:
+         max_seconds: float = 20.0, first: int = 0) -> float:
     t = get_task(task)
     p = load_params(t)
     backend = DaliBackend(t, p, root, device=device, batch_size=batch, threads=threads, encode=False)
-    items = (plan_sample(t, p, sources, 0, i, root) for i in range(samples))  # planning is timed too
+    items = (plan_sample(t, p, sources, 0, i, root) for i in range(first, first + samples))  # planning is timed too
     meter = SteadyRate()
     for k, _ in enumerate(backend.run(items)):
         if k % batch == batch - 1:
@@ -144,6 +146,25 @@ def live(task: str, root: Path, sources, samples: int, batch: int, threads: int,
     return meter.rate()
 
 
+def _ours_job(args):
+    task, root, samples, batch, threads, device, max_seconds, part = args
+    t = get_task(task)
+    sources, _ = scan(root, list_files(root), t.min_side(load_params(t)), 1)
+    ours(task, root, sources, 2 * batch, batch, threads, device)  # warm-up
+    # Each process makes its own stretch of sample indices, as build processes make their shards.
+    return ours(task, root, sources, samples, batch, threads, device, max_seconds, first=part * samples)
+
+
+def ours_in_processes(task: str, root: Path, samples: int, batch: int, threads: int, device: str,
+                      max_seconds: float, processes: int) -> float:
+    """Summed steady rates of ``ours`` in ``processes`` processes running at once."""
+    from pretextgen.parallel import process_pool
+
+    jobs = [(task, root, samples, batch, threads, device, max_seconds, k) for k in range(processes)]
+    with process_pool(processes) as pool:
+        return float(sum(pool.map(_ours_job, jobs)))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--jpegs", help="folder of JPEGs")
@@ -155,6 +176,8 @@ def main(argv=None):
     ap.add_argument("--tasks", nargs="*")
     ap.add_argument("--max-seconds", type=float, default=20.0, help="stop each task after this long")
     ap.add_argument("--device", default="gpu", help="cpu only to dry-run this script without a GPU")
+    ap.add_argument("--processes", type=int, nargs="*", default=[],
+                    help="also run the host path in this many processes at once (e.g. 2 4 8)")
     args = ap.parse_args(argv)
     root = make_jpegs(Path(args.make_jpegs)) if args.make_jpegs else Path(args.jpegs)
     files = list_files(root)
@@ -184,6 +207,10 @@ def main(argv=None):
             ours(name, root, sources, 2 * args.batch, args.batch, args.threads, args.device)  # warm-up
             rate = ours(name, root, sources, args.samples, args.batch, args.threads, args.device, args.max_seconds)
             print(f"| {name} | {rate:,.0f} | {base:,.0f} | {rate / base:.2f} |", flush=True)
+            for procs in args.processes:
+                rate = ours_in_processes(name, root, args.samples, args.batch, max(1, args.threads // procs),
+                                         args.device, args.max_seconds, procs)
+                print(f"| {name}, {procs} processes | {rate:,.0f} | {base:,.0f} | {rate / base:.2f} |", flush=True)
         except Exception as e:  # noqa: BLE001 - report and go on with the other tasks
             print(f"| {name} | failed: {type(e).__name__}: {str(e).splitlines()[0][:120]} | | |", flush=True)
 
