@@ -96,8 +96,9 @@ def cut_tiles(p: JigsawParams, crop: np.ndarray, plan: dict) -> np.ndarray:
 
 
 def finish(p: JigsawParams, views: list[np.ndarray], plan: dict) -> dict:
-    crop = to_gray3(views[0]) if plan["gray"] else views[0]
-    tiles = cut_tiles(p, crop, plan)[plan["permutation"]]
+    tiles = cut_tiles(p, views[0], plan)[plan["permutation"]]
+    if plan["gray"]:  # per pixel, so the tiles alone (57% of a 255 px crop's pixels for the defaults)
+        tiles = to_gray3(tiles)
     if plan["jitter"] is not None:
         j = np.asarray(plan["jitter"], np.float32)  # (n, 3, 2) for the stored order
         tiles = np.clip(np.rint(tiles * j[:, None, None, :, 0] + j[:, None, None, :, 1]), 0, 255).astype(np.uint8)
