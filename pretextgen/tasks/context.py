@@ -10,7 +10,7 @@ few as ``min_pixels`` pixels and enlarged back; chromatic aberration is handled 
 ``drop`` keeps one channel and replaces the other two with Gaussian noise (std = ``noise_ratio`` x
 the kept channel's std, around its mean), ``project`` removes the green-magenta component.
 The noise is a slice of a fixed bank of standard normals (``noise_bank``) at an offset the plan
-draws: a fresh generator and 96 x 96 x 3 normals per patch took 270 us, the slice takes 50 us.
+draws: a fresh generator and 96 x 96 x 3 normals per patch took 270 us, the slice takes 20 us.
 
 Plan / JSON: ``boxes`` = [centre_box, neighbour_box] (source px), ``offset`` = neighbour (dx, dy) in
 {-1, 0, 1}, ``downsample`` (per patch, [w, h] or null), ``keep_channel`` and ``noise_offset`` (into
@@ -105,13 +105,16 @@ def noise_bank(patch: int) -> np.ndarray:
 
 
 def _drop_channels(patch: np.ndarray, keep: int, offset: int, ratio: float) -> np.ndarray:
+    import cv2
+
     h, w = patch.shape[:2]
-    kept = patch[..., keep].astype(np.float32)
+    kept = np.ascontiguousarray(patch[..., keep])
+    mean, std = (float(v[0, 0]) for v in cv2.meanStdDev(kept))  # population std, as np.std
     noise = noise_bank(h)[offset : offset + 2 * h * w].reshape(h, w, 2)
-    out = np.empty((h, w, 3), np.float32)
-    out[..., [c for c in range(3) if c != keep]] = kept.mean() + noise * (kept.std() * ratio)
-    out[..., keep] = kept
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    # saturate(round(noise * std * ratio + mean)) in one OpenCV call: 20 us against 58 in NumPy.
+    channels = list(cv2.split(cv2.addWeighted(noise, std * ratio, noise, 0.0, mean, dtype=cv2.CV_8U)))
+    channels.insert(keep, kept)
+    return cv2.merge(channels)
 
 
 def _project(patch: np.ndarray) -> np.ndarray:
