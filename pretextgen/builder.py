@@ -102,6 +102,23 @@ def sample_bytes_bound(task, params) -> int:
     return total
 
 
+def library_versions(backend: str) -> dict:
+    """Versions of the libraries whose arithmetic is in the pixels: shards are byte-identical across
+    machines only with the same ones (decoders and resamplers may change between releases)."""
+    import cv2
+
+    out = {"numpy": np.__version__, "opencv": cv2.__version__}
+    if backend == "dali":
+        import nvidia.dali
+
+        out["dali"] = nvidia.dali.__version__
+    if backend == "decord":
+        import decord
+
+        out["decord"] = decord.__version__
+    return out
+
+
 def _identity(m: dict) -> dict:
     keys = ("task", "params", "seed", "samples", "backend", "device", "source_digest", "samples_per_shard", "batch_size",
             "processes")
@@ -278,6 +295,7 @@ def build(task: str, out, source=None, samples: int = 512, seed: int = 0, backen
     manifest = {
         "task": t.name, "params": params_to_dict(params), "seed": seed, "samples": samples,
         "version": __version__, "schema": SCHEMA_VERSION, "backend": backend, "device": device,
+        "libraries": library_versions(backend),
         "batch_size": batch_size if backend == "dali" else None,
         "processes": processes if backend == "dali" else None,
         "source": source_label, "source_files": len(files), "source_digest": listing_digest(root, files),

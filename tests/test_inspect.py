@@ -272,6 +272,33 @@ def test_verify_catches_tampered_pixels(built, tmp_path, capsys):
     assert rc == 1 and f"sample {victim}" in text and "tiles differs from its re-derivation" in text
 
 
+def test_verify_relaxes_to_tolerances_when_libraries_changed(built, tmp_path, capsys):
+    """An OpenCV build re-derived with another OpenCV is compared within tolerance, and says so;
+    an inverted tile is still caught."""
+    out = tmp_path / "v"
+    shutil.copytree(built["jigsaw"], out)
+    m = read_manifest(out)
+    assert set(m["libraries"]) >= {"numpy", "opencv"}
+    m["libraries"]["opencv"] = "4.0.0"
+    write_json(out / "manifest.json", m)
+    rc, text = _verify(out, capsys)
+    assert rc == 0 and "other library versions (opencv 4.0.0 -> " in text
+
+    def change(name, data):
+        if name == "000000002.tiles.npy":
+            arr = decode_member(name, data)
+            arr[0] = 255 - arr[0]
+            buf = io.BytesIO()
+            np.save(buf, arr)
+            return buf.getvalue()
+        return data
+
+    _rewrite(sorted(out.glob("*.tar"))[0], change)
+    _reseal(out)
+    rc, text = _verify(out, capsys)
+    assert rc == 1 and "sample 000000002" in text and "tiles differs from its re-derivation" in text
+
+
 def test_verify_catches_a_label_that_is_not_its_plan(built, tmp_path, capsys):
     out = tmp_path / "l"
     shutil.copytree(built["rotation"], out)
