@@ -116,6 +116,31 @@ def test_processes_write_the_same_shards(tmp_path, backend):
     assert three["processes"] == (3 if backend == "dali" else None)
 
 
+def test_shard_bytes_equal_tarfiles(tmp_path):
+    """Our tar writer produces exactly what tarfile writes (USTAR, fixed owner and mtime), at every
+    padding case, and the record's sha256 and size are the file's."""
+    import io
+    import tarfile
+
+    from pretextgen.shards import write_shard
+
+    rng = np.random.default_rng(0)
+    samples = [(f"{i:09d}", {"blob.bin": rng.bytes(n), "cls": b"3", "json": b"{}"})
+               for i, n in enumerate([0, 1, 511, 512, 513, 10240, 100_000])]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for key, members in samples:
+            for suffix in sorted(members):
+                info = tarfile.TarInfo(f"{key}.{suffix}")
+                info.size, info.mtime, info.mode, info.uid, info.gid = len(members[suffix]), 0, 0o644, 0, 0
+                info.uname = info.gname = ""
+                tar.addfile(info, io.BytesIO(members[suffix]))
+    rec = write_shard(tmp_path / "x.tar", samples)
+    assert (tmp_path / "x.tar").read_bytes() == buf.getvalue()
+    assert rec["sha256"] == file_sha256(tmp_path / "x.tar") and rec["bytes"] == len(buf.getvalue())
+    assert [k for k, _ in read_shard(tmp_path / "x.tar")] == [k for k, _ in samples]
+
+
 def test_auto_on_cpus_is_opencv(monkeypatch):
     from pretextgen import backends
 
