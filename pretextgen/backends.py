@@ -7,7 +7,7 @@ differ by decoding and interpolation.
   GPU resize) or the CPU (``device_id=None``); plans enter through ``fn.external_source``.
 
 ``auto`` picks DALI on the GPU when DALI sees one, else OpenCV in threads: on 2 cores it made
-1.1-3.7x the samples/s of DALI-CPU for all 9 image tasks, whose CPU ``fn.resize`` alone costs
+1.2-3.2x the samples/s of DALI-CPU for every image task, whose CPU ``fn.resize`` alone costs
 about 400 us per 224 px view against OpenCV's 100 us (benchmarks/bench_images.py, README
 "Benchmarks").
 """
