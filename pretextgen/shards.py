@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+# 2: context's noise is a bank offset (``noise_offset``, was ``noise_seed``) and exemplar draws its
+# transformations as one array: plans of schema 1 are not what this version draws from (seed, index).
+SCHEMA_VERSION = 2
 KEY_DIGITS = 9
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import PretextgenError
-from .shards import decode_member, file_sha256, read_manifest, sample_key
+from .shards import SCHEMA_VERSION, decode_member, file_sha256, read_manifest, sample_key
 
 log = logging.getLogger("pretextgen.verify")
 TOLERANCE = {"opencv": 0.0, "dali": 2.5}  # grey levels, as ``compare`` measures them
@@ -267,7 +267,10 @@ def verify(out_dir, count: int = 32, seed: int = 0, source=None) -> Report:
         rederive, why = _rederiver(task, params, root)
         if rederive is None:
             rep.notes.append(f"{why}: {len(picked)} samples not re-derived")
-        if task.input == "image":
+        if task.input == "image" and m.get("schema") != SCHEMA_VERSION:
+            rep.notes.append(f"built with JSON schema {m.get('schema')}, this version draws schema {SCHEMA_VERSION} "
+                             "plans: plans not redrawn (pixels are still re-derived from each JSON)")
+        elif task.input == "image":
             replan = replanner(task, params, m, root)
             if replan is None:
                 rep.notes.append(f"the files under {root} are not those of the build: plans not redrawn")

@@ -299,6 +299,17 @@ def test_verify_relaxes_to_tolerances_when_libraries_changed(built, tmp_path, ca
     assert rc == 1 and "sample 000000002" in text and "tiles differs from its re-derivation" in text
 
 
+def test_verify_does_not_redraw_plans_of_another_schema(built, tmp_path, capsys):
+    out = tmp_path / "s"
+    shutil.copytree(built["rotation"], out)
+    m = read_manifest(out)
+    m["schema"] = 1
+    write_json(out / "manifest.json", m)
+    rc, text = _verify(out, capsys)
+    assert rc == 0 and "schema 1" in text and "plans not redrawn" in text
+    assert "plans redrawn from (seed, index): 0" in text and "re-derived from their sources: 6" in text
+
+
 def test_verify_catches_a_label_that_is_not_its_plan(built, tmp_path, capsys):
     out = tmp_path / "l"
     shutil.copytree(built["rotation"], out)
