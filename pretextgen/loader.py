@@ -238,6 +238,18 @@ def _worker() -> tuple[int, int]:
     return (0, 1) if info is None else (info.id, info.num_workers)
 
 
+def _threads() -> int:
+    """Threads for a live backend: every core in the training process itself, one in each
+    DataLoader worker process (the workers already share the cores)."""
+    from .parallel import default_workers
+
+    try:
+        from torch.utils.data import get_worker_info
+    except ImportError:
+        return default_workers()
+    return default_workers() if get_worker_info() is None else 1
+
+
 def _slot(dataset) -> tuple[int, int, int, int]:
     """(slot, slots, epoch, samples to skip) of the DataLoader worker running this. On a resume the
     Loader rotates workers to slots so that DataLoader's round robin, which starts at worker 0,
@@ -402,7 +414,7 @@ class LiveDataset(_torch_iterable()):
         if self.device == "gpu" and self.task.name in TORCH_FINISH:
             yield from self.stream_in_torch(items, worker)
             return
-        runner = make_backend(self.backend, self.device, self.task, self.params, self.root, 1,
+        runner = make_backend(self.backend, self.device, self.task, self.params, self.root, _threads(),
                               self.batch_size, encode=False)
         try:
             for item, fields in runner.run(items):
