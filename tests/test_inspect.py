@@ -249,22 +249,26 @@ def _verify(out: Path, capsys, samples: int = 6) -> tuple[int, str]:
     return rc, capsys.readouterr().out
 
 
-def test_verify_catches_tampered_pixels(built, tmp_path, capsys):
-    out = tmp_path / "t"
-    shutil.copytree(built["jigsaw"], out)
-    shard = sorted(out.glob("*.tar"))[0]
-    victim = "000000002"
-
+def _invert_first_tile(victim: str):
+    """A ``_rewrite`` change that inverts the first tile of sample ``victim``."""
     def change(name, data):
         if name == f"{victim}.tiles.npy":
             arr = decode_member(name, data)
-            arr[0] = 255 - arr[0]  # one tile inverted
+            arr[0] = 255 - arr[0]
             buf = io.BytesIO()
             np.save(buf, arr)
             return buf.getvalue()
         return data
 
-    _rewrite(shard, change)
+    return change
+
+
+def test_verify_catches_tampered_pixels(built, tmp_path, capsys):
+    out = tmp_path / "t"
+    shutil.copytree(built["jigsaw"], out)
+    shard = sorted(out.glob("*.tar"))[0]
+    victim = "000000002"
+    _rewrite(shard, _invert_first_tile(victim))
     rc, text = _verify(out, capsys)
     assert rc == 1 and "sha256 differs" in text and shard.name in text
     _reseal(out)
@@ -284,16 +288,7 @@ def test_verify_relaxes_to_tolerances_when_libraries_changed(built, tmp_path, ca
     rc, text = _verify(out, capsys)
     assert rc == 0 and "other library versions (opencv 4.0.0 -> " in text
 
-    def change(name, data):
-        if name == "000000002.tiles.npy":
-            arr = decode_member(name, data)
-            arr[0] = 255 - arr[0]
-            buf = io.BytesIO()
-            np.save(buf, arr)
-            return buf.getvalue()
-        return data
-
-    _rewrite(sorted(out.glob("*.tar"))[0], change)
+    _rewrite(sorted(out.glob("*.tar"))[0], _invert_first_tile("000000002"))
     _reseal(out)
     rc, text = _verify(out, capsys)
     assert rc == 1 and "sample 000000002" in text and "tiles differs from its re-derivation" in text
