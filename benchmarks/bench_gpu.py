@@ -11,7 +11,8 @@ and resizes on the GPU, copies the views to the host and runs the task's NumPy `
 (the fields that a build then writes). The *live* rows are the loader's path for training: views
 handed to torch through DALI's plugin and finished on whole batches on the device. With
 ``--processes P`` each host-path task also runs in P processes at once, each with its own pipeline
-on the same GPU (``pretextgen build --processes``); their steady rates are summed.
+on the same GPU (``pretextgen build --processes``), and so does decode-only at the largest P; the
+rate is all processes' steady items over one wall-clock span.
 """
 from __future__ import annotations
 
@@ -69,7 +70,8 @@ class SteadyRate:
         return self.n / max(self.elapsed(), 1e-9)
 
 
-def decode_only(root: Path, paths: list[str], samples: int, batch: int, threads: int, load: float, device: str = "gpu") -> float:
+def decode_only(root: Path, paths: list[str], samples: int, batch: int, threads: int, load: float, device: str = "gpu",
+                meter: SteadyRate | None = None) -> float:
     from nvidia.dali import fn, pipeline_def, types
 
     order = [paths[i % len(paths)] for i in range(samples)]
@@ -94,7 +96,7 @@ def decode_only(root: Path, paths: list[str], samples: int, batch: int, threads:
 
     pipe = graph()
     pipe.build()
-    meter = SteadyRate()
+    meter = meter or SteadyRate()
     while True:
         try:
             (out,) = pipe.run()
@@ -106,12 +108,12 @@ def decode_only(root: Path, paths: list[str], samples: int, batch: int, threads:
 
 
 def ours(task: str, root: Path, sources, samples: int, batch: int, threads: int, device: str = "gpu",
-         max_seconds: float = 20.0, first: int = 0) -> float:
+         max_seconds: float = 20.0, first: int = 0, meter: SteadyRate | None = None) -> float:
     t = get_task(task)
     p = load_params(t)
     backend = DaliBackend(t, p, root, device=device, batch_size=batch, threads=threads, encode=False)
     items = (plan_sample(t, p, sources, 0, i, root) for i in range(first, first + samples))  # planning is timed too
-    meter = SteadyRate()
+    meter = meter or SteadyRate()
     for k, _ in enumerate(backend.run(items)):
         if k % batch == batch - 1:
             meter.add(batch)
@@ -148,21 +150,33 @@ def live(task: str, root: Path, sources, samples: int, batch: int, threads: int,
 
 def _ours_job(args):
     task, root, samples, batch, threads, device, max_seconds, part = args
-    t = get_task(task)
-    sources, _ = scan(root, list_files(root), t.min_side(load_params(t)), 1)
-    ours(task, root, sources, 2 * batch, batch, threads, device)  # warm-up
-    # Each process makes its own stretch of sample indices, as build processes make their shards.
-    return ours(task, root, sources, samples, batch, threads, device, max_seconds, first=part * samples)
+    meter = SteadyRate()
+    if task is None:  # decode-only, the same JPEGs
+        files = list_files(root)
+        decode_only(root, files, 2 * batch, batch, threads, 0.65, device)  # warm-up
+        decode_only(root, files, samples, batch, threads, 0.65, device, meter=meter)
+    else:
+        t = get_task(task)
+        sources, _ = scan(root, list_files(root), t.min_side(load_params(t)), 1)
+        ours(task, root, sources, 2 * batch, batch, threads, device)  # warm-up
+        # Each process makes its own stretch of sample indices, as build processes make their shards.
+        ours(task, root, sources, samples, batch, threads, device, max_seconds, first=part * samples, meter=meter)
+    return meter.n, meter.t0, meter.t
 
 
-def ours_in_processes(task: str, root: Path, samples: int, batch: int, threads: int, device: str,
-                      max_seconds: float, processes: int) -> float:
-    """Summed steady rates of ``ours`` in ``processes`` processes running at once."""
+def in_processes(task: str | None, root: Path, samples: int, batch: int, threads: int, device: str,
+                 max_seconds: float, processes: int) -> float:
+    """Items/s of ``ours`` (or decode-only when ``task`` is None) in ``processes`` processes at once:
+    all their steady items over one span, from the first process's first batch to the last one's end
+    (perf_counter is CLOCK_MONOTONIC, one clock for all processes). Summing per-process rates would
+    overstate it when warm-ups end at different times."""
     from pretextgen.parallel import process_pool
 
     jobs = [(task, root, samples, batch, threads, device, max_seconds, k) for k in range(processes)]
     with process_pool(processes) as pool:
-        return float(sum(pool.map(_ours_job, jobs)))
+        runs = pool.map(_ours_job, jobs)
+    span = max(t for _, _, t in runs) - min(t0 for _, t0, _ in runs)
+    return sum(n for n, _, _ in runs) / max(span, 1e-9)
 
 
 def main(argv=None):
@@ -188,6 +202,10 @@ def main(argv=None):
     print(f"{len(files)} JPEGs in {root}, batch {args.batch}, {args.samples} samples, hw_decoder_load {args.hw_decoder_load}")
     print("\n| task | samples/s (DALI GPU) | decode-only img/s | ratio |\n|---|---:|---:|---:|")
     print(f"| decode only | | {base:,.0f} | 1.00 |", flush=True)
+    for procs in args.processes[-1:]:  # the GPU's decode ceiling when several processes share it
+        rate = in_processes(None, root, args.samples, args.batch, max(1, args.threads // procs), args.device,
+                            args.max_seconds, procs)
+        print(f"| decode only, {procs} processes | | {rate:,.0f} | {rate / base:.2f} |", flush=True)
     from pretextgen.loader import TORCH_FINISH
 
     for name in [n for n in tasks if n in TORCH_FINISH]:
@@ -208,7 +226,7 @@ def main(argv=None):
             rate = ours(name, root, sources, args.samples, args.batch, args.threads, args.device, args.max_seconds)
             print(f"| {name} | {rate:,.0f} | {base:,.0f} | {rate / base:.2f} |", flush=True)
             for procs in args.processes:
-                rate = ours_in_processes(name, root, args.samples, args.batch, max(1, args.threads // procs),
+                rate = in_processes(name, root, args.samples, args.batch, max(1, args.threads // procs),
                                          args.device, args.max_seconds, procs)
                 print(f"| {name}, {procs} processes | {rate:,.0f} | {base:,.0f} | {rate / base:.2f} |", flush=True)
         except Exception as e:  # noqa: BLE001 - report and go on with the other tasks

@@ -13,33 +13,34 @@ PY="python3 -P"   # -P: never import the checkout's pretextgen/ (it lacks the ma
 step() { echo "== $1 ($(date +%T))"; }
 
 step machine
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; nproc
 $PY -c "import nvidia.dali as d, torch; from pretextgen.backends import gpu_count; print('dali', d.__version__, 'torch', torch.__version__, 'gpus', gpu_count())"
 
-step "pytest -m gpu (every test that needs a GPU)"
-timeout ${GPU_TEST_TIMEOUT:-200} $PY -m pytest -q -m gpu -p no:cacheprovider -rs tests 2>&1 | tee "$OUT/pytest_gpu.log" | tail -30
-
+# Most important first: a lease can end before the script does.
 step "GPU throughput vs decode-only (500x375 JPEGs cut from real photos), host path also in 4 and 8 processes"
-timeout ${GPU_BENCH_TIMEOUT:-200} $PY benchmarks/bench_gpu.py --make-jpegs /tmp/jpegs --samples ${GPU_SAMPLES:-8192} \
-  --batch 256 --threads 16 --max-seconds 6 --tasks rotation jigsaw context --processes 4 8 2>&1 \
+timeout ${GPU_BENCH_TIMEOUT:-170} $PY benchmarks/bench_gpu.py --make-jpegs /tmp/jpegs --samples ${GPU_SAMPLES:-8192} \
+  --batch 256 --threads 16 --max-seconds 5 --tasks rotation jigsaw context --processes 4 8 2>&1 \
   | tee "$OUT/bench_gpu.log" | grep "^|\|JPEGs"
 
-step "the same JPEGs on the CPUs: OpenCV threads and DALI-CPU against the PIL baseline"
-timeout ${CPU_BENCH_TIMEOUT:-120} $PY benchmarks/bench_images.py --source /tmp/jpegs --tasks rotation jigsaw context \
-  --samples 8000 2>&1 | tee "$OUT/bench_cpu.log" | grep "^|"
+step "pytest -m gpu (every test that needs a GPU)"
+timeout ${GPU_TEST_TIMEOUT:-130} $PY -m pytest -q -m gpu -p no:cacheprovider -rs tests 2>&1 | tee "$OUT/pytest_gpu.log" | tail -25
 
 step "pretextgen build --device gpu, then verify (re-derived on the CPU reference)"
 for t in rotation jigsaw context; do
-  timeout 45 $PY -m pretextgen.cli build --task $t --source /tmp/jpegs --out /tmp/gb/$t --samples 1024 --device gpu --no-progress 2>&1 | tail -1
-  timeout 45 $PY -m pretextgen.cli verify /tmp/gb/$t 2>&1 | tail -1
+  timeout 30 $PY -m pretextgen.cli build --task $t --source /tmp/jpegs --out /tmp/gb/$t --samples 1024 --device gpu --no-progress 2>&1 | tail -1
+  timeout 30 $PY -m pretextgen.cli verify /tmp/gb/$t 2>&1 | tail -1
 done
 for p in 1 4; do  # whole builds (PNG/npy encoding and tar included), one and four processes
-  timeout 60 $PY -m pretextgen.cli build --task jigsaw --source /tmp/jpegs --out /tmp/gb/jigsaw-p$p --samples 16384 \
+  timeout 45 $PY -m pretextgen.cli build --task jigsaw --source /tmp/jpegs --out /tmp/gb/jigsaw-p$p --samples 16384 \
     --device gpu --processes $p --batch-size 256 --no-progress 2>&1 | tail -1
 done
-timeout 45 $PY -m pretextgen.cli verify /tmp/gb/jigsaw-p4 2>&1 | tail -1
-timeout 60 $PY -m pretextgen.cli build --task frame_order --out /tmp/gb/frame_order --samples 128 --device gpu --no-progress 2>&1 | tail -1
+timeout 30 $PY -m pretextgen.cli verify /tmp/gb/jigsaw-p4 2>&1 | tail -1
+timeout 40 $PY -m pretextgen.cli build --task frame_order --out /tmp/gb/frame_order --samples 128 --device gpu --no-progress 2>&1 | tail -1
+
+step "the same JPEGs on the CPUs: OpenCV threads and DALI-CPU against the PIL baseline"
+timeout ${CPU_BENCH_TIMEOUT:-60} $PY benchmarks/bench_images.py --source /tmp/jpegs --tasks rotation jigsaw context \
+  --samples 4000 2>&1 | tee "$OUT/bench_cpu.log" | grep "^|"
 
 step "loader, live DALI GPU"
-timeout 60 $PY benchmarks/bench_loader.py --tasks jigsaw,rotation --samples 2048 --live-samples 512 2>&1 | tail -12
+timeout 40 $PY benchmarks/bench_loader.py --tasks jigsaw,rotation --samples 2048 --live-samples 512 2>&1 | tail -12
 step done
