@@ -108,10 +108,12 @@ def decode_only(root: Path, paths: list[str], samples: int, batch: int, threads:
 
 
 def ours(task: str, root: Path, sources, samples: int, batch: int, threads: int, device: str = "gpu",
-         max_seconds: float = 20.0, first: int = 0, meter: SteadyRate | None = None) -> float:
+         max_seconds: float = 20.0, first: int = 0, meter: SteadyRate | None = None, finish: str = "host",
+         load: float = 0.65) -> float:
     t = get_task(task)
     p = load_params(t)
-    backend = DaliBackend(t, p, root, device=device, batch_size=batch, threads=threads, encode=False)
+    backend = DaliBackend(t, p, root, device=device, batch_size=batch, threads=threads, encode=False,
+                          finish=finish, hw_decoder_load=load)
     items = (plan_sample(t, p, sources, 0, i, root) for i in range(first, first + samples))  # planning is timed too
     meter = meter or SteadyRate()
     for k, _ in enumerate(backend.run(items)):
@@ -124,16 +126,17 @@ def ours(task: str, root: Path, sources, samples: int, batch: int, threads: int,
 
 
 def live(task: str, root: Path, sources, samples: int, batch: int, threads: int, device: str = "gpu",
-         max_seconds: float = 20.0) -> float:
+         max_seconds: float = 20.0, load: float = 0.65) -> float:
     """The loader's live path: DALI views handed to torch (no host copy on a GPU) and finished on
     whole batches by ``loader.TORCH_FINISH``; planning is timed too."""
     import torch
 
-    from pretextgen.loader import TORCH_FINISH, dali_to_torch
+    from pretextgen.device_finish import TORCH_FINISH, dali_to_torch
 
     t = get_task(task)
     p = load_params(t)
-    backend = DaliBackend(t, p, root, device=device, batch_size=batch, threads=threads, encode=False)
+    backend = DaliBackend(t, p, root, device=device, batch_size=batch, threads=threads, encode=False,
+                          hw_decoder_load=load)
     items = (plan_sample(t, p, sources, 0, i, root) for i in range(samples))
     meter = SteadyRate()
     for chunk, outs in backend.run_views(items):
@@ -149,30 +152,31 @@ def live(task: str, root: Path, sources, samples: int, batch: int, threads: int,
 
 
 def _ours_job(args):
-    task, root, samples, batch, threads, device, max_seconds, part = args
+    task, root, samples, batch, threads, device, max_seconds, part, finish, load = args
     meter = SteadyRate()
     if task is None:  # decode-only, the same JPEGs
         files = list_files(root)
-        decode_only(root, files, 2 * batch, batch, threads, 0.65, device)  # warm-up
-        decode_only(root, files, samples, batch, threads, 0.65, device, meter=meter)
+        decode_only(root, files, 2 * batch, batch, threads, load, device)  # warm-up
+        decode_only(root, files, samples, batch, threads, load, device, meter=meter)
     else:
         t = get_task(task)
         sources, _ = scan(root, list_files(root), t.min_side(load_params(t)), 1)
-        ours(task, root, sources, 2 * batch, batch, threads, device)  # warm-up
+        ours(task, root, sources, 2 * batch, batch, threads, device, finish=finish, load=load)  # warm-up
         # Each process makes its own stretch of sample indices, as build processes make their shards.
-        ours(task, root, sources, samples, batch, threads, device, max_seconds, first=part * samples, meter=meter)
+        ours(task, root, sources, samples, batch, threads, device, max_seconds, first=part * samples, meter=meter,
+             finish=finish, load=load)
     return meter.n, meter.t0, meter.t
 
 
 def in_processes(task: str | None, root: Path, samples: int, batch: int, threads: int, device: str,
-                 max_seconds: float, processes: int) -> float:
+                 max_seconds: float, processes: int, finish: str = "host", load: float = 0.65) -> float:
     """Items/s of ``ours`` (or decode-only when ``task`` is None) in ``processes`` processes at once:
     all their steady items over one span, from the first process's first batch to the last one's end
     (perf_counter is CLOCK_MONOTONIC, one clock for all processes). Summing per-process rates would
     overstate it when warm-ups end at different times."""
     from pretextgen.parallel import process_pool
 
-    jobs = [(task, root, samples, batch, threads, device, max_seconds, k) for k in range(processes)]
+    jobs = [(task, root, samples, batch, threads, device, max_seconds, k, finish, load) for k in range(processes)]
     with process_pool(processes) as pool:
         runs = pool.map(_ours_job, jobs)
     span = max(t for _, _, t in runs) - min(t0 for _, t0, _ in runs)
@@ -192,28 +196,33 @@ def main(argv=None):
     ap.add_argument("--device", default="gpu", help="cpu only to dry-run this script without a GPU")
     ap.add_argument("--processes", type=int, nargs="*", default=[],
                     help="also run the host path in this many processes at once (e.g. 2 4 8)")
+    ap.add_argument("--finish", nargs="*", default=["host", "device"], choices=["host", "device"],
+                    help="where the host path finishes samples: NumPy per sample, or the torch twin per batch "
+                         "on the GPU (tasks in device_finish.TORCH_FINISH)")
+    ap.add_argument("--no-live", action="store_true", help="leave out the live (loader) rows")
     args = ap.parse_args(argv)
     root = make_jpegs(Path(args.make_jpegs)) if args.make_jpegs else Path(args.jpegs)
     files = list_files(root)
     first = ["rotation", "jigsaw", "context"]  # the issue's goal, measured first
     tasks = args.tasks or first + [n for n in list_tasks() if get_task(n).input == "image" and n not in first]
-    decode_only(root, files, 2 * args.batch, args.batch, args.threads, args.hw_decoder_load, args.device)  # warm-up
-    base = decode_only(root, files, args.samples, args.batch, args.threads, args.hw_decoder_load, args.device)
-    print(f"{len(files)} JPEGs in {root}, batch {args.batch}, {args.samples} samples, hw_decoder_load {args.hw_decoder_load}")
+    load = args.hw_decoder_load
+    decode_only(root, files, 2 * args.batch, args.batch, args.threads, load, args.device)  # warm-up
+    base = decode_only(root, files, args.samples, args.batch, args.threads, load, args.device)
+    print(f"{len(files)} JPEGs in {root}, batch {args.batch}, {args.samples} samples, hw_decoder_load {load}")
     print("\n| task | samples/s (DALI GPU) | decode-only img/s | ratio |\n|---|---:|---:|---:|")
     print(f"| decode only | | {base:,.0f} | 1.00 |", flush=True)
     for procs in args.processes[-1:]:  # the GPU's decode ceiling when several processes share it
         rate = in_processes(None, root, args.samples, args.batch, max(1, args.threads // procs), args.device,
-                            args.max_seconds, procs)
+                            args.max_seconds, procs, load=load)
         print(f"| decode only, {procs} processes | | {rate:,.0f} | {rate / base:.2f} |", flush=True)
-    from pretextgen.loader import TORCH_FINISH
+    from pretextgen.device_finish import TORCH_FINISH
 
-    for name in [n for n in tasks if n in TORCH_FINISH]:
+    for name in [n for n in tasks if n in TORCH_FINISH and not args.no_live]:
         t = get_task(name)
         sources, _ = scan(root, files, t.min_side(load_params(t)), 4)
         try:
-            live(name, root, sources, 2 * args.batch, args.batch, args.threads, args.device)  # warm-up
-            rate = live(name, root, sources, args.samples, args.batch, args.threads, args.device, args.max_seconds)
+            live(name, root, sources, 2 * args.batch, args.batch, args.threads, args.device, load=load)  # warm-up
+            rate = live(name, root, sources, args.samples, args.batch, args.threads, args.device, args.max_seconds, load)
             print(f"| {name} (live: views to torch, batched finish on the device) | {rate:,.0f} | {base:,.0f} | "
                   f"{rate / base:.2f} |", flush=True)
         except Exception as e:  # noqa: BLE001 - report and go on
@@ -221,16 +230,20 @@ def main(argv=None):
     for name in tasks:
         t = get_task(name)
         sources, _ = scan(root, files, t.min_side(load_params(t)), 4)
-        try:
-            ours(name, root, sources, 2 * args.batch, args.batch, args.threads, args.device)  # warm-up
-            rate = ours(name, root, sources, args.samples, args.batch, args.threads, args.device, args.max_seconds)
-            print(f"| {name} | {rate:,.0f} | {base:,.0f} | {rate / base:.2f} |", flush=True)
-            for procs in args.processes:
-                rate = in_processes(name, root, args.samples, args.batch, max(1, args.threads // procs),
-                                         args.device, args.max_seconds, procs)
-                print(f"| {name}, {procs} processes | {rate:,.0f} | {base:,.0f} | {rate / base:.2f} |", flush=True)
-        except Exception as e:  # noqa: BLE001 - report and go on with the other tasks
-            print(f"| {name} | failed: {type(e).__name__}: {str(e).splitlines()[0][:120]} | | |", flush=True)
+        for finish in [f for f in args.finish if f == "host" or name in TORCH_FINISH]:
+            label = f"{name}, {finish} finish"
+            try:
+                ours(name, root, sources, 2 * args.batch, args.batch, args.threads, args.device, finish=finish,
+                     load=load)  # warm-up
+                rate = ours(name, root, sources, args.samples, args.batch, args.threads, args.device, args.max_seconds,
+                            finish=finish, load=load)
+                print(f"| {label} | {rate:,.0f} | {base:,.0f} | {rate / base:.2f} |", flush=True)
+                for procs in args.processes:
+                    rate = in_processes(name, root, args.samples, args.batch, max(1, args.threads // procs),
+                                        args.device, args.max_seconds, procs, finish, load)
+                    print(f"| {label}, {procs} processes | {rate:,.0f} | {base:,.0f} | {rate / base:.2f} |", flush=True)
+            except Exception as e:  # noqa: BLE001 - report and go on with the other tasks
+                print(f"| {label} | failed: {type(e).__name__}: {str(e).splitlines()[0][:120]} | | |", flush=True)
 
 
 if __name__ == "__main__":

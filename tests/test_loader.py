@@ -298,7 +298,7 @@ def test_torch_finish_equals_the_numpy_finish(task, overrides):
     from pretextgen.backends import reference_sample
     from pretextgen.config import load_params
     from pretextgen.geometry import crop_resize
-    from pretextgen.loader import TORCH_FINISH
+    from pretextgen.device_finish import TORCH_FINISH
     from pretextgen.registry import get_task
     from pretextgen.sources import default_source, load_rgb, scan
 
@@ -327,6 +327,67 @@ def test_torch_finish_equals_the_numpy_finish(task, overrides):
                 assert np.array_equal(a, b), f"{task} sample {i}: {name} differs"
         grays.add(item.plan.get("gray"))
     assert task == "rotation" or grays == {True, False}, "both gray and colour puzzles are covered"
+
+
+def _dali_shard_members(task, overrides, finish, device="cpu"):
+    from pretextgen.backends import DaliBackend
+    from pretextgen.builder import plan_sample
+    from pretextgen.config import load_params
+    from pretextgen.registry import get_task
+    from pretextgen.sources import default_source, scan
+
+    t = get_task(task)
+    p = load_params(t, overrides=overrides)
+    root, files = default_source()
+    sources, _ = scan(root, files, t.min_side(p))
+    items = [plan_sample(t, p, sources, 5, i, root) for i in range(10)]
+    backend = DaliBackend(t, p, root, device=device, batch_size=4, finish=finish)
+    try:
+        return [members for _, members in backend.run(iter(items))]
+    finally:
+        backend.close()
+
+
+@pytest.mark.parametrize("task,overrides", [
+    ("rotation", ROTATION),
+    ("jigsaw", {**JIGSAW, "gray_prob": 0.5, "color_jitter": 0.3}),
+])
+def test_dali_build_with_the_device_finish_writes_the_same_bytes(task, overrides):
+    """DALI GPU builds finish rotation and jigsaw in torch, then copy once; on DALI's CPU device the
+    encoded members (PNG / npy bytes) equal those of the per-sample NumPy finish."""
+    pytest.importorskip("nvidia.dali")
+    host = _dali_shard_members(task, overrides, "host")
+    device = _dali_shard_members(task, overrides, "device")
+    assert len(host) == len(device) == 10
+    for a, b in zip(host, device):
+        assert a.keys() == b.keys() and all(a[k] == b[k] for k in a), "a member differs"
+
+
+def test_device_finish_is_refused_for_a_task_without_one():
+    pytest.importorskip("nvidia.dali")
+    from pretextgen.backends import DaliBackend
+    from pretextgen.config import load_params
+    from pretextgen.registry import get_task
+
+    t = get_task("context")
+    with pytest.raises(ValueError, match="no device finish"):
+        DaliBackend(t, load_params(t), Path("."), finish="device")
+    assert DaliBackend(t, load_params(t), Path("."), device="gpu").finish == "host"
+    assert DaliBackend(get_task("jigsaw"), load_params(get_task("jigsaw")), Path("."), device="gpu").finish == "device"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(gpu_count() == 0, reason="needs a CUDA GPU (DALI sees none)")
+@pytest.mark.parametrize("task,overrides", [
+    ("rotation", ROTATION),
+    ("jigsaw", {**JIGSAW, "gray_prob": 0.5, "color_jitter": 0.3}),
+])
+def test_dali_gpu_device_finish_writes_the_same_bytes_as_its_host_finish(task, overrides):
+    """On CUDA: the torch finish of the GPU's views equals the NumPy finish of the same views."""
+    host = _dali_shard_members(task, overrides, "host", device="gpu")
+    device = _dali_shard_members(task, overrides, "device", device="gpu")
+    for a, b in zip(host, device):
+        assert a.keys() == b.keys() and all(a[k] == b[k] for k in a), "a member differs"
 
 
 @pytest.mark.parametrize("task,overrides", [("rotation", ROTATION), ("jigsaw", {**JIGSAW, "gray_prob": 0.5})])
