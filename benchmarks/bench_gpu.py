@@ -168,19 +168,71 @@ def _ours_job(args):
     return meter.n, meter.t0, meter.t
 
 
+class Utilisation:
+    """Polls the machine's CPU busy share (/proc/stat) and the GPU's utilisation (nvidia-smi) every
+    0.25 s in a thread, so a rate can say which side was saturated during a given span."""
+
+    def __init__(self):
+        import threading
+
+        self.samples: list = []  # (perf_counter, cpu busy jiffies, cpu total jiffies, gpu %)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    @staticmethod
+    def _cpu():
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        return sum(fields) - idle, sum(fields)
+
+    @staticmethod
+    def _gpu():
+        import subprocess
+
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
+                                 capture_output=True, text=True, timeout=2).stdout
+            return float(out.split()[0])
+        except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+            return float("nan")
+
+    def _poll(self):
+        while not self._stop.is_set():
+            busy, total = self._cpu()
+            self.samples.append((time.perf_counter(), busy, total, self._gpu()))
+            self._stop.wait(0.25)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def during(self, t0: float, t1: float) -> str:
+        inside = [s for s in self.samples if t0 <= s[0] <= t1]
+        if len(inside) < 2:
+            return "n/a"
+        cpu = (inside[-1][1] - inside[0][1]) / max(inside[-1][2] - inside[0][2], 1)
+        gpu = np.nanmean([s[3] for s in inside]) if any(s[3] == s[3] for s in inside) else float("nan")
+        return f"CPU {100 * cpu:.0f}%, GPU {gpu:.0f}%"
+
+
 def in_processes(task: str | None, root: Path, samples: int, batch: int, threads: int, device: str,
-                 max_seconds: float, processes: int, finish: str = "host", load: float = 0.65) -> float:
+                 max_seconds: float, processes: int, finish: str = "host", load: float = 0.65) -> tuple[float, str]:
     """Items/s of ``ours`` (or decode-only when ``task`` is None) in ``processes`` processes at once:
     all their steady items over one span, from the first process's first batch to the last one's end
     (perf_counter is CLOCK_MONOTONIC, one clock for all processes). Summing per-process rates would
-    overstate it when warm-ups end at different times."""
+    overstate it when warm-ups end at different times. Also returns the CPU and GPU utilisation
+    during that span."""
     from pretextgen.parallel import process_pool
 
     jobs = [(task, root, samples, batch, threads, device, max_seconds, k, finish, load) for k in range(processes)]
-    with process_pool(processes) as pool:
+    with Utilisation() as use, process_pool(processes) as pool:
         runs = pool.map(_ours_job, jobs)
-    span = max(t for _, _, t in runs) - min(t0 for _, t0, _ in runs)
-    return sum(n for n, _, _ in runs) / max(span, 1e-9)
+    t0, t1 = min(t0 for _, t0, _ in runs), max(t for _, _, t in runs)
+    return sum(n for n, _, _ in runs) / max(t1 - t0, 1e-9), use.during(t0, t1)
 
 
 def main(argv=None):
@@ -212,9 +264,9 @@ def main(argv=None):
     print("\n| task | samples/s (DALI GPU) | decode-only img/s | ratio |\n|---|---:|---:|---:|")
     print(f"| decode only | | {base:,.0f} | 1.00 |", flush=True)
     for procs in args.processes[-1:]:  # the GPU's decode ceiling when several processes share it
-        rate = in_processes(None, root, args.samples, args.batch, max(1, args.threads // procs), args.device,
-                            args.max_seconds, procs, load=load)
-        print(f"| decode only, {procs} processes | | {rate:,.0f} | {rate / base:.2f} |", flush=True)
+        rate, use = in_processes(None, root, args.samples, args.batch, max(1, args.threads // procs), args.device,
+                                 args.max_seconds, procs, load=load)
+        print(f"| decode only, {procs} processes ({use}) | | {rate:,.0f} | {rate / base:.2f} |", flush=True)
     from pretextgen.device_finish import TORCH_FINISH
 
     for name in [n for n in tasks if n in TORCH_FINISH and not args.no_live]:
@@ -239,9 +291,10 @@ def main(argv=None):
                             finish=finish, load=load)
                 print(f"| {label} | {rate:,.0f} | {base:,.0f} | {rate / base:.2f} |", flush=True)
                 for procs in args.processes:
-                    rate = in_processes(name, root, args.samples, args.batch, max(1, args.threads // procs),
-                                        args.device, args.max_seconds, procs, finish, load)
-                    print(f"| {label}, {procs} processes | {rate:,.0f} | {base:,.0f} | {rate / base:.2f} |", flush=True)
+                    rate, use = in_processes(name, root, args.samples, args.batch, max(1, args.threads // procs),
+                                             args.device, args.max_seconds, procs, finish, load)
+                    print(f"| {label}, {procs} processes ({use}) | {rate:,.0f} | {base:,.0f} | {rate / base:.2f} |",
+                          flush=True)
             except Exception as e:  # noqa: BLE001 - report and go on with the other tasks
                 print(f"| {label} | failed: {type(e).__name__}: {str(e).splitlines()[0][:120]} | | |", flush=True)
 
