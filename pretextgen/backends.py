@@ -23,7 +23,7 @@ import numpy as np
 
 from .errors import PretextgenError
 from .geometry import dali_affine, render_view
-from .sources import Source, encoded_for_decoder, load_rgb
+from .sources import Source, encoded_for_decoder, load_bgr, load_rgb
 
 
 @dataclass(frozen=True)
@@ -61,9 +61,14 @@ def resolve(backend: str, device: str) -> tuple[str, str]:
     return backend, "cpu"
 
 
-def reference_sample(task, params, image: np.ndarray, plan: dict) -> dict:
-    """The reference executor: OpenCV views + the task's finish."""
+def reference_sample(task, params, image: np.ndarray, plan: dict, bgr: bool = False) -> dict:
+    """The reference executor: OpenCV views + the task's finish. ``bgr``: ``image`` is
+    ``sources.load_bgr``'s, and the views are turned to RGB once cut (the same bytes)."""
     views = [render_view(image, v) for v in plan["views"]]
+    if bgr:
+        import cv2
+
+        views = [cv2.cvtColor(v, cv2.COLOR_BGR2RGB) for v in views]
     if task.view_post is not None:
         views = [task.view_post(v) for v in views]
     return task.finish(params, views, plan)
@@ -88,7 +93,10 @@ def _run_chunk(items: list[WorkItem], state: dict = _WORKER):
     t, p, root = state["task"], state["params"], state["root"]
     out = []
     for it in items:
-        fields = reference_sample(t, p, load_rgb(root, it.source), it.plan)
+        if it.source.host_decode:
+            fields = reference_sample(t, p, load_rgb(root, it.source), it.plan)
+        else:
+            fields = reference_sample(t, p, load_bgr(root, it.source), it.plan, bgr=True)
         out.append(encode_fields(t, fields) if state["encode"] else fields)
     return out
 

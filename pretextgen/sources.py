@@ -125,18 +125,28 @@ def _composite_on_black(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return np.rint(rgb.astype(np.float32) * a).astype(np.uint8)
 
 
+def load_bgr(root: Path, src: Source) -> np.ndarray:
+    """A plain source (``not src.host_decode``) as OpenCV decodes it, in BGR order. Views cut and
+    resized from it, then turned to RGB, are byte for byte those cut from ``load_rgb`` (resizing and
+    warping treat channels alike; tested), and converting a view costs a fraction of converting the
+    whole photo (0.19 ms for 500x375)."""
+    import cv2
+
+    bgr = cv2.imdecode(np.fromfile(Path(root) / src.path, np.uint8), cv2.IMREAD_COLOR)  # EXIF applied
+    if bgr is None:
+        raise OSError(f"OpenCV cannot decode {src.path}")
+    return bgr
+
+
 def load_rgb(root: Path, src: Source) -> np.ndarray:
     """The source as an HxWx3 uint8 RGB array: gray replicated, CMYK converted, alpha
     composited on black, 16-bit scaled to 8-bit, EXIF orientation applied."""
     import cv2
 
+    if not src.host_decode:
+        return cv2.cvtColor(load_bgr(root, src), cv2.COLOR_BGR2RGB)  # gray files -> 3 channels
     path = Path(root) / src.path
     buf = np.fromfile(path, np.uint8)
-    if not src.host_decode:
-        bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)  # applies EXIF orientation, gray -> 3 channels
-        if bgr is None:
-            raise OSError(f"OpenCV cannot decode {src.path}")
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     if src.format != "JPEG":
         a = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
         if a is not None and a.ndim in (2, 3):

@@ -434,3 +434,22 @@ def test_bad_settings_give_one_error_line(tmp_path, args, needle):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("pretextgen: error:") and needle in lines[0]
+
+
+def test_opencv_backend_cuts_views_in_bgr_and_gives_the_reference_samples(sources):
+    """The OpenCV backend turns plain photos to RGB after cutting the views, not before: every image
+    task's samples must stay those of ``reference_sample`` on ``load_rgb`` (box and affine views,
+    area shrinking and bilinear enlarging)."""
+    from pretextgen.registry import list_tasks
+
+    root, _ = sources
+    names = [n for n in list_tasks() if get_task(n).input == "image"]
+    assert {"rotation", "jigsaw", "context", "exemplar", "contrastive"} <= set(names)
+    for name in names:
+        t, p, items = _items(name, sources, 6, seed=9)
+        got = [f for _, f in OpenCVBackend(t, p, root, encode=False).run(items)]
+        for item, fields in zip(items, got):
+            assert not item.source.host_decode, "plain photos take the BGR path"
+            ref = reference_sample(t, p, load_rgb(root, item.source), item.plan)
+            for f in t.fields:
+                assert np.array_equal(fields[f.name], ref[f.name]), f"{name} sample {item.index}: {f.name}"
