@@ -363,6 +363,53 @@ def test_dali_build_with_the_device_finish_writes_the_same_bytes(task, overrides
         assert a.keys() == b.keys() and all(a[k] == b[k] for k in a), "a member differs"
 
 
+def _dali_fields(task, overrides, device="cpu", **kw):
+    """Every sample's fields from a DaliBackend run (batches of 4, the last one partial), each copied
+    as soon as it is yielded (what transient fields allow)."""
+    from pretextgen.backends import DaliBackend
+    from pretextgen.builder import plan_sample
+    from pretextgen.config import load_params
+    from pretextgen.registry import get_task
+    from pretextgen.sources import default_source, scan
+
+    t = get_task(task)
+    p = load_params(t, overrides=overrides)
+    root, files = default_source()
+    sources, _ = scan(root, files, t.min_side(p))
+    items = [plan_sample(t, p, sources, 6, i, root) for i in range(10)]
+    backend = DaliBackend(t, p, root, device=device, batch_size=4, encode=False, **kw)
+    try:
+        return [{k: np.array(v, copy=True) for k, v in fields.items()} for _, fields in backend.run(iter(items))]
+    finally:
+        backend.close()
+
+
+@pytest.mark.parametrize("task,overrides,finish", [
+    ("rotation", ROTATION, "host"),
+    ("jigsaw", {**JIGSAW, "gray_prob": 0.5}, "device"),
+    ("context", {"patch": 32, "gap": 16}, "host"),
+])
+def test_reused_host_buffers_give_the_same_samples(task, overrides, finish):
+    """Builds copy DALI's batches into host buffers reused from batch to batch (``transient``); the
+    samples equal those copied into new arrays."""
+    pytest.importorskip("nvidia.dali")
+    fresh = _dali_fields(task, overrides, finish=finish, transient=False)
+    reused = _dali_fields(task, overrides, finish=finish, transient=True)
+    assert len(fresh) == len(reused) == 10
+    for a, b in zip(fresh, reused):
+        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(gpu_count() == 0, reason="needs a CUDA GPU (DALI sees none)")
+@pytest.mark.parametrize("task,overrides,finish", [("rotation", ROTATION, "host"), ("jigsaw", JIGSAW, "device")])
+def test_reused_pinned_host_buffers_give_the_same_samples_on_the_gpu(task, overrides, finish):
+    fresh = _dali_fields(task, overrides, device="gpu", finish=finish, transient=False)
+    reused = _dali_fields(task, overrides, device="gpu", finish=finish, transient=True)
+    for a, b in zip(fresh, reused):
+        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
 def test_device_finish_where_measured_faster_and_refused_without_a_twin():
     pytest.importorskip("nvidia.dali")
     from pretextgen.backends import DaliBackend
