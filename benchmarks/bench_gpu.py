@@ -253,6 +253,8 @@ def main(argv=None):
                     help="where the host path finishes samples: NumPy per sample, or the torch twin per batch "
                          "on the GPU (tasks in device_finish.TORCH_FINISH)")
     ap.add_argument("--no-live", action="store_true", help="leave out the live (loader) rows")
+    ap.add_argument("--profile", action="store_true",
+                    help="also profile one single-process host-path run per task: where the main thread's time goes")
     args = ap.parse_args(argv)
     root = make_jpegs(Path(args.make_jpegs)) if args.make_jpegs else Path(args.jpegs)
     files = list_files(root)
@@ -298,6 +300,33 @@ def main(argv=None):
                           flush=True)
             except Exception as e:  # noqa: BLE001 - report and go on with the other tasks
                 print(f"| {label} | failed: {type(e).__name__}: {str(e).splitlines()[0][:120]} | | |", flush=True)
+    for name in tasks if args.profile else []:
+        profile_main_thread(name, root, files, args, load)
+
+
+def profile_main_thread(name: str, root: Path, files, args, load: float) -> None:
+    """cProfile of one host-path run (it sees only the main thread: planning, feeding DALI, waiting
+    for its outputs, the host copy, waiting for the finish threads): the functions by own time."""
+    import cProfile
+    import io
+    import pstats
+
+    from pretextgen.device_finish import FASTER_ON_DEVICE
+
+    t = get_task(name)
+    sources, _ = scan(root, files, t.min_side(load_params(t)), 4)
+    finish = "device" if name in FASTER_ON_DEVICE else "host"
+    ours(name, root, sources, 2 * args.batch, args.batch, args.threads, args.device, finish=finish, load=load)
+    prof = cProfile.Profile()
+    prof.enable()
+    rate = ours(name, root, sources, args.samples, args.batch, args.threads, args.device, args.max_seconds,
+                finish=finish, load=load)
+    prof.disable()
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(12)
+    lines = [ln for ln in out.getvalue().splitlines() if ln.strip()]
+    print(f"\nprofile: {name}, {finish} finish, one process, {rate:,.0f} samples/s under the profiler")
+    print("\n".join(lines[lines.index(next(ln for ln in lines if "ncalls" in ln)):]), flush=True)
 
 
 if __name__ == "__main__":

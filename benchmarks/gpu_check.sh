@@ -20,8 +20,8 @@ $PY -c "import nvidia.dali as d, torch; from pretextgen.backends import gpu_coun
 # machine's CPU busy share and the GPU's utilisation over their span: which side was saturated.
 step "GPU throughput vs decode-only (500x375 JPEGs cut from real photos): host and device finish, 1 and 8 processes"
 timeout ${GPU_BENCH_TIMEOUT:-200} $PY benchmarks/bench_gpu.py --make-jpegs /tmp/jpegs --samples ${GPU_SAMPLES:-8192} \
-  --batch 256 --threads 16 --max-seconds 5 --tasks rotation jigsaw context --processes 8 2>&1 \
-  | tee "$OUT/bench_gpu.log" | grep "^|\|JPEGs"
+  --batch 256 --threads 16 --max-seconds 5 --tasks rotation jigsaw context --processes 8 --profile 2>&1 \
+  | tee "$OUT/bench_gpu.log" | grep -v -i "nvjpeg2k\|nvtiff\|unable to load\|^$\|nvimgcodec"
 
 if command -v nvidia-cuda-mps-control >/dev/null && [ -z "${NO_MPS:-}" ]; then
   # MPS lets the 8 processes' kernels share the GPU at once instead of time-slicing its contexts.
