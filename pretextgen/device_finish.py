@@ -22,6 +22,7 @@ def dali_to_torch(out):
     feed_ndarray(t, dst, cuda_stream=torch.cuda.current_stream() if device != "cpu" else None)
     return dst
 
+
 def _gray3_torch(image):
     """``geometry.to_gray3`` in torch: BT.601 luma in float64 (as NumPy computes it), rint, x3."""
     import torch

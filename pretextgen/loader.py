@@ -446,8 +446,6 @@ class LiveDataset(_torch_iterable()):
         return self.stream(*_slot(self))
 
 
-
-
 # ---------------------------------------------------------------- collation and the loader
 def _image_like(a: np.ndarray) -> bool:
     return a.ndim >= 3 and a.shape[-1] in (1, 2, 3) and min(a.shape[-3:-1]) >= 8
