@@ -5,10 +5,12 @@ JPEGs, in one process (the issue's goal: at least 90% of decode-only).
     python benchmarks/bench_gpu.py --jpegs DIR --samples 8192 --batch 256
 
 Rates are steady-state (counted after the first batch; see SteadyRate); each task stops after
-20 s. Both sides read the files in the same Python callback and decode with nvJPEG (``mixed``,
-``hw_decoder_load``); decode-only leaves images on the GPU, pretextgen plans every sample, crops
-and resizes on the GPU, copies the views to the host and runs the task's NumPy ``finish``
-(the fields that a build then writes). The *live* rows are the loader's path for training: views
+``--max-seconds``. Both sides read the files in the same Python callback and decode with nvJPEG
+(``mixed``, ``hw_decoder_load`` alike); decode-only leaves images on the GPU, pretextgen plans
+every sample, crops and resizes on the GPU and makes the fields that a build then encodes: with the
+*host* finish it copies the views to the host and runs the task's NumPy ``finish``, with the
+*device* finish (tasks in ``device_finish.TORCH_FINISH``) it finishes whole batches on the GPU and
+copies the fields. Host copies go into reused buffers, as in a build. The *live* rows are the loader's path for training: views
 handed to torch through DALI's plugin and finished on whole batches on the device. With
 ``--processes P`` each host-path task also runs in P processes at once, each with its own pipeline
 on the same GPU (``pretextgen build --processes``), and so does decode-only at the largest P; the
@@ -129,7 +131,7 @@ def ours(task: str, root: Path, sources, samples: int, batch: int, threads: int,
 def live(task: str, root: Path, sources, samples: int, batch: int, threads: int, device: str = "gpu",
          max_seconds: float = 20.0, load: float = 0.65) -> float:
     """The loader's live path: DALI views handed to torch (no host copy on a GPU) and finished on
-    whole batches by ``loader.TORCH_FINISH``; planning is timed too."""
+    whole batches by ``device_finish.TORCH_FINISH``; planning is timed too."""
     import torch
 
     from pretextgen.device_finish import TORCH_FINISH, dali_to_torch
@@ -216,8 +218,8 @@ class Utilisation:
         if len(inside) < 2:
             return "n/a"
         cpu = (inside[-1][1] - inside[0][1]) / max(inside[-1][2] - inside[0][2], 1)
-        gpu = np.nanmean([s[3] for s in inside]) if any(s[3] == s[3] for s in inside) else float("nan")
-        return f"CPU {100 * cpu:.0f}%, GPU {gpu:.0f}%"
+        gpus = [s[3] for s in inside if s[3] == s[3]]  # nan: nvidia-smi gave nothing
+        return f"CPU {100 * cpu:.0f}%, GPU " + (f"{np.mean(gpus):.0f}%" if gpus else "n/a")
 
 
 def in_processes(task: str | None, root: Path, samples: int, batch: int, threads: int, device: str,
