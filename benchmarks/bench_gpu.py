@@ -128,6 +128,24 @@ def ours(task: str, root: Path, sources, samples: int, batch: int, threads: int,
     return meter.rate()
 
 
+def opencv_threads(task: str, root: Path, sources, samples: int, batch: int, workers: int,
+                   max_seconds: float = 20.0) -> float:
+    """The CPU alternative on the same machine: the OpenCV backend in ``workers`` threads (what
+    ``auto`` picks without a GPU), steady rate over the same samples, counted per ``batch``."""
+    from pretextgen.backends import OpenCVBackend
+
+    t = get_task(task)
+    p = load_params(t)
+    items = (plan_sample(t, p, sources, 0, i, root) for i in range(samples))
+    meter = SteadyRate()
+    for k, _ in enumerate(OpenCVBackend(t, p, root, workers=workers, encode=False).run(items)):
+        if k % batch == batch - 1:
+            meter.add(batch)
+            if meter.elapsed() > max_seconds:
+                break
+    return meter.rate()
+
+
 def live(task: str, root: Path, sources, samples: int, batch: int, threads: int, device: str = "gpu",
          max_seconds: float = 20.0, load: float = 0.65) -> float:
     """The loader's live path: DALI views handed to torch (no host copy on a GPU) and finished on
@@ -255,6 +273,8 @@ def main(argv=None):
                     help="where the host path finishes samples: NumPy per sample, or the torch twin per batch "
                          "on the GPU (tasks in device_finish.TORCH_FINISH)")
     ap.add_argument("--no-live", action="store_true", help="leave out the live (loader) rows")
+    ap.add_argument("--opencv", action="store_true",
+                    help="also run each task on the OpenCV backend in one thread per core (should auto pick it?)")
     ap.add_argument("--profile", action="store_true",
                     help="also profile one single-process host-path run per task: where the main thread's time goes")
     args = ap.parse_args(argv)
@@ -302,6 +322,13 @@ def main(argv=None):
                           flush=True)
             except Exception as e:  # noqa: BLE001 - report and go on with the other tasks
                 print(f"| {label} | failed: {type(e).__name__}: {str(e).splitlines()[0][:120]} | | |", flush=True)
+        if args.opencv:
+            from pretextgen.parallel import default_workers
+
+            cores = default_workers()
+            rate = opencv_threads(name, root, sources, args.samples, args.batch, cores, args.max_seconds)
+            print(f"| {name}, OpenCV in {cores} threads (CPU only) | {rate:,.0f} | {base:,.0f} | {rate / base:.2f} |",
+                  flush=True)
     for name in tasks if args.profile else []:
         profile_main_thread(name, root, files, args, load)
 

