@@ -192,6 +192,12 @@ class DaliBackend:
         self.finish = finish
         self.transient = encode if transient is None else transient
         self._post = ThreadPoolExecutor(max(1, threads))
+        if self.finish == "host":
+            import cv2
+
+            # The finishes' OpenCV calls already run in ``threads`` post threads, and with
+            # ``build --processes`` in several processes: no thread pool of OpenCV's own inside each.
+            cv2.setNumThreads(1)
         self._host = _ReusedHost(device)
 
     def _pipeline(self, n_views: int, feed, kinds=None):
