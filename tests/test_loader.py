@@ -329,43 +329,10 @@ def test_torch_finish_equals_the_numpy_finish(task, overrides):
     assert task == "rotation" or grays == {True, False}, "both gray and colour puzzles are covered"
 
 
-def _dali_shard_members(task, overrides, finish, device="cpu"):
-    from pretextgen.backends import DaliBackend
-    from pretextgen.builder import plan_sample
-    from pretextgen.config import load_params
-    from pretextgen.registry import get_task
-    from pretextgen.sources import default_source, scan
-
-    t = get_task(task)
-    p = load_params(t, overrides=overrides)
-    root, files = default_source()
-    sources, _ = scan(root, files, t.min_side(p))
-    items = [plan_sample(t, p, sources, 5, i, root) for i in range(10)]
-    backend = DaliBackend(t, p, root, device=device, batch_size=4, finish=finish)
-    try:
-        return [members for _, members in backend.run(iter(items))]
-    finally:
-        backend.close()
-
-
-@pytest.mark.parametrize("task,overrides", [
-    ("rotation", ROTATION),
-    ("jigsaw", {**JIGSAW, "gray_prob": 0.5, "color_jitter": 0.3}),
-])
-def test_dali_build_with_the_device_finish_writes_the_same_bytes(task, overrides):
-    """DALI GPU builds finish rotation and jigsaw in torch, then copy once; on DALI's CPU device the
-    encoded members (PNG / npy bytes) equal those of the per-sample NumPy finish."""
-    pytest.importorskip("nvidia.dali")
-    host = _dali_shard_members(task, overrides, "host")
-    device = _dali_shard_members(task, overrides, "device")
-    assert len(host) == len(device) == 10
-    for a, b in zip(host, device):
-        assert a.keys() == b.keys() and all(a[k] == b[k] for k in a), "a member differs"
-
-
-def _dali_fields(task, overrides, device="cpu", **kw):
-    """Every sample's fields from a DaliBackend run (batches of 4, the last one partial), each copied
-    as soon as it is yielded (what transient fields allow)."""
+def _dali_run(task, overrides, device="cpu", **kw):
+    """Every sample from a DaliBackend run over 10 plans (batches of 4, the last one partial):
+    encoded members by default, else fields, each copied as soon as it is yielded (what transient
+    fields allow)."""
     from pretextgen.backends import DaliBackend
     from pretextgen.builder import plan_sample
     from pretextgen.config import load_params
@@ -377,11 +344,29 @@ def _dali_fields(task, overrides, device="cpu", **kw):
     root, files = default_source()
     sources, _ = scan(root, files, t.min_side(p))
     items = [plan_sample(t, p, sources, 6, i, root) for i in range(10)]
-    backend = DaliBackend(t, p, root, device=device, batch_size=4, encode=False, **kw)
+    backend = DaliBackend(t, p, root, device=device, batch_size=4, **kw)
     try:
-        return [{k: np.array(v, copy=True) for k, v in fields.items()} for _, fields in backend.run(iter(items))]
+        return [{k: v if isinstance(v, bytes) else np.array(v, copy=True) for k, v in out.items()}
+                for _, out in backend.run(iter(items))]
     finally:
         backend.close()
+
+
+def _same_samples(a: list, b: list) -> bool:
+    return len(a) == len(b) == 10 and all(
+        x.keys() == y.keys() and all(np.array_equal(x[k], y[k]) if isinstance(x[k], np.ndarray) else x[k] == y[k]
+                                     for k in x) for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("task,overrides", [
+    ("rotation", ROTATION),
+    ("jigsaw", {**JIGSAW, "gray_prob": 0.5, "color_jitter": 0.3}),
+])
+def test_dali_build_with_the_device_finish_writes_the_same_bytes(task, overrides):
+    """DALI GPU builds finish rotation and jigsaw in torch, then copy once; on DALI's CPU device the
+    encoded members (PNG / npy bytes) equal those of the per-sample NumPy finish."""
+    pytest.importorskip("nvidia.dali")
+    assert _same_samples(_dali_run(task, overrides, finish="host"), _dali_run(task, overrides, finish="device"))
 
 
 @pytest.mark.parametrize("task,overrides,finish", [
@@ -393,21 +378,16 @@ def test_reused_host_buffers_give_the_same_samples(task, overrides, finish):
     """Builds copy DALI's batches into host buffers reused from batch to batch (``transient``); the
     samples equal those copied into new arrays."""
     pytest.importorskip("nvidia.dali")
-    fresh = _dali_fields(task, overrides, finish=finish, transient=False)
-    reused = _dali_fields(task, overrides, finish=finish, transient=True)
-    assert len(fresh) == len(reused) == 10
-    for a, b in zip(fresh, reused):
-        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    kw = dict(finish=finish, encode=False)
+    assert _same_samples(_dali_run(task, overrides, transient=False, **kw), _dali_run(task, overrides, transient=True, **kw))
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(gpu_count() == 0, reason="needs a CUDA GPU (DALI sees none)")
 @pytest.mark.parametrize("task,overrides,finish", [("rotation", ROTATION, "host"), ("jigsaw", JIGSAW, "device")])
 def test_reused_pinned_host_buffers_give_the_same_samples_on_the_gpu(task, overrides, finish):
-    fresh = _dali_fields(task, overrides, device="gpu", finish=finish, transient=False)
-    reused = _dali_fields(task, overrides, device="gpu", finish=finish, transient=True)
-    for a, b in zip(fresh, reused):
-        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    kw = dict(device="gpu", finish=finish, encode=False)
+    assert _same_samples(_dali_run(task, overrides, transient=False, **kw), _dali_run(task, overrides, transient=True, **kw))
 
 
 def test_device_finish_where_measured_faster_and_refused_without_a_twin():
@@ -432,10 +412,8 @@ def test_device_finish_where_measured_faster_and_refused_without_a_twin():
 ])
 def test_dali_gpu_device_finish_writes_the_same_bytes_as_its_host_finish(task, overrides):
     """On CUDA: the torch finish of the GPU's views equals the NumPy finish of the same views."""
-    host = _dali_shard_members(task, overrides, "host", device="gpu")
-    device = _dali_shard_members(task, overrides, "device", device="gpu")
-    for a, b in zip(host, device):
-        assert a.keys() == b.keys() and all(a[k] == b[k] for k in a), "a member differs"
+    assert _same_samples(_dali_run(task, overrides, device="gpu", finish="host"),
+                         _dali_run(task, overrides, device="gpu", finish="device"))
 
 
 @pytest.mark.parametrize("task,overrides", [("rotation", ROTATION), ("jigsaw", {**JIGSAW, "gray_prob": 0.5})])
