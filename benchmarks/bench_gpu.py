@@ -109,6 +109,17 @@ def decode_only(root: Path, paths: list[str], samples: int, batch: int, threads:
     return meter.rate()
 
 
+def count_steady(samples, batch: int, max_seconds: float, meter: SteadyRate) -> float:
+    """Counts the samples an iterator yields into ``meter``, a batch at a time, for at most
+    ``max_seconds`` after the first batch; returns the steady rate."""
+    for k, _ in enumerate(samples):
+        if k % batch == batch - 1:
+            meter.add(batch)
+            if meter.elapsed() > max_seconds:
+                break
+    return meter.rate()
+
+
 def ours(task: str, root: Path, sources, samples: int, batch: int, threads: int, device: str = "gpu",
          max_seconds: float = 20.0, first: int = 0, meter: SteadyRate | None = None, finish: str = "host",
          load: float = 0.65) -> float:
@@ -118,14 +129,9 @@ def ours(task: str, root: Path, sources, samples: int, batch: int, threads: int,
     backend = DaliBackend(t, p, root, device=device, batch_size=batch, threads=threads, encode=False,
                           finish=finish, hw_decoder_load=load, transient=True)
     items = (plan_sample(t, p, sources, 0, i, root) for i in range(first, first + samples))  # planning is timed too
-    meter = meter or SteadyRate()
-    for k, _ in enumerate(backend.run(items)):
-        if k % batch == batch - 1:
-            meter.add(batch)
-            if meter.elapsed() > max_seconds:
-                break
+    rate = count_steady(backend.run(items), batch, max_seconds, meter or SteadyRate())
     backend.close()
-    return meter.rate()
+    return rate
 
 
 def opencv_threads(task: str, root: Path, sources, samples: int, batch: int, workers: int,
@@ -137,13 +143,8 @@ def opencv_threads(task: str, root: Path, sources, samples: int, batch: int, wor
     t = get_task(task)
     p = load_params(t)
     items = (plan_sample(t, p, sources, 0, i, root) for i in range(samples))
-    meter = SteadyRate()
-    for k, _ in enumerate(OpenCVBackend(t, p, root, workers=workers, encode=False).run(items)):
-        if k % batch == batch - 1:
-            meter.add(batch)
-            if meter.elapsed() > max_seconds:
-                break
-    return meter.rate()
+    return count_steady(OpenCVBackend(t, p, root, workers=workers, encode=False).run(items), batch, max_seconds,
+                        SteadyRate())
 
 
 def live(task: str, root: Path, sources, samples: int, batch: int, threads: int, device: str = "gpu",
@@ -340,11 +341,9 @@ def profile_main_thread(name: str, root: Path, files, args, load: float) -> None
     import io
     import pstats
 
-    from pretextgen.device_finish import FASTER_ON_DEVICE
-
     t = get_task(name)
     sources, _ = scan(root, files, t.min_side(load_params(t)), 4)
-    finish = "device" if name in FASTER_ON_DEVICE else "host"
+    finish = "auto"  # what a build picks (DaliBackend)
     ours(name, root, sources, 2 * args.batch, args.batch, args.threads, args.device, finish=finish, load=load)
     prof = cProfile.Profile()
     prof.enable()
