@@ -115,6 +115,20 @@ def test_permutation_sets():
     assert hamming_stats(mean)["mean_hamming"] >= stats["mean_hamming"] - 0.05
 
 
+@pytest.mark.parametrize("args,digest", [
+    ((9, 100, 0, "max_min"), "1cd6a25cfa70aa5d06c1454fbd13a2541508d084256602de71290cc787cbe97a"),
+    ((9, 1000, 0, "max_min"), "3737af41e671e8113d84e579cceec215ac50f8521051d9240f668e12f78c2bf8"),
+    ((9, 100, 0, "mean"), "cf8d8f309c6200fea8513cf9ed57c946478e8fa60a53f1768927b1643a18eede"),
+    ((16, 100, 0, "max_min"), "5eb6a68875b9e4aa4058b29ca7ab54105065ae6df1f482053cc6c72ef818a164"),
+])
+def test_permutation_sets_stay_those_of_earlier_versions(args, digest):
+    """A jigsaw label is an index into its set: the sets must not change between versions. These
+    digests are the sets of version 0.2.0 (before the faster distance computation)."""
+    from pretextgen.permutations import set_digest
+
+    assert set_digest(permutation_set(*args)) == digest
+
+
 def test_context_boxes_match_the_label(sources):
     root, good = sources
     t = get_task("context")
