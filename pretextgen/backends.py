@@ -154,9 +154,16 @@ def _in_order(submit, chunks, depth: int):
         yield from zip(c0, wait())
 
 
-def _chunked(items: Iterable, n: int):
-    buf = []
+def _chunked(items: Iterable, n: int, key=None):
+    """Lists of up to ``n`` consecutive items; with ``key``, a list never holds two keys' items."""
+    buf, last = [], None
     for it in items:
+        if key is not None:
+            k = key(it)
+            if buf and k != last:
+                yield buf
+                buf = []
+            last = k
         buf.append(it)
         if len(buf) == n:
             yield buf
@@ -171,7 +178,7 @@ class DaliBackend:
 
     def __init__(self, task, params, root: Path, device: str = "cpu", batch_size: int = 64,
                  threads: int = 2, encode: bool = True, hw_decoder_load: float = 0.65, finish: str = "auto",
-                 transient: bool | None = None):
+                 transient: bool | None = None, batch_key=None):
         """``finish``: "host" runs the task's NumPy ``finish`` per sample on the host; "device" runs its
         torch twin (``device_finish.TORCH_FINISH``, same samples) on whole batches where DALI's views
         are, then copies the finished batch to the host once; "auto" is "device" on a GPU for the
@@ -179,12 +186,15 @@ class DaliBackend:
         ``transient`` (default: ``encode``): batches are copied to the host into buffers reused from
         batch to batch, so the fields ``run`` yields may point into them and stay valid only until
         ``run`` is asked for the next batch's first sample; encoded members never point into them.
-        Otherwise every batch gets new arrays."""
+        Otherwise every batch gets new arrays.
+        ``batch_key(item)``: a batch never mixes items of two keys. Builds key items by shard, so a
+        sample's batch (and with it nvJPEG's choice of decoder for it on a GPU) depends on its shard
+        and ``batch_size`` alone, not on which process makes the shard or whether it is resumed."""
         from .device_finish import FASTER_ON_DEVICE, TORCH_FINISH
 
         self.task, self.params, self.root, self.device = task, params, Path(root), device
         self.batch_size, self.threads, self.encode = batch_size, threads, encode
-        self.hw_decoder_load = hw_decoder_load
+        self.hw_decoder_load, self.batch_key = hw_decoder_load, batch_key
         if finish == "auto":
             finish = "device" if device == "gpu" and task.name in FASTER_ON_DEVICE else "host"
         if finish == "device" and task.name not in TORCH_FINISH:
@@ -251,7 +261,7 @@ class DaliBackend:
             return
         n_views = len(first.plan["views"])
         kinds = ["affine" if "affine" in v else "box" for v in first.plan["views"]]
-        batches = _chunked(_prepend(first, items), self.batch_size)
+        batches = _chunked(_prepend(first, items), self.batch_size, self.batch_key)
         handed: deque = deque()  # batches given to DALI, in order, awaiting outputs
 
         def feed():
@@ -345,7 +355,7 @@ def _prepend(x, it):
 
 
 def make_backend(name: str, device: str, task, params, root: Path, workers: int, batch_size: int = 64,
-                 encode: bool = True):
+                 encode: bool = True, batch_key=None):
     if name == "opencv":
         return OpenCVBackend(task, params, root, workers=workers, encode=encode)
     if name == "dali":
@@ -353,5 +363,6 @@ def make_backend(name: str, device: str, task, params, root: Path, workers: int,
             import nvidia.dali  # noqa: F401
         except ImportError:
             raise PretextgenError("--backend dali needs nvidia-dali-cuda130 (pip install nvidia-dali-cuda130)") from None
-        return DaliBackend(task, params, root, device=device, batch_size=batch_size, threads=workers, encode=encode)
+        return DaliBackend(task, params, root, device=device, batch_size=batch_size, threads=workers, encode=encode,
+                           batch_key=batch_key)
     raise PretextgenError(f"unknown backend {name!r}")

@@ -46,9 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--resume", action="store_true", help="continue an interrupted build in --out")
     b.add_argument("--workers", type=int, help="CPU threads for image tasks, processes for video tasks (default: all "
                    "cores; split among --processes)")
-    b.add_argument("--processes", type=int, default=1,
-                   help="build shards in this many processes, each with its own backend: for a GPU that one "
-                        "Python process cannot keep busy (default: 1)")
+    b.add_argument("--processes", type=int,
+                   help="build shards in this many processes, each with its own backend: one Python process "
+                        "cannot keep a GPU busy. The shards are the same bytes whatever the number "
+                        "(default: on a GPU one per two cores, at most 8; on CPUs 1)")
     b.add_argument("--batch-size", type=int, default=64, help="DALI batch size (default: 64)")
     b.add_argument("--shard-mb", type=float, default=256, help="maximum shard size in MB (default: 256)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")

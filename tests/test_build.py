@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 import pretextgen
-from conftest import mean_abs_diff
+from conftest import mean_abs_diff, requires_gpu
 from pretextgen.backends import reference_sample
 from pretextgen.config import make_params
 from pretextgen.registry import get_task
@@ -113,7 +113,55 @@ def test_processes_write_the_same_shards(tmp_path, backend):
     three = pretextgen.build(out=tmp_path / "three", processes=3, **kw)
     assert len(one["shards"]) >= 4 and three["complete"]
     assert one["shards"] == three["shards"] and one["label_histogram"] == three["label_histogram"]
-    assert three["processes"] == (3 if backend == "dali" else None)
+    assert "processes" not in three  # not part of a build's identity: the bytes do not depend on it
+
+
+@requires_gpu
+@pytest.mark.gpu
+def test_gpu_builds_are_the_same_bytes_in_any_number_of_processes(tmp_path):
+    """On the GPU too, reruns and builds split among processes write the same shards (batches are
+    cut at shard ends, so nvJPEG sees the same batches)."""
+    kw = dict(task="jigsaw", samples=120, backend="dali", device="gpu", progress=False, shard_bytes=1_600_000,
+              workers=4, batch_size=16)
+    one = pretextgen.build(out=tmp_path / "one", processes=1, **kw)
+    again = pretextgen.build(out=tmp_path / "again", processes=1, **kw)
+    three = pretextgen.build(out=tmp_path / "three", processes=3, **kw)
+    assert len(one["shards"]) >= 6 and one["samples_per_shard"] % 16
+    assert one["shards"] == again["shards"] == three["shards"]
+
+
+def test_dali_batches_never_span_two_shards(tmp_path, monkeypatch):
+    """On a GPU nvJPEG may decode a sample differently depending on its batch, so a build's DALI
+    batches are cut at shard ends: then a sample's batch is fixed by its shard and the batch size,
+    whichever process makes the shard and whether it is resumed. Observed on the real DALI backend."""
+    from pretextgen.backends import DaliBackend
+
+    seen: list[list[int]] = []
+    run_views = DaliBackend.run_views
+
+    def spy(self, items):
+        for batch, outs in run_views(self, items):
+            seen.append([it.index for it in batch])
+            yield batch, outs
+
+    monkeypatch.setattr(DaliBackend, "run_views", spy)
+    kw = dict(task="jigsaw", samples=50, backend="dali", device="cpu", progress=False, shard_bytes=1_600_000,
+              workers=2, batch_size=8)
+    m = pretextgen.build(out=tmp_path / "a", **kw)
+    per = m["samples_per_shard"]
+    assert per % 8 and len(m["shards"]) >= 3  # shard ends fall inside batches of 8 unless cut there
+    want = [list(range(a, min(a + 8, b))) for s in range(len(m["shards"]))
+            for b in [min((s + 1) * per, 50)] for a in range(s * per, b, 8)]
+    assert seen == want
+    # Resuming after the first shard makes the same batches for the others, so also the same bytes.
+    shutil.rmtree(tmp_path / "b", ignore_errors=True)
+    (tmp_path / "b").mkdir()
+    first = m["shards"][0]["name"]
+    shutil.copy(tmp_path / "a" / first, tmp_path / "b" / first)
+    (tmp_path / "b" / "manifest.json").write_text(json.dumps({**m, "shards": m["shards"][:1], "complete": False}))
+    seen.clear()
+    r = pretextgen.build(out=tmp_path / "b", resume=True, **kw)
+    assert seen == [b for b in want if b[0] >= per] and r["shards"] == m["shards"]
 
 
 def test_shard_bytes_equal_tarfiles(tmp_path):
