@@ -274,6 +274,9 @@ def main(argv=None):
                     help="where the host path finishes samples: NumPy per sample, or the torch twin per batch "
                          "on the GPU (tasks in device_finish.TORCH_FINISH)")
     ap.add_argument("--no-live", action="store_true", help="leave out the live (loader) rows")
+    ap.add_argument("--only-processes", action="store_true",
+                    help="leave out the one-process task rows: only the --processes rows (and decode-only in one "
+                         "process, the ratios' base)")
     ap.add_argument("--opencv", action="store_true",
                     help="also run each task on the OpenCV backend in one thread per core (should auto pick it?)")
     ap.add_argument("--profile", action="store_true",
@@ -311,11 +314,12 @@ def main(argv=None):
         for finish in [f for f in args.finish if f == "host" or name in TORCH_FINISH]:
             label = f"{name}, {finish} finish"
             try:
-                ours(name, root, sources, 2 * args.batch, args.batch, args.threads, args.device, finish=finish,
-                     load=load)  # warm-up
-                rate = ours(name, root, sources, args.samples, args.batch, args.threads, args.device, args.max_seconds,
-                            finish=finish, load=load)
-                print(f"| {label} | {rate:,.0f} | {base:,.0f} | {rate / base:.2f} |", flush=True)
+                if not args.only_processes:
+                    ours(name, root, sources, 2 * args.batch, args.batch, args.threads, args.device, finish=finish,
+                         load=load)  # warm-up
+                    rate = ours(name, root, sources, args.samples, args.batch, args.threads, args.device,
+                                args.max_seconds, finish=finish, load=load)
+                    print(f"| {label} | {rate:,.0f} | {base:,.0f} | {rate / base:.2f} |", flush=True)
                 for procs in args.processes:
                     rate, use = in_processes(name, root, args.samples, args.batch, max(1, args.threads // procs),
                                              args.device, args.max_seconds, procs, finish, load)
