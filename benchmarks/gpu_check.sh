@@ -18,6 +18,8 @@ step() { echo "== $1 ($(date +%T))"; }
 
 step machine
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; nproc
+# The disk that builds write to (a jigsaw sample is 110 KB of npy): 1 GB written and fsync'ed.
+dd if=/dev/zero of=/tmp/dd-test bs=1M count=1024 conv=fsync 2>&1 | tail -1; rm -f /tmp/dd-test
 $PY -c "import nvidia.dali as d, torch; from pretextgen.backends import gpu_count; print('dali', d.__version__, 'torch', torch.__version__, 'gpus', gpu_count())"
 
 if [ "${1:-core}" = tasks ]; then
