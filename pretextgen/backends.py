@@ -85,13 +85,13 @@ def reference_sample(task, params, image: np.ndarray, plan: dict, bgr: bool = Fa
 _WORKER: dict = {}  # a worker process's state; in-process runs pass their own dict
 
 
-def _init_worker(task_name: str, params, root: str, encode: bool, state: dict = _WORKER):
+def _init_worker(task_name: str, params, root: str, encode: bool, pixels: str = "png", state: dict = _WORKER):
     import cv2
 
     from .registry import get_task
 
     cv2.setNumThreads(1)  # one thread or process per core already
-    state.update(task=get_task(task_name), params=params, root=Path(root), encode=encode)
+    state.update(task=get_task(task_name), params=params, root=Path(root), encode=encode, pixels=pixels)
 
 
 def _run_chunk(items: list[WorkItem], state: dict = _WORKER):
@@ -104,7 +104,7 @@ def _run_chunk(items: list[WorkItem], state: dict = _WORKER):
             fields = reference_sample(t, p, load_rgb(root, it.source), it.plan)
         else:
             fields = reference_sample(t, p, load_bgr(root, it.source), it.plan, bgr=True)
-        out.append(encode_fields(t, fields) if state["encode"] else fields)
+        out.append(encode_fields(t, fields, state["pixels"]) if state["encode"] else fields)
     return out
 
 
@@ -119,14 +119,17 @@ class OpenCVBackend:
     # Worker functions (module-level, picklable); the video backend swaps in its own.
     init_fn, chunk_fn = staticmethod(_init_worker), staticmethod(_run_chunk)
 
-    def __init__(self, task, params, root: Path, workers: int = 1, encode: bool = True, chunk: int = 16):
+    def __init__(self, task, params, root: Path, workers: int = 1, encode: bool = True, chunk: int = 16,
+                 pixels: str = "png"):
+        """``encode``: yield the members to store (in the ``pixels`` format, ``registry.stored_ext``)
+        rather than the fields' arrays."""
         self.task, self.params, self.root = task, params, Path(root)
-        self.workers, self.encode, self.chunk = workers, encode, chunk
+        self.workers, self.encode, self.chunk, self.pixels = workers, encode, chunk, pixels
 
     def run(self, items: Iterable[WorkItem]) -> Iterator[tuple[WorkItem, object]]:
         """Yields (item, encoded members or fields) in the order of ``items``."""
         chunks = _chunked(items, self.chunk)
-        args = (self.task.name, self.params, str(self.root), self.encode)
+        args = (self.task.name, self.params, str(self.root), self.encode, self.pixels)
         depth = 4 * self.workers  # chunks in flight: bounded memory
         if self.workers <= 1 or self.threads:
             state: dict = {}
@@ -185,7 +188,7 @@ class DaliBackend:
 
     def __init__(self, task, params, root: Path, device: str = "cpu", batch_size: int = 64,
                  threads: int = 2, encode: bool = True, hw_decoder_load: float = 0.65, finish: str = "auto",
-                 transient: bool | None = None, batch_key=None):
+                 transient: bool | None = None, batch_key=None, pixels: str = "png"):
         """``finish``: "host" runs the task's NumPy ``finish`` per sample on the host; "device" runs its
         torch twin (``device_finish.TORCH_FINISH``, same samples) on whole batches where DALI's views
         are, then copies the finished batch to the host once; "auto" is "device" on a GPU for the
@@ -201,7 +204,7 @@ class DaliBackend:
 
         self.task, self.params, self.root, self.device = task, params, Path(root), device
         self.batch_size, self.threads, self.encode = batch_size, threads, encode
-        self.hw_decoder_load, self.batch_key = hw_decoder_load, batch_key
+        self.hw_decoder_load, self.batch_key, self.pixels = hw_decoder_load, batch_key, pixels
         if finish == "auto":
             finish = "device" if device == "gpu" and task.name in FASTER_ON_DEVICE else "host"
         if finish == "device" and task.name not in TORCH_FINISH:
@@ -235,7 +238,7 @@ class DaliBackend:
 
         def post(it, got):  # got: the sample's views (host finish) or its fields (device finish)
             fields = got if self.finish == "device" else t.finish(p, got, it.plan)
-            return encode_fields(t, fields) if self.encode else fields
+            return encode_fields(t, fields, self.pixels) if self.encode else fields
 
         for batch, outs in self.run_views(items):
             if self.finish == "device":
@@ -362,14 +365,14 @@ def _prepend(x, it):
 
 
 def make_backend(name: str, device: str, task, params, root: Path, workers: int, batch_size: int = 64,
-                 encode: bool = True, batch_key=None):
+                 encode: bool = True, batch_key=None, pixels: str = "png"):
     if name == "opencv":
-        return OpenCVBackend(task, params, root, workers=workers, encode=encode)
+        return OpenCVBackend(task, params, root, workers=workers, encode=encode, pixels=pixels)
     if name == "dali":
         try:
             import nvidia.dali  # noqa: F401
         except ImportError:
             raise PretextgenError("--backend dali needs nvidia-dali-cuda130 (pip install nvidia-dali-cuda130)") from None
         return DaliBackend(task, params, root, device=device, batch_size=batch_size, threads=workers, encode=encode,
-                           batch_key=batch_key)
+                           batch_key=batch_key, pixels=pixels)
     raise PretextgenError(f"unknown backend {name!r}")

@@ -20,7 +20,7 @@ from .config import load_params, params_to_dict
 from .errors import PretextgenError
 from .parallel import default_workers
 from .progress import Progress
-from .registry import get_task
+from .registry import PIXEL_FORMATS, get_task
 from .shards import SCHEMA_VERSION, file_sha256, sample_key, sample_members, shard_name, write_json, write_shard
 from .sources import Source, default_source, list_files, listing_digest, load_rgb, scan
 
@@ -120,8 +120,9 @@ def library_versions(backend: str) -> dict:
 
 
 def _identity(m: dict) -> dict:
-    keys = ("task", "params", "seed", "samples", "backend", "device", "source_digest", "samples_per_shard", "batch_size")
-    return {k: m.get(k) for k in keys}
+    keys = ("task", "params", "seed", "samples", "backend", "device", "source_digest", "samples_per_shard", "batch_size",
+            "pixels")
+    return {k: m.get(k, "png" if k == "pixels" else None) for k in keys}  # builds of 0.2.0 stored PNG
 
 
 def default_processes(backend: str, device: str, workers: int) -> int:
@@ -167,7 +168,7 @@ def _build_part(job: dict, queue) -> None:
     try:
         t, params, root = get_task(job["task"]), job["params"], job["root"]
         runner = make_backend(job["backend"], job["device"], t, params, root, job["workers"], job["batch_size"],
-                              batch_key=lambda item: item.index // job["per_shard"])
+                              batch_key=lambda item: item.index // job["per_shard"], pixels=job["pixels"])
         items = (plan_sample(t, params, job["sources"], job["seed"], i, root)
                  for i in shard_indices(job["shards"], job["per_shard"], job["samples"]))
         made = [0]
@@ -237,7 +238,7 @@ def _run_processes(jobs: list[dict], on_sample, on_shard) -> None:
 def build(task: str, out, source=None, samples: int = 512, seed: int = 0, backend: str = "auto",
           device: str = "auto", config=None, overrides=None, resume: bool = False, workers: int | None = None,
           batch_size: int = 64, shard_bytes: int = DEFAULT_SHARD_BYTES, progress: bool | None = None,
-          processes: int | None = None) -> dict:
+          processes: int | None = None, pixels: str = "png") -> dict:
     """Build ``samples`` samples of ``task`` into shards under ``out``; returns the manifest.
 
     ``processes`` > 1 splits the shards among that many processes, each with its own backend and
@@ -245,11 +246,15 @@ def build(task: str, out, source=None, samples: int = 512, seed: int = 0, backen
     encoding) is the limit. ``None``: ``default_processes`` (several on a GPU, 1 on CPUs). Shards
     are the same bytes whatever the number: DALI batches never span two shards, so a sample's batch
     depends on its shard and ``batch_size`` alone (on a GPU, nvJPEG's split of a batch between its
-    two decoders may depend on the batch, which makes ``batch_size`` part of the build's identity)."""
+    two decoders may depend on the batch, which makes ``batch_size`` part of the build's identity).
+    ``pixels``: "png" or "npy", how the fields a task declares as PNG images are stored
+    (``registry.stored_ext``)."""
     t = get_task(task)
     params = load_params(t, config, overrides)
     if samples < 1:
         raise PretextgenError("--samples must be at least 1")
+    if pixels not in PIXEL_FORMATS:
+        raise PretextgenError(f"--pixels must be one of {', '.join(PIXEL_FORMATS)}, not {pixels!r}")
     if processes is not None and processes < 1:
         raise PretextgenError("--processes must be at least 1")
     if processes is not None and processes > 1 and t.input == "video":
@@ -312,7 +317,7 @@ def build(task: str, out, source=None, samples: int = 512, seed: int = 0, backen
         "source": source_label, "source_files": len(files), "source_digest": listing_digest(root, files),
         "sources_used": len(sources), "skipped": skipped, "samples_per_shard": per_shard,
         "num_classes": -(-samples // t.samples_per_plan(params)) if t.label_is_plan_index else t.num_classes(params),
-        "fields": t.doc_fields() + ["cls", "json"],
+        "pixels": pixels, "fields": t.doc_fields(pixels) + ["cls", "json"],
         "shards": [], "label_histogram": {}, "complete": False,
     }
     if t.prepare is not None:
@@ -349,17 +354,18 @@ def build(task: str, out, source=None, samples: int = 512, seed: int = 0, backen
         if processes > 1:
             job = {"task": t.name, "params": params, "root": root, "sources": sources, "seed": seed, "out": out,
                    "backend": backend, "device": device, "workers": max(1, workers // processes),
-                   "batch_size": batch_size, "per_shard": per_shard, "samples": samples, "parent": os.getpid()}
+                   "batch_size": batch_size, "per_shard": per_shard, "samples": samples, "parent": os.getpid(),
+                   "pixels": pixels}
             _run_processes([{**job, "shards": todo[k::processes]} for k in range(processes)], bar.update, on_shard)
         else:
             indices = shard_indices(todo, per_shard, samples)
             items = (video.plan_sample(seed, i) if video else plan_sample(t, params, sources, seed, i, root)
                      for i in indices)
             if video is not None:
-                runner = video.runner(backend, device, workers, batch_size)
+                runner = video.runner(backend, device, workers, batch_size, pixels)
             else:
                 runner = make_backend(backend, device, t, params, root, workers, batch_size,
-                                      batch_key=lambda item: item.index // per_shard)
+                                      batch_key=lambda item: item.index // per_shard, pixels=pixels)
             try:
                 write_shards(t, runner, items, out, per_shard, samples, seed, backend, device, bar.update, on_shard)
             finally:

@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="build shards in this many processes, each with its own backend: one Python process "
                         "cannot keep a GPU busy. The shards are the same bytes whatever the number "
                         "(default: on a GPU one per two cores, at most 8; on CPUs 1)")
+    b.add_argument("--pixels", default="png", choices=["png", "npy"],
+                   help="how image fields (rotation, inpainting, mae) are stored, both lossless: png (default) is "
+                        "about half the bytes; npy is written ~100x and read ~20x faster")
     b.add_argument("--batch-size", type=int, default=64, help="DALI batch size (default: 64)")
     b.add_argument("--shard-mb", type=float, default=256, help="maximum shard size in MB (default: 256)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -101,7 +104,7 @@ def _cmd_build(args) -> int:
     m = build(task=args.task, out=args.out, source=args.source, samples=args.samples, seed=args.seed,
               backend=args.backend, device=args.device, config=args.config, overrides=args.set or [],
               resume=args.resume, workers=args.workers, batch_size=args.batch_size, processes=args.processes,
-              shard_bytes=int(args.shard_mb * 2**20), progress=False if args.no_progress else None)
+              pixels=args.pixels, shard_bytes=int(args.shard_mb * 2**20), progress=False if args.no_progress else None)
     size = sum(s["bytes"] for s in m["shards"]) / 2**20
     rate = m["samples"] / max(m["_seconds"], 1e-9)
     print(f"{m['task']}: {m['samples']} samples in {len(m['shards'])} shard(s), {size:.1f} MB, "

@@ -64,7 +64,7 @@ def read_samples(out: Path, positions) -> list[dict]:
 # ---------------------------------------------------------------- summary
 def summary_lines(out: Path) -> list[str]:
     from .config import make_params
-    from .registry import get_task
+    from .registry import get_task, stored_ext
 
     m = read_manifest(out)
     t = get_task(m["task"])
@@ -76,7 +76,8 @@ def summary_lines(out: Path) -> list[str]:
              f"build {'complete' if m.get('complete') else 'INCOMPLETE'}",
              f"samples: {n} in {len(m['shards'])} shard(s), {size / 2**20:.1f} MB ({size / max(n, 1) / 1024:.1f} KiB per sample)"]
     params_ = make_params(t, m["params"])
-    fields = [f"{f.name}.{f.ext} {f.dtype} {tuple(f.shape(params_))}" for f in t.fields]
+    pixels = m.get("pixels", "png")
+    fields = [f"{f.name}.{stored_ext(f, pixels)} {f.dtype} {tuple(f.shape(params_))}" for f in t.fields]
     lines.append("fields: " + ", ".join(fields) + ", cls (label), json (the plan)")
     lines += histogram_lines(m)
     lines.append(f"sources: {m['source']}: {m['source_files']} file(s), {m['sources_used']} used, "

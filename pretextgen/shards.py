@@ -69,11 +69,15 @@ def decode_member(name: str, data: bytes):
     return data
 
 
-def encode_fields(task, fields: dict) -> dict:
-    """{field name: array} -> {"<field>.<ext>": bytes}, per the task's schema."""
+def encode_fields(task, fields: dict, pixels: str = "png") -> dict:
+    """{field name: array} -> {"<field>.<ext>": bytes}, per the task's schema and the build's pixel
+    format (``registry.stored_ext``)."""
+    from .registry import stored_ext
+
     out = {}
     for f in task.fields:
-        out[f"{f.name}.{f.ext}"] = encode_array(f.ext, fields[f.name])
+        ext = stored_ext(f, pixels)
+        out[f"{f.name}.{ext}"] = encode_array(ext, fields[f.name])
     return out
 
 

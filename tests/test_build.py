@@ -20,7 +20,8 @@ import pretextgen
 from conftest import mean_abs_diff, requires_gpu
 from pretextgen.backends import reference_sample
 from pretextgen.config import make_params
-from pretextgen.registry import get_task
+from pretextgen.errors import PretextgenError
+from pretextgen.registry import get_task, stored_ext
 from pretextgen.shards import file_sha256, read_manifest, read_shard
 from pretextgen.sources import Source, load_rgb
 
@@ -43,7 +44,7 @@ def rederive_all(out: Path, root: Path, exact: bool, tol: float = 4.0) -> int:
             assert (src.width, src.height) == (w, h)
             fields = reference_sample(t, p, load_rgb(root, src), meta)
             for f in t.fields:
-                stored = s[f"{f.name}.{f.ext}"]
+                stored = s[f"{f.name}.{stored_ext(f, m.get('pixels', 'png'))}"]
                 if exact:
                     np.testing.assert_array_equal(stored, fields[f.name], err_msg=f"{key}.{f.name}")
                 else:
@@ -73,6 +74,32 @@ def test_build_on_skimage_photos_rederives_exactly(tmp_path, photos, task):
     for rec in m["shards"]:
         assert file_sha256(tmp_path / task / rec["name"]) == rec["sha256"]
     assert rederive_all(tmp_path / task, photos[0], exact=True) == 24
+
+
+@pytest.mark.parametrize("task", ["rotation", "inpainting"])
+def test_npy_pixels_store_the_same_arrays_as_png(tmp_path, photos, task):
+    """``--pixels npy`` stores the PNG fields raw: the same arrays (both are lossless), the other
+    fields and the JSON unchanged, re-derivable, recorded in the manifest and kept on --resume."""
+    from pretextgen.verify import verify
+
+    kw = dict(task=task, samples=12, backend="opencv", workers=2, progress=False)
+    png = pretextgen.build(out=tmp_path / "png", **kw)
+    npy = pretextgen.build(out=tmp_path / "npy", pixels="npy", **kw)
+    assert png["pixels"] == "png" and npy["pixels"] == "npy"
+    assert [f for f in npy["fields"] if f.endswith(".png")] == [] and npy["fields"] != png["fields"]
+    a = [s for r in png["shards"] for s in read_shard(tmp_path / "png" / r["name"])]
+    b = [s for r in npy["shards"] for s in read_shard(tmp_path / "npy" / r["name"])]
+    assert [k for k, _ in a] == [k for k, _ in b] and len(a) == 12
+    for (_, x), (_, y) in zip(a, b):
+        assert x["json"] == y["json"] and x["cls"] == y["cls"]
+        assert sorted(n.rsplit(".", 1)[0] for n in x) == sorted(n.rsplit(".", 1)[0] for n in y)
+        for name, value in x.items():
+            if name.endswith(".png"):
+                np.testing.assert_array_equal(value, y[name[:-4] + ".npy"])
+    assert rederive_all(tmp_path / "npy", photos[0], exact=True) == 12
+    assert verify(tmp_path / "npy", count=4).ok
+    with pytest.raises(PretextgenError, match="pixels"):
+        pretextgen.build(out=tmp_path / "npy", resume=True, **kw)  # the png default: another build
 
 
 def test_jigsaw_permutation_file_beside_shards(tmp_path):

@@ -81,12 +81,12 @@ class VideoSetup:
         plan = self.task.plan(self.params, np.random.default_rng([seed, i]), self.index, 0)
         return WorkItem(i, self._by_path[plan["clips"][0]["source"]], plan)
 
-    def runner(self, backend: str, device: str, workers: int, batch_size: int):
+    def runner(self, backend: str, device: str, workers: int, batch_size: int, pixels: str = "png"):
         if device == "gpu":
             from .dali import DaliVideoBackend
 
-            return DaliVideoBackend(self.task, self.params, self.root, "gpu", batch_size, workers)
-        return DecordBackend(self.task, self.params, self.root, workers=workers, chunk=64)
+            return DaliVideoBackend(self.task, self.params, self.root, "gpu", batch_size, workers, pixels=pixels)
+        return DecordBackend(self.task, self.params, self.root, workers=workers, chunk=64, pixels=pixels)
 
 
 def backend_name(device: str) -> str:
@@ -98,13 +98,14 @@ def backend_name(device: str) -> str:
 _WORKER: dict = {}
 
 
-def _init_worker(task_name: str, params, root: str, encode: bool, state: dict = _WORKER):
+def _init_worker(task_name: str, params, root: str, encode: bool, pixels: str = "png", state: dict = _WORKER):
     import cv2
 
     from ..registry import get_task
 
     cv2.setNumThreads(1)
-    state.update(task=get_task(task_name), params=params, reader=FrameReader(Path(root)), encode=encode)
+    state.update(task=get_task(task_name), params=params, reader=FrameReader(Path(root)), encode=encode,
+                 pixels=pixels)
 
 
 def _run_chunk(items: list[WorkItem], state: dict = _WORKER):
@@ -114,7 +115,7 @@ def _run_chunk(items: list[WorkItem], state: dict = _WORKER):
     out = []
     for it, views in zip(items, read_views_batch(state["reader"], [it.plan for it in items])):
         fields = t.finish(p, views, it.plan)
-        out.append(encode_fields(t, fields) if state["encode"] else fields)
+        out.append(encode_fields(t, fields, state["pixels"]) if state["encode"] else fields)
     return out
 
 

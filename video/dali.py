@@ -63,9 +63,10 @@ class DaliVideoBackend:
     name = "dali"
 
     def __init__(self, task, params, root: Path, device: str = "gpu", batch_size: int = 16, threads: int = 2,
-                 encode: bool = True):
+                 encode: bool = True, pixels: str = "png"):
         self.task, self.params, self.root, self.device = task, params, Path(root), device
         self.batch_size, self.threads, self.encode = max(1, batch_size), max(1, threads), encode
+        self.pixels = pixels
         self.fallbacks = 0  # batches decoded by decord because DALI could not
         self._bytes: OrderedDict = OrderedDict()
 
@@ -82,7 +83,7 @@ class DaliVideoBackend:
         from ..shards import encode_fields
 
         fields = self.task.finish(self.params, views, it.plan)
-        return encode_fields(self.task, fields) if self.encode else fields
+        return encode_fields(self.task, fields, self.pixels) if self.encode else fields
 
     def run(self, items: Iterable[WorkItem]) -> Iterator[tuple[WorkItem, object]]:
         batches = _chunked(items, self.batch_size)
