@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from . import __version__
@@ -140,8 +141,10 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(name)s: %(message)s")
     try:
-        return {"build": _cmd_build, "tasks": _cmd_tasks, "verify": _cmd_verify,
+        code = {"build": _cmd_build, "tasks": _cmd_tasks, "verify": _cmd_verify,
                 "inspect": _cmd_inspect, "prior": _cmd_prior}[args.command](args)
+        sys.stdout.flush()  # here, so that a closed pipe is caught below, not at exit
+        return code
     except PretextgenError as e:
         if args.debug:
             raise
@@ -150,6 +153,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("pretextgen: interrupted; continue with --resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`pretextgen inspect OUT | head`): stop quietly, as other tools do;
+        # stdout goes to /dev/null so that Python's flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

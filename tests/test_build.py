@@ -368,6 +368,15 @@ def _err(args):
     return lines[0]
 
 
+def test_cli_output_into_a_closed_pipe_is_no_traceback():
+    """`pretextgen tasks | head -1`: the reader leaves early; the command stops without a traceback."""
+    proc = subprocess.Popen(CLI + ["tasks"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the only read end: every write of the command now fails with EPIPE
+    with proc.stderr:
+        err = proc.stderr.read().decode()
+    assert proc.wait(60) == 141 and "Traceback" not in err, err
+
+
 def test_cli_errors_are_one_line(tmp_path):
     assert "does not exist" in _err(["build", "--task", "jigsaw", "--source", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
     (tmp_path / "empty").mkdir()
