@@ -25,7 +25,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from .errors import PretextgenError
-from .geometry import dali_affine, render_view
+from .geometry import dali_affine, jpeg_scale, render_view
 from .sources import Source, encoded_for_decoder, load_bgr, load_rgb
 
 
@@ -68,10 +68,11 @@ def resolve(backend: str, device: str) -> tuple[str, str]:
     return backend, "cpu"
 
 
-def reference_sample(task, params, image: np.ndarray, plan: dict, bgr: bool = False) -> dict:
+def reference_sample(task, params, image: np.ndarray, plan: dict, bgr: bool = False, scale: int = 1) -> dict:
     """The reference executor: OpenCV views + the task's finish. ``bgr``: ``image`` is
-    ``sources.load_bgr``'s, and the views are turned to RGB once cut (the same bytes)."""
-    views = [render_view(image, v) for v in plan["views"]]
+    ``sources.load_bgr``'s, and the views are turned to RGB once cut (the same bytes). ``scale``:
+    ``image`` is the source decoded at 1/scale (``source_scale``)."""
+    views = [render_view(image, v, scale) for v in plan["views"]]
     if bgr:
         import cv2
 
@@ -81,17 +82,39 @@ def reference_sample(task, params, image: np.ndarray, plan: dict, bgr: bool = Fa
     return task.finish(params, views, plan)
 
 
+def source_scale(src: Source, plan: dict, jpeg_scaling: bool) -> int:
+    """1/scale at which the OpenCV executor decodes ``src`` for ``plan``: ``geometry.jpeg_scale`` for
+    plain JPEGs in builds with ``jpeg_scaling``, else 1. Stored in the sample's JSON when above 1."""
+    if not jpeg_scaling or src.host_decode or src.format != "JPEG":
+        return 1
+    return jpeg_scale(src.width, src.height, plan["views"])
+
+
+def execute_plan(task, params, root: Path, src: Source, plan: dict, scale: int = 1) -> dict:
+    """One sample's fields by the OpenCV executor from its source file, decoded at 1/``scale``
+    (``source_scale``; a stored sample's is its JSON's ``jpeg_scale``, 1 when absent). The
+    definition the OpenCV backend's faster BGR path must match byte for byte (tested)."""
+    if scale == 1:
+        return reference_sample(task, params, load_rgb(root, src), plan)
+    import cv2
+
+    rgb = cv2.cvtColor(load_bgr(root, src, scale), cv2.COLOR_BGR2RGB)
+    return reference_sample(task, params, rgb, plan, scale=scale)
+
+
 # ---------------------------------------------------------------- OpenCV, in threads or processes
 _WORKER: dict = {}  # a worker process's state; in-process runs pass their own dict
 
 
-def _init_worker(task_name: str, params, root: str, encode: bool, pixels: str = "png", state: dict = _WORKER):
+def _init_worker(task_name: str, params, root: str, encode: bool, pixels: str = "png", jpeg_scaling: bool = False,
+                 state: dict = _WORKER):
     import cv2
 
     from .registry import get_task
 
     cv2.setNumThreads(1)  # one thread or process per core already
-    state.update(task=get_task(task_name), params=params, root=Path(root), encode=encode, pixels=pixels)
+    state.update(task=get_task(task_name), params=params, root=Path(root), encode=encode, pixels=pixels,
+                 jpeg_scaling=jpeg_scaling)
 
 
 def _run_chunk(items: list[WorkItem], state: dict = _WORKER):
@@ -102,8 +125,9 @@ def _run_chunk(items: list[WorkItem], state: dict = _WORKER):
     for it in items:
         if it.source.host_decode:
             fields = reference_sample(t, p, load_rgb(root, it.source), it.plan)
-        else:
-            fields = reference_sample(t, p, load_bgr(root, it.source), it.plan, bgr=True)
+        else:  # BGR: the views are turned to RGB once cut (the same bytes, cheaper)
+            s = source_scale(it.source, it.plan, state["jpeg_scaling"])
+            fields = reference_sample(t, p, load_bgr(root, it.source, s), it.plan, bgr=True, scale=s)
         out.append(encode_fields(t, fields, state["pixels"]) if state["encode"] else fields)
     return out
 
@@ -120,16 +144,18 @@ class OpenCVBackend:
     init_fn, chunk_fn = staticmethod(_init_worker), staticmethod(_run_chunk)
 
     def __init__(self, task, params, root: Path, workers: int = 1, encode: bool = True, chunk: int = 16,
-                 pixels: str = "png"):
+                 pixels: str = "png", jpeg_scaling: bool = True):
         """``encode``: yield the members to store (in the ``pixels`` format, ``registry.stored_ext``)
-        rather than the fields' arrays."""
+        rather than the fields' arrays. ``jpeg_scaling``: decode large JPEGs at 1/2 to 1/64 where
+        the views allow it (``source_scale``)."""
         self.task, self.params, self.root = task, params, Path(root)
         self.workers, self.encode, self.chunk, self.pixels = workers, encode, chunk, pixels
+        self.jpeg_scaling = jpeg_scaling
 
     def run(self, items: Iterable[WorkItem]) -> Iterator[tuple[WorkItem, object]]:
         """Yields (item, encoded members or fields) in the order of ``items``."""
         chunks = _chunked(items, self.chunk)
-        args = (self.task.name, self.params, str(self.root), self.encode, self.pixels)
+        args = (self.task.name, self.params, str(self.root), self.encode, self.pixels, self.jpeg_scaling)
         depth = 4 * self.workers  # chunks in flight: bounded memory
         if self.workers <= 1 or self.threads:
             state: dict = {}
@@ -365,9 +391,10 @@ def _prepend(x, it):
 
 
 def make_backend(name: str, device: str, task, params, root: Path, workers: int, batch_size: int = 64,
-                 encode: bool = True, batch_key=None, pixels: str = "png"):
+                 encode: bool = True, batch_key=None, pixels: str = "png", jpeg_scaling: bool = False):
     if name == "opencv":
-        return OpenCVBackend(task, params, root, workers=workers, encode=encode, pixels=pixels)
+        return OpenCVBackend(task, params, root, workers=workers, encode=encode, pixels=pixels,
+                             jpeg_scaling=jpeg_scaling)
     if name == "dali":
         try:
             import nvidia.dali  # noqa: F401

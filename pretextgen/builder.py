@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .backends import WorkItem, make_backend, resolve
+from .backends import WorkItem, make_backend, resolve, source_scale
 from .config import load_params, params_to_dict
 from .errors import PretextgenError
 from .parallel import default_workers
@@ -82,10 +82,14 @@ def plan_sample(task, params, sources: list[Source], seed: int, i: int, root=Non
     return WorkItem(i, src, plan)
 
 
-def sample_meta(task, item: WorkItem, seed: int, backend: str, device: str) -> dict:
-    return {"task": task.name, "schema": SCHEMA_VERSION, "version": __version__, "index": item.index,
+def sample_meta(task, item: WorkItem, seed: int, backend: str, device: str, jpeg_scaling: bool = False) -> dict:
+    meta = {"task": task.name, "schema": SCHEMA_VERSION, "version": __version__, "index": item.index,
             "seed": seed, "backend": backend, "device": device, "source": item.source.path,
             "source_size": [item.source.width, item.source.height], **item.plan}
+    scale = source_scale(item.source, item.plan, jpeg_scaling) if task.input == "image" else 1
+    if scale > 1:  # the OpenCV executor decoded the JPEG at 1/scale (backends.source_scale)
+        meta["jpeg_scale"] = scale
+    return meta
 
 
 _ITEMSIZE = {"uint8": 1, "int8": 1, "uint16": 2, "int16": 2, "float16": 2, "int32": 4, "float32": 4, "int64": 8, "float64": 8}
@@ -142,13 +146,13 @@ def shard_indices(shards, per_shard: int, samples: int):
 
 
 def write_shards(task, runner, items, out: Path, per_shard: int, samples: int, seed: int, backend: str, device: str,
-                 on_sample, on_shard) -> None:
+                 on_sample, on_shard, jpeg_scaling: bool = False) -> None:
     """Run ``items`` through ``runner``; write each shard once its last sample is made and call
     ``on_shard(number, record)``; ``on_sample()`` after every sample."""
     current: list = []
     hist: Counter = Counter()
     for item, members in runner.run(items):
-        meta = sample_meta(task, item, seed, backend, device)
+        meta = sample_meta(task, item, seed, backend, device, jpeg_scaling)
         current.append((sample_key(item.index), sample_members(members, meta)))
         if not task.label_is_plan_index:  # one class per plan: a histogram of ones says nothing
             hist[int(meta["label"])] += 1
@@ -168,7 +172,8 @@ def _build_part(job: dict, queue) -> None:
     try:
         t, params, root = get_task(job["task"]), job["params"], job["root"]
         runner = make_backend(job["backend"], job["device"], t, params, root, job["workers"], job["batch_size"],
-                              batch_key=lambda item: item.index // job["per_shard"], pixels=job["pixels"])
+                              batch_key=lambda item: item.index // job["per_shard"], pixels=job["pixels"],
+                              jpeg_scaling=job["jpeg_scaling"])
         items = (plan_sample(t, params, job["sources"], job["seed"], i, root)
                  for i in shard_indices(job["shards"], job["per_shard"], job["samples"]))
         made = [0]
@@ -189,7 +194,7 @@ def _build_part(job: dict, queue) -> None:
 
         try:
             write_shards(t, runner, items, job["out"], job["per_shard"], job["samples"], job["seed"], job["backend"],
-                         job["device"], on_sample, on_shard)
+                         job["device"], on_sample, on_shard, job["jpeg_scaling"])
         finally:
             runner.close()
         queue.put(("done",))
@@ -238,7 +243,7 @@ def _run_processes(jobs: list[dict], on_sample, on_shard) -> None:
 def build(task: str, out, source=None, samples: int = 512, seed: int = 0, backend: str = "auto",
           device: str = "auto", config=None, overrides=None, resume: bool = False, workers: int | None = None,
           batch_size: int = 64, shard_bytes: int = DEFAULT_SHARD_BYTES, progress: bool | None = None,
-          processes: int | None = None, pixels: str = "png") -> dict:
+          processes: int | None = None, pixels: str = "png", full_decode: bool = False) -> dict:
     """Build ``samples`` samples of ``task`` into shards under ``out``; returns the manifest.
 
     ``processes`` > 1 splits the shards among that many processes, each with its own backend and
@@ -248,7 +253,9 @@ def build(task: str, out, source=None, samples: int = 512, seed: int = 0, backen
     depends on its shard and ``batch_size`` alone (on a GPU, nvJPEG's split of a batch between its
     two decoders may depend on the batch, which makes ``batch_size`` part of the build's identity).
     ``pixels``: "png" or "npy", how the fields a task declares as PNG images are stored
-    (``registry.stored_ext``)."""
+    (``registry.stored_ext``). ``full_decode``: the OpenCV backend decodes every JPEG at full size
+    (by default, JPEGs that are 2x or more larger than a sample's views need are decoded at 1/2 to
+    1/64 scale: ``backends.source_scale``; a resumed build keeps what it started with)."""
     t = get_task(task)
     params = load_params(t, config, overrides)
     if samples < 1:
@@ -318,6 +325,7 @@ def build(task: str, out, source=None, samples: int = 512, seed: int = 0, backen
         "sources_used": len(sources), "skipped": skipped, "samples_per_shard": per_shard,
         "num_classes": -(-samples // t.samples_per_plan(params)) if t.label_is_plan_index else t.num_classes(params),
         "pixels": pixels, "fields": t.doc_fields(pixels) + ["cls", "json"],
+        "jpeg_scaling": backend == "opencv" and t.input == "image" and not full_decode,
         "shards": [], "label_histogram": {}, "complete": False,
     }
     if t.prepare is not None:
@@ -327,6 +335,8 @@ def build(task: str, out, source=None, samples: int = 512, seed: int = 0, backen
         manifest.update(video.manifest_extra)
     kept: dict[int, dict] = {}
     if old is not None:
+        # A resumed build decodes as it started (builds of 0.2.0 decoded every JPEG at full size).
+        manifest["jpeg_scaling"] = bool(old.get("jpeg_scaling", False))
         if _identity(old) != _identity(manifest):
             diff = [k for k in _identity(manifest) if _identity(old)[k] != _identity(manifest)[k]]
             raise PretextgenError(f"--resume: {out} was built with different settings ({', '.join(diff)}); "
@@ -337,6 +347,7 @@ def build(task: str, out, source=None, samples: int = 512, seed: int = 0, backen
                 kept[rec["number"]] = rec
         log.info("resuming: %d of %d shards complete", len(kept), n_shards)
     write_json(out / "manifest.json", {**manifest, "shards": [kept[k] for k in sorted(kept)]})
+    jpeg_scaling = manifest["jpeg_scaling"]
 
     todo = [s for s in range(n_shards) if s not in kept]
     bar = Progress(samples, f"{t.name} ({backend}/{device})", "samples", progress)
@@ -355,7 +366,7 @@ def build(task: str, out, source=None, samples: int = 512, seed: int = 0, backen
             job = {"task": t.name, "params": params, "root": root, "sources": sources, "seed": seed, "out": out,
                    "backend": backend, "device": device, "workers": max(1, workers // processes),
                    "batch_size": batch_size, "per_shard": per_shard, "samples": samples, "parent": os.getpid(),
-                   "pixels": pixels}
+                   "pixels": pixels, "jpeg_scaling": jpeg_scaling}
             _run_processes([{**job, "shards": todo[k::processes]} for k in range(processes)], bar.update, on_shard)
         else:
             indices = shard_indices(todo, per_shard, samples)
@@ -365,9 +376,11 @@ def build(task: str, out, source=None, samples: int = 512, seed: int = 0, backen
                 runner = video.runner(backend, device, workers, batch_size, pixels)
             else:
                 runner = make_backend(backend, device, t, params, root, workers, batch_size,
-                                      batch_key=lambda item: item.index // per_shard, pixels=pixels)
+                                      batch_key=lambda item: item.index // per_shard, pixels=pixels,
+                                      jpeg_scaling=jpeg_scaling)
             try:
-                write_shards(t, runner, items, out, per_shard, samples, seed, backend, device, bar.update, on_shard)
+                write_shards(t, runner, items, out, per_shard, samples, seed, backend, device, bar.update, on_shard,
+                             jpeg_scaling)
             finally:
                 runner.close()
     finally:

@@ -100,18 +100,13 @@ def _rederiver(task, params, root: Path):
                 return None, "this install cannot re-derive video samples (pretextgen.video.rederive is missing)"
         return (lambda meta: rederive(task, params, root, meta)), None
 
-    from .backends import reference_sample
-    from .sources import load_rgb
+    from .backends import execute_plan
 
-    cache: dict = {}
+    def rederive(meta: dict) -> dict:
+        # jpeg_scale: the build decoded this JPEG at 1/scale (backends.source_scale)
+        return execute_plan(task, params, root, source_header(root, meta["source"]), meta, int(meta.get("jpeg_scale", 1)))
 
-    def image_of(rel: str):
-        if rel not in cache:
-            cache.clear()  # one image at a time: bounded memory
-            cache[rel] = load_rgb(root, source_header(root, rel))
-        return cache[rel]
-
-    return (lambda meta: reference_sample(task, params, image_of(meta["source"]), meta)), None
+    return rederive, None
 
 
 def source_header(root: Path, rel: str):
@@ -144,7 +139,7 @@ class _UsedSources:
         return source_header(self.root, self.names[k])
 
 
-PROVENANCE = ("task", "schema", "version", "index", "seed", "backend", "device", "source", "source_size")
+PROVENANCE = ("task", "schema", "version", "index", "seed", "backend", "device", "source", "source_size", "jpeg_scale")
 
 
 def replanner(task, params, m: dict, root: Path):

@@ -18,7 +18,7 @@ from PIL import Image
 
 import pretextgen
 from conftest import mean_abs_diff, requires_gpu
-from pretextgen.backends import reference_sample
+from pretextgen.backends import execute_plan, reference_sample, source_scale
 from pretextgen.config import make_params
 from pretextgen.errors import PretextgenError
 from pretextgen.registry import get_task, stored_ext
@@ -42,7 +42,7 @@ def rederive_all(out: Path, root: Path, exact: bool, tol: float = 4.0) -> int:
             w, h = meta["source_size"]
             src = [x for x in _scan_one(root, meta["source"])][0]
             assert (src.width, src.height) == (w, h)
-            fields = reference_sample(t, p, load_rgb(root, src), meta)
+            fields = execute_plan(t, p, root, src, meta, meta.get("jpeg_scale", 1))
             for f in t.fields:
                 stored = s[f"{f.name}.{stored_ext(f, m.get('pixels', 'png'))}"]
                 if exact:
@@ -238,7 +238,8 @@ def test_opencv_threads_keep_order_and_state(sources):
         t = get_task(name)
         p = load_params(t, overrides=["size=64"] if name == "rotation" else None)
         items = [plan_sample(t, p, good, 3, i) for i in range(40)]
-        runs[name] = (t, p, items, [reference_sample(t, p, load_rgb(root, it.source), it.plan) for it in items])
+        runs[name] = (t, p, items, [execute_plan(t, p, root, it.source, it.plan, source_scale(it.source, it.plan, True))
+                                    for it in items])
     streams = [OpenCVBackend(t, p, root, workers=w, encode=False, chunk=4).run(items)
                for (t, p, items, _), w in zip(runs.values(), (2, 1))]
     for pairs in zip(*streams):
@@ -246,6 +247,87 @@ def test_opencv_threads_keep_order_and_state(sources):
             assert item is items[item.index]
             for f in t.fields:
                 np.testing.assert_array_equal(fields[f.name], ref[item.index][f.name])
+
+
+# ---------------------------------------------------------------- large JPEGs, decoded at 1/s
+@pytest.fixture(scope="module")
+def large_jpegs(tmp_path_factory, photos):
+    """Real photos as large JPEGs: scikit-image's retina (1411 px) cut to 1408x1056 and saved as is,
+    the same with EXIF orientation 6 (shown rotated: 1056x1408), and hubble_deep_field 2x (2000x1744)."""
+    root = tmp_path_factory.mktemp("large")
+    retina = Image.open(photos[0] / "retina.jpg").convert("RGB").crop((0, 100, 1408, 1156))
+    retina.save(root / "retina.jpg", quality=92)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    retina.save(root / "retina_exif6.jpg", quality=92, exif=exif.tobytes())
+    hubble = Image.open(photos[0] / "hubble_deep_field.jpg").convert("RGB")
+    hubble.resize((2000, 1744), Image.BICUBIC).save(root / "hubble2x.jpg", quality=92)
+    return root
+
+
+def test_jpeg_scaled_decode_keeps_the_pixel_grid(large_jpegs):
+    """At 1/s (s divides both sides) decoded pixel u is the source's pixels [s*u, s*u + s), whatever
+    the EXIF orientation: the 1/s image matches the full one averaged over s x s blocks."""
+    from pretextgen.sources import check_source, load_bgr
+
+    for name, shown in [("retina.jpg", (1408, 1056)), ("retina_exif6.jpg", (1056, 1408))]:
+        src, _ = check_source(large_jpegs, name, 1)
+        assert (src.width, src.height) == shown
+        full = load_bgr(large_jpegs, src)
+        for s in (2, 4, 8, 16):
+            small = load_bgr(large_jpegs, src, s)
+            assert small.shape[:2] == (shown[1] // s, shown[0] // s)
+            area = cv2.resize(full, small.shape[1::-1], interpolation=cv2.INTER_AREA)
+            assert mean_abs_diff(small, area) < 1.0, (name, s)
+            shifted = cv2.resize(full[:, 1:], small.shape[1::-1], interpolation=cv2.INTER_AREA)  # s/(W-1) px off
+            assert mean_abs_diff(small, area) < mean_abs_diff(small, shifted) or s == 16
+
+
+def test_scaled_views_map_boxes_exactly(large_jpegs):
+    """A box of s x n source pixels viewed at n pixels from the 1/s image is exactly that image's n
+    pixels (bilinear samples land on pixel centres): the view covers the box its JSON records, to
+    the pixel. A half-pixel error in the mapping fails here."""
+    from pretextgen.geometry import scaled_view
+    from pretextgen.sources import check_source, load_bgr
+
+    src, _ = check_source(large_jpegs, "retina_exif6.jpg", 1)
+    for s in (2, 4, 8):
+        small = load_bgr(large_jpegs, src, s)
+        for a, b, n, m in [(3, 5, 64, 64), (0, 0, 100, 60), (17, 40, 80, 90)]:
+            box = [s * a, s * b, s * (a + n), s * (b + m)]
+            np.testing.assert_array_equal(scaled_view(small, box, (n, m), s), small[b : b + m, a : a + n])
+
+
+@pytest.mark.parametrize("task", ["rotation", "jigsaw", "context"])
+def test_large_jpegs_are_decoded_at_a_scale_and_rederive(tmp_path, large_jpegs, task):
+    """By default the OpenCV backend decodes a JPEG at 1/s where a sample's views still get at least
+    one reduced pixel per output pixel: the JSON says so (jpeg_scale), verify re-derives it exactly,
+    and it stays within the backends' tolerance of the full-size decode; --full-decode turns it off."""
+    from pretextgen.verify import verify
+
+    kw = dict(task=task, source=large_jpegs, samples=24, backend="opencv", workers=2, progress=False)
+    m = pretextgen.build(out=tmp_path / "scaled", **kw)
+    assert m["jpeg_scaling"] is True
+    scaled = 0
+    for rec in m["shards"]:
+        for key, s in read_shard(tmp_path / "scaled" / rec["name"]):
+            meta = s["json"]
+            src = next(_scan_one(large_jpegs, meta["source"]))
+            scale = meta.get("jpeg_scale", 1)
+            assert scale == source_scale(src, meta, True)
+            if scale == 1:
+                continue
+            scaled += 1
+            full = execute_plan(get_task(task), make_params(get_task(task), m["params"]), large_jpegs, src, meta, 1)
+            for f in get_task(task).fields:
+                assert mean_abs_diff(s[f"{f.name}.{f.ext}"], full[f.name]) < 4.0, (key, f.name)
+    assert scaled >= 12
+    assert rederive_all(tmp_path / "scaled", large_jpegs, exact=True) == 24
+    assert verify(tmp_path / "scaled", count=8).ok
+    off = pretextgen.build(out=tmp_path / "full", full_decode=True, **kw)
+    assert off["jpeg_scaling"] is False
+    assert not any("jpeg_scale" in s["json"] for r in off["shards"] for _, s in read_shard(tmp_path / "full" / r["name"]))
+    assert rederive_all(tmp_path / "full", large_jpegs, exact=True) == 24
 
 
 # ---------------------------------------------------------------- bad input

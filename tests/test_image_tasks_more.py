@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import mean_abs_diff, requires_gpu
-from pretextgen.backends import DaliBackend, OpenCVBackend, reference_sample
+from pretextgen.backends import DaliBackend, OpenCVBackend, execute_plan, reference_sample, source_scale
 from pretextgen.builder import build, plan_sample
 from pretextgen.config import load_params, make_params
 from pretextgen.errors import PretextgenError
@@ -402,7 +402,7 @@ def test_build_rederives_every_sample_from_its_json(tmp_path, photos, name, back
             if t.label_is_plan_index:
                 assert meta["label"] == meta["index"]
             src, _ = check_source(root, meta["source"], 1)
-            fields = reference_sample(t, p, load_rgb(root, src), meta)
+            fields = execute_plan(t, p, root, src, meta, meta.get("jpeg_scale", 1))
             for f in t.fields:
                 stored = s[f"{f.name}.{f.ext}"]
                 assert stored.shape == f.shape(p)
@@ -439,17 +439,21 @@ def test_bad_settings_give_one_error_line(tmp_path, args, needle):
 def test_opencv_backend_cuts_views_in_bgr_and_gives_the_reference_samples(sources):
     """The OpenCV backend turns plain photos to RGB after cutting the views, not before: every image
     task's samples must stay those of ``reference_sample`` on ``load_rgb`` (box and affine views,
-    area shrinking and bilinear enlarging)."""
+    area shrinking and bilinear enlarging), or on the JPEG decoded at 1/s where it scales it."""
     from pretextgen.registry import list_tasks
 
     root, _ = sources
     names = [n for n in list_tasks() if get_task(n).input == "image"]
     assert {"rotation", "jigsaw", "context", "exemplar", "contrastive"} <= set(names)
+    scaled = 0
     for name in names:
-        t, p, items = _items(name, sources, 6, seed=9)
+        t, p, items = _items(name, sources, 16, seed=9)  # every photo at least once
         got = [f for _, f in OpenCVBackend(t, p, root, encode=False).run(items)]
         for item, fields in zip(items, got):
             assert not item.source.host_decode, "plain photos take the BGR path"
-            ref = reference_sample(t, p, load_rgb(root, item.source), item.plan)
+            scale = source_scale(item.source, item.plan, True)
+            scaled += scale > 1
+            ref = execute_plan(t, p, root, item.source, item.plan, scale)
             for f in t.fields:
                 assert np.array_equal(fields[f.name], ref[f.name]), f"{name} sample {item.index}: {f.name}"
+    assert scaled, "some samples must take the scaled-JPEG path (hubble_deep_field.jpg, 1000x872)"

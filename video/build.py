@@ -98,7 +98,8 @@ def backend_name(device: str) -> str:
 _WORKER: dict = {}
 
 
-def _init_worker(task_name: str, params, root: str, encode: bool, pixels: str = "png", state: dict = _WORKER):
+def _init_worker(task_name: str, params, root: str, encode: bool, pixels: str = "png", jpeg_scaling: bool = False,
+                 state: dict = _WORKER):  # jpeg_scaling: for the image backend's signature; frames are not JPEG files
     import cv2
 
     from ..registry import get_task
