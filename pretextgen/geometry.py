@@ -98,8 +98,8 @@ def jpeg_scale(width: int, height: int, views) -> int:
     without losing resolution: s divides both sides (so the 1/s image's pixel u covers source
     pixels [s*u, s*u + s) whatever the EXIF orientation) and every view is a box that still spans
     1 to 2 reduced pixels per output pixel on each axis (bilinear sampling stays within the box's
-    own detail). 1 where none does. Decoding a 4032x3024 JPEG takes 55 ms at full size and 11 ms at
-    1/8 (libjpeg-turbo in OpenCV, development machine)."""
+    own detail). 1 where none does. Decoding a 4032x3024 JPEG of 3.6 MB takes 57 ms at full size
+    and 25 ms at 1/8 (libjpeg-turbo in OpenCV, development machine)."""
     for s in JPEG_SCALES:
         if width % s or height % s:
             continue
