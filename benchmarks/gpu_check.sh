@@ -3,7 +3,7 @@
 # carried as wheels, see ../shared/device/pack-wheels.sh). Three parts, one call each, each under
 # the device's 10 minutes per call; run them in this order while the budget lasts:
 #   bash benchmarks/gpu_check.sh          # core: the goal's rows, pytest -m gpu, hw_decoder_load (about 8.5 min)
-#   bash benchmarks/gpu_check.sh more     # builds + verify, whole builds by processes, MPS (about 4 min)
+#   bash benchmarks/gpu_check.sh more     # builds + verify, whole builds, 12 MP JPEGs, MPS (about 5 min)
 #   bash benchmarks/gpu_check.sh tasks    # the other image tasks, GPU against OpenCV threads (about 4 min)
 # on an H200 with 16 cores. Steps end at their own timeouts, most important first. The CPU rows and
 # the loader (benchmarks/bench_images.py, bench_loader.py) were measured there in session 3.
@@ -62,6 +62,12 @@ more)
   timeout 30 $PY -m pretextgen.cli verify /tmp/gb/jigsaw-big 2>&1 | tail -1
   rm -rf /tmp/gb
   timeout 40 $PY -m pretextgen.cli build --task frame_order --out /tmp/gb/frame_order --samples 128 --device gpu --no-progress 2>&1 | tail -1
+
+  # 12 MP photos: nvJPEG decodes them at full size, the OpenCV backend at 1/s. Should `auto` still
+  # pick the GPU for them?
+  step "12 MP JPEGs: DALI GPU against OpenCV threads (scaled decode) and the PIL baseline"
+  timeout 120 $PY benchmarks/bench_images.py --make-large-jpegs /tmp/large --tasks rotation jigsaw --samples 400 2>&1 \
+    | tee "$OUT/bench_large.log" | grep "^|"
 
   if command -v nvidia-cuda-mps-control >/dev/null; then
     # MPS lets the 8 processes' kernels share the GPU at once instead of time-slicing its contexts.
