@@ -391,7 +391,7 @@ def _prepend(x, it):
 
 
 def make_backend(name: str, device: str, task, params, root: Path, workers: int, batch_size: int = 64,
-                 encode: bool = True, batch_key=None, pixels: str = "png", jpeg_scaling: bool = False):
+                 encode: bool = True, batch_key=None, pixels: str = "png", jpeg_scaling: bool = True):
     if name == "opencv":
         return OpenCVBackend(task, params, root, workers=workers, encode=encode, pixels=pixels,
                              jpeg_scaling=jpeg_scaling)
