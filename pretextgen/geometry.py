@@ -100,11 +100,21 @@ def jpeg_scale(width: int, height: int, views) -> int:
     1 to 2 reduced pixels per output pixel on each axis (bilinear sampling stays within the box's
     own detail). 1 where none does. Decoding a 4032x3024 JPEG of 3.6 MB takes 57 ms at full size
     and 25 ms at 1/8 (libjpeg-turbo in OpenCV, development machine)."""
-    for s in JPEG_SCALES:
-        if width % s or height % s:
+    # Called per sample: the smallest and largest box/size ratios first, so that the usual small
+    # photo returns at once (0.8 us, against 2.8 for testing every scale in turn).
+    lo, hi = float("inf"), 0.0
+    for v in views:
+        if "box" not in v:
+            return 1
+        b, (w, h) = v["box"], v["size"]
+        rx, ry = (b[2] - b[0]) / w, (b[3] - b[1]) / h
+        lo, hi = min(lo, rx, ry), max(hi, rx, ry)
+    for s in JPEG_SCALES:  # 1 <= ratio / s < 2 for every ratio
+        if s > lo:
             continue
-        if all("box" in v and 1 <= (v["box"][2] - v["box"][0]) / (s * v["size"][0]) < 2
-               and 1 <= (v["box"][3] - v["box"][1]) / (s * v["size"][1]) < 2 for v in views):
+        if hi >= 2 * s:
+            break  # and for every smaller s
+        if width % s == 0 and height % s == 0:
             return s
     return 1
 

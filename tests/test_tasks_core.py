@@ -270,3 +270,29 @@ def test_dali_gpu_agrees_with_opencv(sources, task):
 def test_to_gray3_matches_bt601():
     rgb = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255]]], np.uint8)
     assert to_gray3(rgb)[0, :, 0].tolist() == [76, 150, 29]
+
+
+def test_jpeg_scale_is_its_definition():
+    """``jpeg_scale`` (ratios first, for speed) against its definition: the largest s in JPEG_SCALES
+    that divides both sides with 1 <= box / (s * size) < 2 on both axes of every view, else 1."""
+    from pretextgen.geometry import JPEG_SCALES, jpeg_scale
+
+    def definition(width, height, views):
+        for s in JPEG_SCALES:
+            if width % s == 0 and height % s == 0 and all(
+                    "box" in v and all(1 <= (v["box"][a + 2] - v["box"][a]) / (s * v["size"][a]) < 2 for a in (0, 1))
+                    for v in views):
+                return s
+        return 1
+
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(20000):
+        w, h = (int(x) for x in rng.choice([128, 375, 500, 872, 1000, 1408, 2000, 3024, 4032, 8064], 2))
+        views = [{"box": [0, 0, int(rng.integers(8, w + 1)), int(rng.integers(8, h + 1))],
+                  "size": [int(x) for x in rng.choice([64, 96, 224, 255], 2)]} for _ in range(int(rng.integers(1, 3)))]
+        got = jpeg_scale(w, h, views)
+        assert got == definition(w, h, views), (w, h, views)
+        seen.add(got)
+    assert jpeg_scale(4032, 3024, [{"affine": [[1, 0, 0], [0, 1, 0]], "size": [64, 64]}]) == 1
+    assert seen == {1, 2, 4, 8, 16, 32, 64}
