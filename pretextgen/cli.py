@@ -56,8 +56,8 @@ def _parser() -> argparse.ArgumentParser:
                         "about half the bytes; npy is written ~100x and read ~20x faster")
     b.add_argument("--full-decode", action="store_true",
                    help="OpenCV backend: decode every JPEG at full size. By default a JPEG at least twice as large "
-                        "as a sample's views need is decoded at 1/2 to 1/64 scale (libjpeg's DCT scaling, 3-5x "
-                        "faster on photos of 12 MP), the same boxes; its JSON records jpeg_scale")
+                        "as a sample's views need is decoded at 1/2 to 1/64 scale (libjpeg's DCT scaling; 2-3x the "
+                        "samples/s on 12 MP photos), with the same boxes; the sample's JSON records jpeg_scale")
     b.add_argument("--batch-size", type=int, default=64, help="DALI batch size (default: 64)")
     b.add_argument("--shard-mb", type=float, default=256, help="maximum shard size in MB (default: 256)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -109,7 +109,8 @@ def _cmd_build(args) -> int:
     m = build(task=args.task, out=args.out, source=args.source, samples=args.samples, seed=args.seed,
               backend=args.backend, device=args.device, config=args.config, overrides=args.set or [],
               resume=args.resume, workers=args.workers, batch_size=args.batch_size, processes=args.processes,
-              pixels=args.pixels, full_decode=args.full_decode, shard_bytes=int(args.shard_mb * 2**20), progress=False if args.no_progress else None)
+              pixels=args.pixels, full_decode=args.full_decode, shard_bytes=int(args.shard_mb * 2**20),
+              progress=False if args.no_progress else None)
     size = sum(s["bytes"] for s in m["shards"]) / 2**20
     rate = m["samples"] / max(m["_seconds"], 1e-9)
     print(f"{m['task']}: {m['samples']} samples in {len(m['shards'])} shard(s), {size:.1f} MB, "
