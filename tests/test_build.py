@@ -279,7 +279,9 @@ def test_jpeg_scaled_decode_keeps_the_pixel_grid(large_jpegs):
             assert small.shape[:2] == (shown[1] // s, shown[0] // s)
             area = cv2.resize(full, small.shape[1::-1], interpolation=cv2.INTER_AREA)
             assert mean_abs_diff(small, area) < 1.0, (name, s)
-            shifted = cv2.resize(full[:, 1:], small.shape[1::-1], interpolation=cv2.INTER_AREA)  # s/(W-1) px off
+            # The same blocks one source pixel to the right: a misplaced grid would match them better
+            # (at s = 16 one pixel is too small a shift to tell).
+            shifted = cv2.resize(full[:, 1:], small.shape[1::-1], interpolation=cv2.INTER_AREA)
             assert mean_abs_diff(small, area) < mean_abs_diff(small, shifted) or s == 16
 
 
@@ -448,6 +450,22 @@ def _err(args):
     assert r.returncode == 2, r.stderr
     assert len(lines) == 1 and lines[0].startswith("pretextgen: error:") and "Traceback" not in r.stderr, r.stderr
     return lines[0]
+
+
+def test_resumed_builds_decode_as_they_started(tmp_path, large_jpegs):
+    """A build of 0.2.0 (no jpeg_scaling in its manifest: every JPEG decoded at full size) resumed by
+    this version goes on decoding at full size, so its shards stay those of one uninterrupted build."""
+    kw = dict(task="rotation", source=large_jpegs, samples=12, backend="opencv", workers=2, progress=False,
+              shard_bytes=400_000)
+    full = pretextgen.build(out=tmp_path / "full", full_decode=True, **kw)
+    assert len(full["shards"]) >= 3
+    old = {k: v for k, v in full.items() if k not in ("jpeg_scaling", "_seconds")}
+    out = tmp_path / "old"
+    out.mkdir()
+    shutil.copy(tmp_path / "full" / full["shards"][0]["name"], out)
+    (out / "manifest.json").write_text(json.dumps({**old, "shards": full["shards"][:1], "complete": False}))
+    resumed = pretextgen.build(out=out, resume=True, **kw)  # without --full-decode
+    assert resumed["jpeg_scaling"] is False and resumed["shards"] == full["shards"]
 
 
 def test_cli_output_into_a_closed_pipe_is_no_traceback():
