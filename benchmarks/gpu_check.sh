@@ -3,7 +3,7 @@
 # carried as wheels, see ../shared/device/pack-wheels.sh). Three parts, one call each, each under
 # the device's 10 minutes per call; run them in this order while the budget lasts:
 #   bash benchmarks/gpu_check.sh          # core: the goal's rows, pytest -m gpu, hw_decoder_load (about 8.5 min)
-#   bash benchmarks/gpu_check.sh more     # builds + verify, whole builds, 12 MP JPEGs, MPS (about 5 min)
+#   bash benchmarks/gpu_check.sh more     # builds + verify, whole builds, CPU builds, 12 MP JPEGs, MPS (about 6 min)
 #   bash benchmarks/gpu_check.sh tasks    # the other image tasks, GPU against OpenCV threads (about 4 min)
 # on an H200 with 16 cores. Steps end at their own timeouts, most important first. The CPU rows and
 # the loader (benchmarks/bench_images.py, bench_loader.py) were measured there in session 3.
