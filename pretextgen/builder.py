@@ -134,7 +134,7 @@ def default_processes(backend: str, device: str, workers: int) -> int:
     most 8: one Python process cannot feed it (H200, 16 cores, 500x375 JPEGs: 8 processes made
     2.7-5.9x the samples/s of one in memory; whole jigsaw builds of 16,384 samples, start-up
     included, ran 1.3x faster with 8 processes and 1.6x with 4). On CPUs 1: the backend's threads
-    already use every core."""
+    use every core (whether several processes beat one on many cores is not measured yet)."""
     if backend == "dali" and device == "gpu":
         return max(1, min(8, workers // 2))
     return 1
