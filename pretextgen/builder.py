@@ -206,14 +206,14 @@ def _build_part(job: dict, queue) -> None:
 
 def _run_processes(jobs: list[dict], on_sample, on_shard) -> None:
     """Run each job in its own process (forkserver) and relay their reports until all are done."""
-    import multiprocessing as mp
     import queue as queue_mod
 
-    ctx = mp.get_context("forkserver" if os.name == "posix" else "spawn")
+    from .parallel import mp_context, start_processes
+
+    ctx = mp_context()
     q = ctx.Queue()
     procs = [ctx.Process(target=_build_part, args=(job, q), daemon=True) for job in jobs]
-    for p in procs:
-        p.start()
+    start_processes(procs)
     running = len(procs)
     try:
         while running:

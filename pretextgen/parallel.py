@@ -1,14 +1,47 @@
-"""Worker processes for CPU work (scan, OpenCV backend)."""
+"""Worker processes for CPU work (scan, OpenCV backend in processes) and for build processes."""
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import sys
+from contextlib import contextmanager
+
+
+def mp_context():
+    # forkserver: safe after DALI, OpenCV or torch have started threads in the parent.
+    return mp.get_context("forkserver" if os.name == "posix" else "spawn")
+
+
+@contextmanager
+def _main_hidden():
+    """New processes (and the forkserver) first import the parent's ``__main__`` again: a script
+    that calls ``pretextgen.build`` without ``if __name__ == "__main__":`` would run its build in
+    each of them, they would fail, and a pool would wait forever. Our processes need only
+    pretextgen's modules, so ``__main__`` is kept from them while they start."""
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    file, spec = main.__dict__.pop("__file__", None), getattr(main, "__spec__", None)
+    main.__spec__ = None
+    try:
+        yield
+    finally:
+        main.__spec__ = spec
+        if file is not None:
+            main.__file__ = file
 
 
 def process_pool(workers: int, initializer=None, initargs=()):
-    # forkserver: safe after DALI, OpenCV or torch have started threads in the parent.
-    ctx = mp.get_context("forkserver" if os.name == "posix" else "spawn")
-    return ctx.Pool(workers, initializer=initializer, initargs=initargs)
+    with _main_hidden():
+        return mp_context().Pool(workers, initializer=initializer, initargs=initargs)
+
+
+def start_processes(procs) -> None:
+    """``p.start()`` for each process, without the parent's ``__main__`` (see ``_main_hidden``)."""
+    with _main_hidden():
+        for p in procs:
+            p.start()
 
 
 def default_workers() -> int:

@@ -490,6 +490,27 @@ def test_resumed_builds_decode_as_they_started(tmp_path, large_jpegs):
     assert resumed["jpeg_scaling"] is False and resumed["shards"] == full["shards"]
 
 
+def test_python_api_from_a_script_without_main_guard(tmp_path, photos):
+    """The README's Python example, run as a plain script (no ``if __name__ == "__main__":``): the
+    scan's worker processes and the build processes must not run the script again (they did, failed
+    and left the pool waiting forever)."""
+    src = tmp_path / "photos"
+    src.mkdir()
+    rgb = np.asarray(Image.open(photos[0] / "astronaut.png").convert("RGB"))
+    for k in range(70):  # more than one scan chunk of 64 files: the scan uses worker processes
+        y, x = divmod(k, 10)
+        Image.fromarray(rgb[y * 40 : y * 40 + 200, x * 30 : x * 30 + 200]).save(src / f"{k:03d}.jpg", quality=90)
+    script = tmp_path / "make.py"
+    script.write_text(
+        "import pretextgen\n"
+        f"m = pretextgen.build(task='jigsaw', source={str(src)!r}, out={str(tmp_path / 'out')!r}, samples=40,\n"
+        "                     workers=2, processes=2, shard_bytes=1_600_000, progress=False)\n"
+        "print('built', m['samples'], len(m['shards']))\n")
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)  # hung before
+    assert r.returncode == 0 and "built 40" in r.stdout, r.stderr[-2000:]
+    assert int(r.stdout.split()[-1]) >= 3  # several shards, so two build processes ran
+
+
 def test_cli_output_into_a_closed_pipe_is_no_traceback():
     """`pretextgen tasks | head -1`: the reader leaves early; the command stops without a traceback."""
     proc = subprocess.Popen(CLI + ["tasks"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
