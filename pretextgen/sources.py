@@ -9,6 +9,7 @@ OpenCV's decoders do.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import warnings
 from dataclasses import asdict, dataclass
@@ -17,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import PretextgenError
+
+log = logging.getLogger("pretextgen")
 
 ORIENTATION = 0x0112  # the EXIF tag; values 5-8 swap width and height when shown
 
@@ -59,8 +62,14 @@ def list_files(root: Path) -> list[str]:
         raise PretextgenError(f"source {root} does not exist")
     if not root.is_dir():
         raise PretextgenError(f"source {root} is not a directory")
-    out = []
+    out, seen = [], set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in seen:  # a link back to a folder already listed: a loop, or the
+            dirnames[:] = []  # same photos twice (the first path in sorted order keeps them)
+            log.warning("not listing %s again: it is a link to a folder already listed", dirpath)
+            continue
+        seen.add((st.st_dev, st.st_ino))
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         rel = Path(dirpath).relative_to(root)
         out += [(rel / f).as_posix() for f in filenames if not f.startswith(".")]

@@ -356,6 +356,20 @@ def messy_source(tmp_path_factory, photos):
     return d, chelsea
 
 
+def test_linked_folders_are_listed_once(tmp_path, photos):
+    """A link back to a parent (a loop) or a second link to a folder must not list its photos again:
+    os.walk following links listed every photo 41 times through a loop, each copy a separate source."""
+    from pretextgen.sources import list_files
+
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for k, name in enumerate(photos[1][:4]):
+        shutil.copy(photos[0] / name, tmp_path / "a" / ("b" if k % 2 else "") / name)
+    plain = list_files(tmp_path)
+    os.symlink("..", tmp_path / "a" / "loop")
+    os.symlink(tmp_path / "a" / "b", tmp_path / "same_b")
+    assert list_files(tmp_path) == plain and len(plain) == 4
+
+
 def test_bad_inputs_are_skipped_with_reasons(tmp_path, messy_source):
     d, chelsea = messy_source
     for backend in ("opencv", "dali"):
