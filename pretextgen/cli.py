@@ -163,6 +163,13 @@ def main(argv=None) -> int:
         # stdout goes to /dev/null so that Python's flush at exit does not fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as e:  # a path that cannot be made or written, a full disk: one line, no traceback
+        if args.debug:
+            raise
+        what = f"{e.strerror}: {e.filename}" if e.strerror and e.filename else str(e)
+        hint = "; fix it and rerun (with --resume to keep the shards already written)" if args.command == "build" else ""
+        print(f"pretextgen: error: {what}{hint}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
