@@ -167,7 +167,8 @@ def main(argv=None) -> int:
         if args.debug:
             raise
         what = f"{e.strerror}: {e.filename}" if e.strerror and e.filename else str(e)
-        hint = "; fix it and rerun (with --resume to keep the shards already written)" if args.command == "build" else ""
+        hint = "; fix it and rerun (with --resume to keep the shards already written)"
+        hint = hint if args.command == "build" else ""
         print(f"pretextgen: error: {what}{hint}", file=sys.stderr)
         return 2
 
