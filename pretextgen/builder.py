@@ -260,6 +260,10 @@ def build(task: str, out, source=None, samples: int = 512, seed: int = 0, backen
     params = load_params(t, config, overrides)
     if samples < 1:
         raise PretextgenError("--samples must be at least 1")
+    if batch_size < 1:
+        raise PretextgenError("--batch-size must be at least 1")
+    if shard_bytes <= 0:
+        raise PretextgenError("--shard-mb must be above 0")
     if pixels not in PIXEL_FORMATS:
         raise PretextgenError(f"--pixels must be one of {', '.join(PIXEL_FORMATS)}, not {pixels!r}")
     if processes is not None and processes < 1:

@@ -539,6 +539,10 @@ def test_cli_errors_are_one_line(tmp_path):
     (tmp_path / "empty").mkdir()
     assert "no files" in _err(["build", "--task", "jigsaw", "--source", str(tmp_path / "empty"), "--out", str(tmp_path / "o")])
     assert "unknown task 'jigsaws'" in _err(["build", "--task", "jigsaws", "--out", str(tmp_path / "o")])
+    assert "--batch-size must be at least 1" in _err(["build", "--task", "rotation", "--out", str(tmp_path / "o"),
+                                                      "--batch-size", "0"])
+    assert "--shard-mb must be above 0" in _err(["build", "--task", "rotation", "--out", str(tmp_path / "o"),
+                                                 "--shard-mb", "-5"])
     (tmp_path / "a_file").write_text("")
     assert "Not a directory" in _err(["build", "--task", "rotation", "--out", str(tmp_path / "a_file" / "o")])
     assert "jigsaw.grid" in _err(["build", "--task", "jigsaw", "--out", str(tmp_path / "o"), "--set", "grid=1"])
