@@ -92,7 +92,9 @@ def _cmd_tasks(args) -> int:
     from .registry import get_task, list_tasks
 
     names = list_tasks(args.pattern)
-    width = max((len(n) for n in names), default=0) + 2
+    if not names:
+        raise PretextgenError(f"no task matches {args.pattern!r}; the tasks: {', '.join(list_tasks())}")
+    width = max(len(n) for n in names) + 2
     for name in names:
         t = get_task(name)
         params = params_to_dict(load_params(t))

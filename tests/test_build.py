@@ -543,6 +543,7 @@ def test_cli_errors_are_one_line(tmp_path):
                                                       "--batch-size", "0"])
     assert "--shard-mb must be above 0" in _err(["build", "--task", "rotation", "--out", str(tmp_path / "o"),
                                                  "--shard-mb", "-5"])
+    assert "no task matches 'xyz*'; the tasks: colorization" in _err(["tasks", "xyz*"])
     (tmp_path / "a_file").write_text("")
     assert "Not a directory" in _err(["build", "--task", "rotation", "--out", str(tmp_path / "a_file" / "o")])
     assert "jigsaw.grid" in _err(["build", "--task", "jigsaw", "--out", str(tmp_path / "o"), "--set", "grid=1"])
