@@ -290,6 +290,9 @@ def build(task: str, out, source=None, samples: int = 512, seed: int = 0, backen
         files = list_files(root)
         source_label = str(source)
     out = Path(out)
+    if source is not None and out.resolve().is_relative_to(Path(root).resolve()):
+        raise PretextgenError(f"--out {out} is inside --source {root}: its shards would be listed as sources "
+                              "(and change the listing a --resume checks); choose an output folder outside it")
     old = None
     if out.exists() and any(out.iterdir()):
         if not resume:

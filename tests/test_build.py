@@ -534,7 +534,7 @@ def test_cli_output_into_a_closed_pipe_is_no_traceback():
     assert proc.wait(60) == 141 and "Traceback" not in err, err
 
 
-def test_cli_errors_are_one_line(tmp_path):
+def test_cli_errors_are_one_line(tmp_path, photos):
     assert "does not exist" in _err(["build", "--task", "jigsaw", "--source", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
     (tmp_path / "empty").mkdir()
     assert "no files" in _err(["build", "--task", "jigsaw", "--source", str(tmp_path / "empty"), "--out", str(tmp_path / "o")])
@@ -544,6 +544,10 @@ def test_cli_errors_are_one_line(tmp_path):
     assert "--shard-mb must be above 0" in _err(["build", "--task", "rotation", "--out", str(tmp_path / "o"),
                                                  "--shard-mb", "-5"])
     assert "no task matches 'xyz*'; the tasks: colorization" in _err(["tasks", "xyz*"])
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "x.jpg").write_bytes((photos[0] / "rocket.jpg").read_bytes())
+    assert "is inside --source" in _err(["build", "--task", "rotation", "--source", str(tmp_path / "src"),
+                                         "--out", str(tmp_path / "src" / "shards")])
     (tmp_path / "a_file").write_text("")
     assert "Not a directory" in _err(["build", "--task", "rotation", "--out", str(tmp_path / "a_file" / "o")])
     assert "jigsaw.grid" in _err(["build", "--task", "jigsaw", "--out", str(tmp_path / "o"), "--set", "grid=1"])
