@@ -260,6 +260,8 @@ def build(task: str, out, source=None, samples: int = 512, seed: int = 0, backen
     params = load_params(t, config, overrides)
     if samples < 1:
         raise PretextgenError("--samples must be at least 1")
+    if seed < 0:
+        raise PretextgenError("--seed must be 0 or more (NumPy seeds are non-negative integers)")
     if batch_size < 1:
         raise PretextgenError("--batch-size must be at least 1")
     if shard_bytes <= 0:

@@ -548,6 +548,7 @@ def test_cli_errors_are_one_line(tmp_path, photos):
     (tmp_path / "src" / "x.jpg").write_bytes((photos[0] / "rocket.jpg").read_bytes())
     assert "is inside --source" in _err(["build", "--task", "rotation", "--source", str(tmp_path / "src"),
                                          "--out", str(tmp_path / "src" / "shards")])
+    assert "--seed must be 0 or more" in _err(["build", "--task", "rotation", "--out", str(tmp_path / "o"), "--seed", "-1"])
     (tmp_path / "a_file").write_text("")
     assert "Not a directory" in _err(["build", "--task", "rotation", "--out", str(tmp_path / "a_file" / "o")])
     assert "jigsaw.grid" in _err(["build", "--task", "jigsaw", "--out", str(tmp_path / "o"), "--set", "grid=1"])
