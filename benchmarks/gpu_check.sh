@@ -35,13 +35,13 @@ core)
   timeout 170 $BENCH --tasks rotation jigsaw context --processes 8 2>&1 | tee "$OUT/bench_gpu.log" | quiet
 
   step "pytest -m gpu (every test that needs a GPU)"
-  timeout 150 $PY -m pytest -q -m gpu -p no:cacheprovider -rs tests 2>&1 | tee "$OUT/pytest_gpu.log" | tail -25
+  timeout 130 $PY -m pytest -q -m gpu -p no:cacheprovider -rs tests 2>&1 | tee "$OUT/pytest_gpu.log" | tail -25
 
   # One run of session 3 reached 0.90 in 8 processes with hw_decoder_load 0.9 on both sides:
   # twice more, against 0.65 once more, 8-process rows only, to decide the default.
   for load in 0.9 0.65 0.9; do
     step "8-process rows, hw_decoder_load $load on both sides"
-    timeout 70 $BENCH --tasks rotation jigsaw context --processes 8 --only-processes --finish host \
+    timeout 80 $BENCH --tasks rotation jigsaw context --processes 8 --only-processes --finish host \
       --hw-decoder-load $load 2>&1 | tee -a "$OUT/bench_gpu_load.log" | grep "processes\|decode only |"
   done
   ;;
