@@ -102,11 +102,12 @@ def _rederiver(task, params, root: Path):
 
     from .backends import execute_plan
 
-    def rederive(meta: dict) -> dict:
+    def from_json(meta: dict) -> dict:
+        src = source_header(root, meta["source"])
         # jpeg_scale: the build decoded this JPEG at 1/scale (backends.source_scale)
-        return execute_plan(task, params, root, source_header(root, meta["source"]), meta, int(meta.get("jpeg_scale", 1)))
+        return execute_plan(task, params, root, src, meta, int(meta.get("jpeg_scale", 1)))
 
-    return rederive, None
+    return from_json, None
 
 
 def source_header(root: Path, rel: str):
