@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 
 import pretextgen
-from conftest import mean_abs_diff, requires_gpu
-from pretextgen.backends import execute_plan, reference_sample, source_scale
+from conftest import dali_difference, mean_abs_diff, requires_gpu
+from pretextgen.backends import execute_plan, source_scale
 from pretextgen.config import make_params
 from pretextgen.errors import PretextgenError
 from pretextgen.registry import get_task, stored_ext
@@ -470,7 +470,6 @@ def _err(args):
 def test_dali_agrees_with_the_scaled_decode(large_jpegs, task):
     """DALI decodes large JPEGs at full size; the OpenCV backend at 1/s: the same plans still agree
     within the backends' tolerance (worst measured 2.1 grey levels on these photos)."""
-    from pretextgen.backends import DaliBackend, OpenCVBackend
     from pretextgen.builder import plan_sample
     from pretextgen.config import load_params
     from pretextgen.sources import list_files, scan
@@ -480,12 +479,7 @@ def test_dali_agrees_with_the_scaled_decode(large_jpegs, task):
     good, _ = scan(large_jpegs, list_files(large_jpegs), t.min_side(p))
     items = [plan_sample(t, p, good, 0, i, large_jpegs) for i in range(12)]
     assert sum(source_scale(it.source, it.plan, True) > 1 for it in items) >= 6
-    ref = {it.index: f for it, f in OpenCVBackend(t, p, large_jpegs, workers=2, encode=False).run(items)}
-    dali = DaliBackend(t, p, large_jpegs, device="cpu", batch_size=4, threads=2, encode=False)
-    for it, fields in dali.run(items):
-        for name, arr in fields.items():
-            assert mean_abs_diff(arr, ref[it.index][name]) < 4.0, (it.index, name)
-    dali.close()
+    assert dali_difference(task, large_jpegs, good, "cpu", n=12, batch_size=4) < 4.0
 
 
 def test_resumed_builds_decode_as_they_started(tmp_path, large_jpegs):

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import mean_abs_diff, requires_gpu
+from conftest import dali_difference, mean_abs_diff, requires_gpu
 from pretextgen.backends import DaliBackend, OpenCVBackend, execute_plan, reference_sample, source_scale
 from pretextgen.builder import build, plan_sample
 from pretextgen.config import load_params, make_params
@@ -107,29 +107,16 @@ def test_dali_gpu_affine_views_match_opencv(sources):
 
 
 # ------------------------------------------------------------------ backends and plans
-def _agreement(name, sources, device, n=12):
-    root, _ = sources
-    t, p, items = _items(name, sources, n)
-    ref = [f for _, f in OpenCVBackend(t, p, root, encode=False).run(items)]
-    dal = [f for _, f in DaliBackend(t, p, root, device=device, batch_size=5, encode=False).run(items)]
-    worst = 0.0
-    for a, b in zip(ref, dal):
-        for f in t.fields:
-            assert a[f.name].shape == b[f.name].shape == f.shape(p) and a[f.name].dtype == b[f.name].dtype
-            worst = max(worst, mean_abs_diff(a[f.name], b[f.name]))
-    return worst
-
-
 @pytest.mark.parametrize("name", TASKS)
 def test_dali_cpu_agrees_with_opencv(sources, name):
-    assert _agreement(name, sources, "cpu") < TOLERANCE[name]
+    assert dali_difference(name, *sources, "cpu", n=12, batch_size=5) < TOLERANCE[name]
 
 
 @requires_gpu
 @pytest.mark.gpu
 @pytest.mark.parametrize("name", TASKS)
 def test_dali_gpu_agrees_with_opencv(sources, name):
-    assert _agreement(name, sources, "gpu") < GPU_TOLERANCE[name]
+    assert dali_difference(name, *sources, "gpu", n=12, batch_size=5) < GPU_TOLERANCE[name]
 
 
 @pytest.mark.parametrize("name", TASKS)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import mean_abs_diff, requires_gpu
-from pretextgen.backends import DaliBackend, OpenCVBackend, reference_sample
+from conftest import dali_difference, mean_abs_diff, requires_gpu
+from pretextgen.backends import reference_sample
 from pretextgen.builder import plan_sample
 from pretextgen.config import load_params
 from pretextgen.geometry import crop_resize, to_gray3
@@ -239,32 +239,16 @@ def test_plans_depend_on_seed_and_index_only(sources, task):
     assert forward != [plan_sample(t, p, good, 8, i).plan for i in range(20)]
 
 
-def _agreement(task, sources, device):
-    root, good = sources
-    t = get_task(task)
-    p = load_params(t)
-    items = _items(t, p, good, 16)
-    ref = dict((it.index, f) for it, f in OpenCVBackend(t, p, root, workers=1, encode=False).run(items))
-    dali = DaliBackend(t, p, root, device=device, batch_size=8, threads=2, encode=False)
-    worst = 0.0
-    for it, fields in dali.run(items):
-        for name, arr in fields.items():
-            assert arr.shape == ref[it.index][name].shape and arr.dtype == ref[it.index][name].dtype
-            worst = max(worst, mean_abs_diff(arr, ref[it.index][name]))
-    dali.close()
-    return worst
-
-
 @pytest.mark.parametrize("task", CORE)
 def test_dali_cpu_agrees_with_opencv(sources, task):
-    assert _agreement(task, sources, "cpu") < BACKEND_TOLERANCE
+    assert dali_difference(task, *sources, "cpu", n=16, batch_size=8) < BACKEND_TOLERANCE
 
 
 @requires_gpu
 @pytest.mark.gpu
 @pytest.mark.parametrize("task", CORE)
 def test_dali_gpu_agrees_with_opencv(sources, task):
-    assert _agreement(task, sources, "gpu") < BACKEND_TOLERANCE
+    assert dali_difference(task, *sources, "gpu", n=16, batch_size=8) < BACKEND_TOLERANCE
 
 
 def test_to_gray3_matches_bt601():
