@@ -251,7 +251,7 @@ def in_processes(task: str | None, root: Path, samples: int, batch: int, threads
     from pretextgen.parallel import process_pool
 
     jobs = [(task, root, samples, batch, threads, device, max_seconds, k, finish, load) for k in range(processes)]
-    with Utilisation() as use, process_pool(processes) as pool:
+    with Utilisation() as use, process_pool(processes, with_main=True) as pool:
         runs = pool.map(_ours_job, jobs)
     t0, t1 = min(t0 for _, t0, _ in runs), max(t for _, _, t in runs)
     return sum(n for n, _, _ in runs) / max(t1 - t0, 1e-9), use.during(t0, t1)

@@ -90,7 +90,7 @@ def run_baseline(task, params, root, items, workers, seed):
     jobs = [(it.source.path, seed, it.index) for it in items]
     chunks = [jobs[k : k + 16] for k in range(0, len(jobs), 16)]
     sys.path.insert(0, str(HERE))
-    with process_pool(workers, _baseline_init, (task, params, str(root))) as pool:
+    with process_pool(workers, _baseline_init, (task, params, str(root)), with_main=True) as pool:
         n = sum(len(r) for r in pool.imap(_baseline_chunk, chunks))
     return n
 

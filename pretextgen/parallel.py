@@ -32,7 +32,11 @@ def _main_hidden():
             main.__file__ = file
 
 
-def process_pool(workers: int, initializer=None, initargs=()):
+def process_pool(workers: int, initializer=None, initargs=(), with_main: bool = False):
+    """A pool of ``workers`` processes. ``with_main``: they import the parent's ``__main__``, for
+    callers whose worker functions live there (the benchmark scripts); pretextgen's own do not."""
+    if with_main:
+        return mp_context().Pool(workers, initializer=initializer, initargs=initargs)
     with _main_hidden():
         return mp_context().Pool(workers, initializer=initializer, initargs=initargs)
 
