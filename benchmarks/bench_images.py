@@ -127,7 +127,7 @@ def timed(fn):
     return n / dt, mem.peak_mib
 
 
-def bench_task(name, root, sources, samples, workers, seed=0, full_decode_row=False):
+def bench_task(name, root, sources, samples, workers, seed=0, full_decode_row=False, build_variants=False):
     t = get_task(name)
     p = load_params(t)
     items = [plan_sample(t, p, sources, seed, i, root) for i in range(samples)]
@@ -148,15 +148,18 @@ def bench_task(name, root, sources, samples, workers, seed=0, full_decode_row=Fa
     if gpu_count():
         rows["dali gpu"] = timed(lambda: dali("gpu"))
 
-    def build():
+    def build(**options):
         with tempfile.TemporaryDirectory() as d:
             m = pretextgen.build(task=name, source=root, out=Path(d) / "o", samples=samples, seed=seed,
-                                 workers=workers, progress=False)
+                                 workers=workers, progress=False, **options)
             rows_backend.append(f"{m['backend']}/{m['device']}")
             return m["samples"]
 
     rows_backend: list = []
     rows["build (auto backend, shards written)"] = timed(build)
+    if build_variants:  # the same build with its options changed, one at a time
+        rows["build --pixels npy"] = timed(lambda: build(pixels="npy"))
+        rows[f"build --processes {workers}"] = timed(lambda: build(processes=workers))
     return rows, rows_backend[0]
 
 
@@ -171,6 +174,8 @@ def main(argv=None):
                     help="write 48 JPEGs of 4032x3024 (a phone camera's size) here and use them: 8x6 tiles of "
                          "scikit-image's photos at their own resolution, so the content is real photo detail; "
                          "adds a row of the OpenCV backend with --full-decode")
+    ap.add_argument("--build-variants", action="store_true",
+                    help="also time the build with --pixels npy, and in --workers processes (one thread each)")
     args = ap.parse_args(argv)
     if args.make_large_jpegs:
         args.source = str(make_large_jpegs(Path(args.make_large_jpegs)))
@@ -189,7 +194,7 @@ def main(argv=None):
     for name in tasks:
         sources, _ = scan(root, files, get_task(name).min_side(load_params(get_task(name))), args.workers)
         rows, auto = bench_task(name, root, sources, args.samples, args.workers,
-                                full_decode_row=bool(args.make_large_jpegs))
+                                full_decode_row=bool(args.make_large_jpegs), build_variants=args.build_variants)
         base = rows["PIL + NumPy baseline"][0]
         results[name] = {k: {"samples_per_s": v[0], "ratio": v[0] / base, "peak_rss_mib": v[1]} for k, v in rows.items()}
         results[name]["auto_backend"] = auto
