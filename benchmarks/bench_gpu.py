@@ -19,6 +19,7 @@ rate is all processes' steady items over one wall-clock span.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from pretextgen.backends import DaliBackend
 from pretextgen.builder import plan_sample
 from pretextgen.config import load_params
 from pretextgen.registry import get_task, list_tasks
-from pretextgen.sources import default_source, list_files, scan
+from pretextgen.sources import default_source, list_files, read_file, scan
 
 
 def make_jpegs(out: Path, n: int = 512, size=(500, 375)) -> Path:
@@ -84,7 +85,7 @@ def decode_only(root: Path, paths: list[str], samples: int, batch: int, threads:
         if k >= len(order):
             raise StopIteration
         state["k"] = k + batch
-        return [np.fromfile(root / p, np.uint8) for p in order[k : k + batch]]
+        return [read_file(os.path.join(root, p)) for p in order[k : k + batch]]  # as pretextgen reads them
 
     gpu = device == "gpu"
 

