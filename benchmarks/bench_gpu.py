@@ -282,6 +282,9 @@ def main(argv=None):
                     help="also run each task on the OpenCV backend in one thread per core (should auto pick it?)")
     ap.add_argument("--profile", action="store_true",
                     help="also profile one single-process host-path run per task: where the main thread's time goes")
+    ap.add_argument("--feed-placement", action="store_true",
+                    help="also time each task in one process with DALI's feed made in the main thread against "
+                         "ahead in a thread, side by side")
     args = ap.parse_args(argv)
     root = make_jpegs(Path(args.make_jpegs)) if args.make_jpegs else Path(args.jpegs)
     files = list_files(root)
@@ -335,8 +338,39 @@ def main(argv=None):
             rate = opencv_threads(name, root, sources, args.samples, args.batch, cores, args.max_seconds)
             print(f"| {name}, OpenCV in {cores} threads (CPU only) | {rate:,.0f} | {base:,.0f} | {rate / base:.2f} |",
                   flush=True)
+    if args.feed_placement:
+        print("\n| task, one process | feed in the main thread | feed ahead in a thread | ratio |\n|---|---:|---:|---:|")
+    for name in tasks if args.feed_placement else []:
+        feed_placement(name, root, files, args, load)
     for name in tasks if args.profile else []:
         profile_main_thread(name, root, files, args, load)
+
+
+def feed_placement(name: str, root: Path, files, args, load: float) -> None:
+    """One process, host finish: DALI's feed (plans, file reads, columns) made in the main thread, as
+    it was until it moved to a thread, against made one batch ahead in a thread (``parallel.ahead``),
+    alternating twice. Prints samples/s and the main thread's CPU time per sample (its serial path)."""
+    from pretextgen import backends
+
+    t = get_task(name)
+    sources, _ = scan(root, files, t.min_side(load_params(t)), 4)
+    variants = {"main thread": lambda iterable, depth=1: iter(iterable), "ahead": backends.ahead}
+    got: dict = {k: [] for k in variants}
+    try:
+        ours(name, root, sources, 2 * args.batch, args.batch, args.threads, args.device, load=load)  # warm-up
+        for _ in range(2):
+            for label, fn in variants.items():
+                backends.ahead = fn
+                meter, cpu0 = SteadyRate(), time.thread_time()
+                rate = ours(name, root, sources, args.samples, args.batch, args.threads, args.device,
+                            args.max_seconds, meter=meter, load=load)
+                got[label].append((rate, 1e6 * (time.thread_time() - cpu0) / max(meter.n + args.batch, 1)))
+    finally:
+        backends.ahead = variants["ahead"]
+    (a, b) = (max(r for r, _ in got[k]) for k in variants)
+    cells = [f"{max(r for r, _ in v):,.0f} samples/s, main thread {min(c for _, c in v):.0f} us/sample"
+             for v in got.values()]
+    print(f"| {name} | {cells[0]} | {cells[1]} | {b / a:.2f}x |", flush=True)
 
 
 def profile_main_thread(name: str, root: Path, files, args, load: float) -> None:

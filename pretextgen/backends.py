@@ -26,6 +26,7 @@ import numpy as np
 
 from .errors import PretextgenError
 from .geometry import dali_affine, jpeg_scale, render_view
+from .parallel import ahead
 from .sources import Source, encoded_for_decoder, load_bgr, load_rgb
 
 
@@ -300,11 +301,7 @@ class DaliBackend:
         batches = _chunked(_prepend(first, items), self.batch_size, self.batch_key)
         handed: deque = deque()  # batches given to DALI, in order, awaiting outputs
 
-        def feed():
-            batch = next(batches, None)
-            if batch is None:
-                raise StopIteration
-            handed.append(batch)
+        def columns(batch):
             enc = [encoded_for_decoder(self.root, it.source) for it in batch]
             cols = [enc]
             # Numeric columns go as one (B, ...) array each: DALI converts a list of B small arrays
@@ -320,6 +317,16 @@ class DaliBackend:
                          np.ascontiguousarray(sizes)]
             return tuple(cols)
 
+        # Plans are drawn, files read and columns made one batch ahead in a thread, while this one
+        # waits for DALI and copies its outputs: that work left this thread's serial path, which
+        # bounds one process's rate on a GPU.
+        prepared = ahead((batch, columns(batch)) for batch in batches)
+
+        def feed():
+            batch, cols = next(prepared)  # StopIteration ends DALI's epoch
+            handed.append(batch)
+            return cols
+
         pipe = self._pipeline(n_views, feed, kinds)
         try:
             while True:
@@ -329,6 +336,7 @@ class DaliBackend:
                     break
                 yield handed.popleft(), outs
         finally:
+            prepared.close()
             del pipe
 
     def close(self):

@@ -1,9 +1,12 @@
-"""Worker processes for CPU work (scan, OpenCV backend in processes) and for build processes."""
+"""Worker processes for CPU work (scan, OpenCV backend in processes) and for build processes; a
+thread that works ahead of its consumer (``ahead``)."""
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import queue
 import sys
+import threading
 from contextlib import contextmanager
 
 
@@ -73,3 +76,41 @@ def map_chunks(fn, jobs: list, workers: int, progress=None) -> list:
         for job in jobs:
             take(fn(job))
     return out
+
+
+def ahead(iterable, depth: int = 1):
+    """The items of ``iterable``, made in a background thread at most ``depth`` items ahead of the
+    consumer: its work overlaps the consumer's waits (file reads and numpy release the GIL, and so
+    does waiting for DALI). An error raised there is raised here, in order. Closing this generator
+    stops the thread after the item it is making."""
+    done, stop, made = object(), threading.Event(), queue.SimpleQueue()
+    slots = threading.Semaphore(depth)  # one per item made and not yet taken: bounded memory
+
+    def work():
+        try:
+            for x in iterable:
+                made.put((x, None))
+                while not slots.acquire(timeout=0.05):
+                    if stop.is_set():
+                        return
+                if stop.is_set():
+                    return
+            made.put((done, None))
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, raised there
+            made.put((done, e))
+
+    slots.acquire()  # the first item is made without waiting
+    thread = threading.Thread(target=work, name="pretextgen-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            x, err = made.get()
+            if x is done:
+                if err is not None:
+                    raise err
+                return
+            slots.release()
+            yield x
+    finally:
+        stop.set()
+        thread.join()

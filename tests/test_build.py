@@ -191,6 +191,67 @@ def test_dali_batches_never_span_two_shards(tmp_path, monkeypatch):
     assert seen == [b for b in want if b[0] >= per] and r["shards"] == m["shards"]
 
 
+def test_ahead_keeps_order_bounds_its_lead_and_stops():
+    """``parallel.ahead`` (DALI's feed is made one batch ahead in a thread): items come in order,
+    never more than ``depth`` are made and not yet taken, an error comes after the items made
+    before it, and closing the consumer stops the thread."""
+    import threading
+
+    from pretextgen.parallel import ahead
+
+    made, taken = [], []
+
+    def numbers(n, fail_at=None):
+        for i in range(n):
+            if i == fail_at:
+                raise OSError(f"item {i} is unreadable")
+            made.append(i)
+            yield i
+
+    for depth in (1, 3):
+        made.clear(), taken.clear()
+        for x in ahead(numbers(40), depth):
+            time.sleep(0.002)  # the thread has time to run ahead, if it would
+            assert len(made) - len(taken) <= depth + 1  # taken: the ones before x; plus x itself
+            taken.append(x)
+        assert taken == list(range(40))
+    got = []
+    with pytest.raises(OSError, match="item 7 is unreadable"):
+        for x in ahead(numbers(20, fail_at=7)):
+            got.append(x)
+    assert got == list(range(7))
+    made.clear()
+    gen = ahead(numbers(10**9))
+    assert [next(gen) for _ in range(3)] == [0, 1, 2]
+    gen.close()
+    assert not [t for t in threading.enumerate() if t.name == "pretextgen-ahead"]
+    assert len(made) <= 4  # it stopped: three taken, one made ahead
+
+
+def test_dali_reports_a_file_gone_since_the_scan(tmp_path, sources):
+    """A source file that vanishes after planning fails the DALI backend with that file's error,
+    raised from the thread that reads files ahead (no hang, no silent gap)."""
+    from pretextgen.backends import DaliBackend
+    from pretextgen.builder import plan_sample
+    from pretextgen.config import load_params
+
+    root, good = sources
+    for s in good:
+        shutil.copy(root / s.path, tmp_path / s.path)
+    t = get_task("rotation")
+    p = load_params(t)
+    items = [plan_sample(t, p, good, 0, i) for i in range(24)]
+    gone = items[17].source.path
+    (tmp_path / gone).unlink()
+    backend = DaliBackend(t, p, tmp_path, device="cpu", batch_size=4, threads=1, encode=False)
+    done = []
+    with pytest.raises(FileNotFoundError, match=gone):
+        for item, _ in backend.run(items):
+            done.append(item.index)
+    backend.close()
+    assert done == list(range(len(done))) and len(done) <= 16  # samples in order, up to the batch before
+
+
 def test_shard_bytes_equal_tarfiles(tmp_path):
     """Our tar writer produces exactly what tarfile writes (USTAR, fixed owner and mtime), at every
     padding case, and the record's sha256 and size are the file's."""
