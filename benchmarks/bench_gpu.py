@@ -27,9 +27,16 @@ import numpy as np
 
 from pretextgen.backends import DaliBackend
 from pretextgen.builder import plan_sample
-from pretextgen.config import load_params
+from pretextgen.config import load_params as _load_params
 from pretextgen.registry import get_task, list_tasks
 from pretextgen.sources import default_source, list_files, read_file, scan
+
+
+OVERRIDES: list[str] = []  # --set key=value, for every task (and in every benchmark process)
+
+
+def load_params(t):
+    return _load_params(t, overrides=OVERRIDES)
 
 
 def make_jpegs(out: Path, n: int = 512, size=(500, 375)) -> Path:
@@ -123,12 +130,12 @@ def count_steady(samples, batch: int, max_seconds: float, meter: SteadyRate) -> 
 
 def ours(task: str, root: Path, sources, samples: int, batch: int, threads: int, device: str = "gpu",
          max_seconds: float = 20.0, first: int = 0, meter: SteadyRate | None = None, finish: str = "host",
-         load: float = 0.65) -> float:
+         load: float = 0.65, feed_ahead: bool | None = None) -> float:
     t = get_task(task)
     p = load_params(t)
     # transient: batches copied into reused host buffers, as a build does (samples valid until the next batch)
     backend = DaliBackend(t, p, root, device=device, batch_size=batch, threads=threads, encode=False,
-                          finish=finish, hw_decoder_load=load, transient=True)
+                          finish=finish, hw_decoder_load=load, transient=True, feed_ahead=feed_ahead)
     items = (plan_sample(t, p, sources, 0, i, root) for i in range(first, first + samples))  # planning is timed too
     rate = count_steady(backend.run(items), batch, max_seconds, meter or SteadyRate())
     backend.close()
@@ -175,7 +182,8 @@ def live(task: str, root: Path, sources, samples: int, batch: int, threads: int,
 
 
 def _ours_job(args):
-    task, root, samples, batch, threads, device, max_seconds, part, finish, load = args
+    task, root, samples, batch, threads, device, max_seconds, part, finish, load, feed_ahead, overrides = args
+    OVERRIDES[:] = overrides
     meter = SteadyRate()
     if task is None:  # decode-only, the same JPEGs
         files = list_files(root)
@@ -187,7 +195,7 @@ def _ours_job(args):
         ours(task, root, sources, 2 * batch, batch, threads, device, finish=finish, load=load)  # warm-up
         # Each process makes its own stretch of sample indices, as build processes make their shards.
         ours(task, root, sources, samples, batch, threads, device, max_seconds, first=part * samples, meter=meter,
-             finish=finish, load=load)
+             finish=finish, load=load, feed_ahead=feed_ahead)
     return meter.n, meter.t0, meter.t
 
 
@@ -243,7 +251,8 @@ class Utilisation:
 
 
 def in_processes(task: str | None, root: Path, samples: int, batch: int, threads: int, device: str,
-                 max_seconds: float, processes: int, finish: str = "host", load: float = 0.65) -> tuple[float, str]:
+                 max_seconds: float, processes: int, finish: str = "host", load: float = 0.65,
+                 feed_ahead: bool | None = None) -> tuple[float, str]:
     """Items/s of ``ours`` (or decode-only when ``task`` is None) in ``processes`` processes at once:
     all their steady items over one span, from the first process's first batch to the last one's end
     (perf_counter is CLOCK_MONOTONIC, one clock for all processes). Summing per-process rates would
@@ -251,7 +260,8 @@ def in_processes(task: str | None, root: Path, samples: int, batch: int, threads
     during that span."""
     from pretextgen.parallel import process_pool
 
-    jobs = [(task, root, samples, batch, threads, device, max_seconds, k, finish, load) for k in range(processes)]
+    jobs = [(task, root, samples, batch, threads, device, max_seconds, k, finish, load, feed_ahead, OVERRIDES)
+            for k in range(processes)]
     with Utilisation() as use, process_pool(processes, with_main=True) as pool:
         runs = pool.map(_ours_job, jobs)
     t0, t1 = min(t0 for _, t0, _ in runs), max(t for _, _, t in runs)
@@ -283,9 +293,12 @@ def main(argv=None):
     ap.add_argument("--profile", action="store_true",
                     help="also profile one single-process host-path run per task: where the main thread's time goes")
     ap.add_argument("--feed-placement", action="store_true",
-                    help="also time each task in one process with DALI's feed made in the main thread against "
-                         "ahead in a thread, side by side")
+                    help="instead of the rows above: each task with DALI's feed made in the main thread against "
+                         "ahead in a thread, side by side, in one process and in the largest --processes")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="task parameters for every task, as build --set (e.g. size=32: a host-bound run on CPUs)")
     args = ap.parse_args(argv)
+    OVERRIDES[:] = args.set
     root = make_jpegs(Path(args.make_jpegs)) if args.make_jpegs else Path(args.jpegs)
     files = list_files(root)
     first = ["rotation", "jigsaw", "context"]  # the issue's goal, measured first
@@ -302,7 +315,8 @@ def main(argv=None):
         print(f"| decode only, {procs} processes ({use}) | | {rate:,.0f} | {rate / base:.2f} |", flush=True)
     from pretextgen.device_finish import TORCH_FINISH
 
-    for name in [n for n in tasks if n in TORCH_FINISH and not args.no_live]:
+    rows = [] if args.feed_placement else tasks  # --feed-placement: only its own rows
+    for name in [n for n in rows if n in TORCH_FINISH and not args.no_live]:
         t = get_task(name)
         sources, _ = scan(root, files, t.min_side(load_params(t)), 4)
         try:
@@ -312,7 +326,7 @@ def main(argv=None):
                   f"{rate / base:.2f} |", flush=True)
         except Exception as e:  # noqa: BLE001 - report and go on
             print(f"| {name} (live) | failed: {type(e).__name__}: {str(e).splitlines()[0][:120]} | | |", flush=True)
-    for name in tasks:
+    for name in rows:
         t = get_task(name)
         sources, _ = scan(root, files, t.min_side(load_params(t)), 4)
         for finish in [f for f in args.finish if f == "host" or name in TORCH_FINISH]:
@@ -339,7 +353,7 @@ def main(argv=None):
             print(f"| {name}, OpenCV in {cores} threads (CPU only) | {rate:,.0f} | {base:,.0f} | {rate / base:.2f} |",
                   flush=True)
     if args.feed_placement:
-        print("\n| task, one process | feed in the main thread | feed ahead in a thread | ratio |\n|---|---:|---:|---:|")
+        print("\n| task | feed in the main thread | feed ahead in a thread | ratio |\n|---|---:|---:|---:|")
     for name in tasks if args.feed_placement else []:
         feed_placement(name, root, files, args, load)
     for name in tasks if args.profile else []:
@@ -347,30 +361,29 @@ def main(argv=None):
 
 
 def feed_placement(name: str, root: Path, files, args, load: float) -> None:
-    """One process, host finish: DALI's feed (plans, file reads, columns) made in the main thread, as
-    it was until it moved to a thread, against made one batch ahead in a thread (``parallel.ahead``),
-    alternating twice. Prints samples/s and the main thread's CPU time per sample (its serial path)."""
-    from pretextgen import backends
-
+    """Host finish: DALI's feed (plans, file reads, columns) made in the main thread against made one
+    batch ahead in a thread (``DaliBackend(feed_ahead=...)``, the default on GPUs), alternating twice
+    in one process, then once each in the largest ``--processes``. Prints samples/s (and, for one
+    process, the main thread's CPU time per sample: its serial path)."""
     t = get_task(name)
     sources, _ = scan(root, files, t.min_side(load_params(t)), 4)
-    variants = {"main thread": lambda iterable, depth=1: iter(iterable), "ahead": backends.ahead}
-    got: dict = {k: [] for k in variants}
-    try:
-        ours(name, root, sources, 2 * args.batch, args.batch, args.threads, args.device, load=load)  # warm-up
-        for _ in range(2):
-            for label, fn in variants.items():
-                backends.ahead = fn
-                meter, cpu0 = SteadyRate(), time.thread_time()
-                rate = ours(name, root, sources, args.samples, args.batch, args.threads, args.device,
-                            args.max_seconds, meter=meter, load=load)
-                got[label].append((rate, 1e6 * (time.thread_time() - cpu0) / max(meter.n + args.batch, 1)))
-    finally:
-        backends.ahead = variants["ahead"]
-    (a, b) = (max(r for r, _ in got[k]) for k in variants)
+    got: dict = {False: [], True: []}
+    ours(name, root, sources, 2 * args.batch, args.batch, args.threads, args.device, load=load)  # warm-up
+    for _ in range(2):
+        for ahead in got:
+            meter, cpu0 = SteadyRate(), time.thread_time()
+            rate = ours(name, root, sources, args.samples, args.batch, args.threads, args.device, args.max_seconds,
+                        meter=meter, load=load, feed_ahead=ahead)
+            got[ahead].append((rate, 1e6 * (time.thread_time() - cpu0) / max(meter.n + args.batch, 1)))
+    inline, ahead = (max(r for r, _ in got[k]) for k in (False, True))
     cells = [f"{max(r for r, _ in v):,.0f} samples/s, main thread {min(c for _, c in v):.0f} us/sample"
              for v in got.values()]
-    print(f"| {name} | {cells[0]} | {cells[1]} | {b / a:.2f}x |", flush=True)
+    print(f"| {name}, 1 process | {cells[0]} | {cells[1]} | {ahead / inline:.2f}x |", flush=True)
+    for procs in args.processes[-1:]:
+        rates = [in_processes(name, root, args.samples, args.batch, max(1, args.threads // procs), args.device,
+                              args.max_seconds, procs, load=load, feed_ahead=k) for k in (False, True)]
+        print(f"| {name}, {procs} processes | {rates[0][0]:,.0f} samples/s ({rates[0][1]}) | {rates[1][0]:,.0f} "
+              f"samples/s ({rates[1][1]}) | {rates[1][0] / rates[0][0]:.2f}x |", flush=True)
 
 
 def profile_main_thread(name: str, root: Path, files, args, load: float) -> None:

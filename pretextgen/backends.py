@@ -215,7 +215,7 @@ class DaliBackend:
 
     def __init__(self, task, params, root: Path, device: str = "cpu", batch_size: int = 64,
                  threads: int = 2, encode: bool = True, hw_decoder_load: float = 0.65, finish: str = "auto",
-                 transient: bool | None = None, batch_key=None, pixels: str = "png"):
+                 transient: bool | None = None, batch_key=None, pixels: str = "png", feed_ahead: bool | None = None):
         """``finish``: "host" runs the task's NumPy ``finish`` per sample on the host; "device" runs its
         torch twin (``device_finish.TORCH_FINISH``, same samples) on whole batches where DALI's views
         are, then copies the finished batch to the host once; "auto" is "device" on a GPU for the
@@ -226,12 +226,18 @@ class DaliBackend:
         Otherwise every batch gets new arrays.
         ``batch_key(item)``: a batch never mixes items of two keys. Builds key items by shard, so a
         sample's batch (and with it nvJPEG's choice of decoder for it on a GPU) depends on its shard
-        and ``batch_size`` alone, not on which process makes the shard or whether it is resumed."""
+        and ``batch_size`` alone, not on which process makes the shard or whether it is resumed.
+        ``feed_ahead`` (default: on a GPU): DALI's feed (plans drawn, files read, columns made) is
+        made one batch ahead in a thread while this one waits for DALI. On a GPU one process's rate
+        was bound by its main thread, far below what the GIL allows. On CPUs DALI's own threads fill
+        the cores, and where the GIL was the limit (2 cores, 32 px samples of CIFAR-10) the feed ahead
+        made 0.79-1.19x the samples/s of the inline one (``bench_gpu.py --feed-placement``)."""
         from .device_finish import FASTER_ON_DEVICE, TORCH_FINISH
 
         self.task, self.params, self.root, self.device = task, params, Path(root), device
         self.batch_size, self.threads, self.encode = batch_size, threads, encode
         self.hw_decoder_load, self.batch_key, self.pixels = hw_decoder_load, batch_key, pixels
+        self.feed_ahead = device == "gpu" if feed_ahead is None else feed_ahead
         if finish == "auto":
             finish = "device" if device == "gpu" and task.name in FASTER_ON_DEVICE else "host"
         if finish == "device" and task.name not in TORCH_FINISH:
@@ -317,10 +323,9 @@ class DaliBackend:
                          np.ascontiguousarray(sizes)]
             return tuple(cols)
 
-        # Plans are drawn, files read and columns made one batch ahead in a thread, while this one
-        # waits for DALI and copies its outputs: that work left this thread's serial path, which
-        # bounds one process's rate on a GPU.
-        prepared = ahead((batch, columns(batch)) for batch in batches)
+        prepared = ((batch, columns(batch)) for batch in batches)
+        if self.feed_ahead:  # made while this thread waits for DALI and copies its outputs
+            prepared = ahead(prepared)
 
         def feed():
             batch, cols = next(prepared)  # StopIteration ends DALI's epoch

@@ -228,9 +228,11 @@ def test_ahead_keeps_order_bounds_its_lead_and_stops():
     assert len(made) <= 4  # it stopped: three taken, one made ahead
 
 
-def test_dali_reports_a_file_gone_since_the_scan(tmp_path, sources):
-    """A source file that vanishes after planning fails the DALI backend with that file's error,
-    raised from the thread that reads files ahead (no hang, no silent gap)."""
+@pytest.mark.parametrize("feed_ahead", [False, True])
+def test_dali_feed_ahead_same_samples_and_errors_in_order(tmp_path, sources, feed_ahead):
+    """DALI's feed made ahead in a thread (the default on GPUs) gives the samples of the inline feed,
+    and a source file gone since planning fails the run with that file's error, after the samples
+    before its batch, in order (no hang, no silent gap)."""
     from pretextgen.backends import DaliBackend
     from pretextgen.builder import plan_sample
     from pretextgen.config import load_params
@@ -241,15 +243,30 @@ def test_dali_reports_a_file_gone_since_the_scan(tmp_path, sources):
     t = get_task("rotation")
     p = load_params(t)
     items = [plan_sample(t, p, good, 0, i) for i in range(24)]
+
+    def run(items):
+        backend = DaliBackend(t, p, tmp_path, device="cpu", batch_size=4, threads=1, encode=False,
+                              feed_ahead=feed_ahead)
+        try:
+            for item, fields in backend.run(items):
+                yield item.index, fields["image"].copy()
+        finally:
+            backend.close()
+
+    got = list(run(items[:12]))
+    inline = DaliBackend(t, p, tmp_path, device="cpu", batch_size=4, threads=1, encode=False, feed_ahead=False)
+    want = [(it.index, f["image"]) for it, f in inline.run(items[:12])]
+    inline.close()
+    assert [k for k, _ in got] == list(range(12))
+    for (_, a), (_, b) in zip(got, want):
+        np.testing.assert_array_equal(a, b)
     gone = items[17].source.path
     (tmp_path / gone).unlink()
-    backend = DaliBackend(t, p, tmp_path, device="cpu", batch_size=4, threads=1, encode=False)
     done = []
     with pytest.raises(FileNotFoundError, match=gone):
-        for item, _ in backend.run(items):
-            done.append(item.index)
-    backend.close()
-    assert done == list(range(len(done))) and len(done) <= 16  # samples in order, up to the batch before
+        for k, _ in run(items):
+            done.append(k)
+    assert done == list(range(len(done))) and len(done) <= 16  # up to the batch before the missing file
 
 
 def test_shard_bytes_equal_tarfiles(tmp_path):
