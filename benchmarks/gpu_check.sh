@@ -61,6 +61,12 @@ more)
   done
   timeout 30 $PY -m pretextgen.cli verify /tmp/gb/jigsaw-big 2>&1 | tail -1
   rm -rf /tmp/gb
+  # Whole builds ran at a tenth of the in-memory rate in session 3: where does one process's main
+  # thread go (waiting for DALI, the finish, describing, writing and fsync'ing shards)?
+  step "cProfile of a whole one-process GPU build (jigsaw, 8192 samples): the main thread by own time"
+  timeout 60 $PY -m cProfile -s tottime -m pretextgen.cli build --task jigsaw --source /tmp/jpegs --out /tmp/gb/prof \
+    --samples 8192 --device gpu --processes 1 --batch-size 256 --no-progress 2>&1 | head -28
+  rm -rf /tmp/gb
 
   # CPU builds plan, describe and write every sample in one main thread (126-238 us per sample on
   # the 2-core machine, where 2 processes beat one when each got several shards): on 16 cores?
