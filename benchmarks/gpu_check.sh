@@ -3,7 +3,7 @@
 # carried as wheels, see ../shared/device/pack-wheels.sh). Three parts, one call each, each under
 # the device's 10 minutes per call; run them in this order while the budget lasts:
 #   bash benchmarks/gpu_check.sh          # core: the goal's rows, pytest -m gpu, hw_decoder_load, feed (about 8 min)
-#   bash benchmarks/gpu_check.sh more     # builds + verify, whole builds and a profile, CPU builds, 12 MP JPEGs, MPS (about 7 min)
+#   bash benchmarks/gpu_check.sh more     # builds + verify, whole builds and a profile, CPU builds, 12 MP JPEGs, live loader, MPS (about 8 min)
 #   bash benchmarks/gpu_check.sh tasks    # the other image tasks, GPU against OpenCV threads; feed placement (about 7 min)
 # on an H200 with 16 cores. Steps end at their own timeouts, most important first. The CPU rows and
 # the loader (benchmarks/bench_images.py, bench_loader.py) were measured there in session 3.
@@ -87,6 +87,12 @@ more)
   step "12 MP JPEGs: DALI GPU against OpenCV threads (scaled decode) and the PIL baseline"
   timeout 100 $PY benchmarks/bench_images.py --make-large-jpegs /tmp/large --tasks rotation jigsaw --samples 400 2>&1 \
     | tee "$OUT/bench_large.log" | grep "^|"
+
+  # The loader's live path for training (views to torch, finished on the GPU; its feed is made
+  # ahead too): one process, against decode-only.
+  step "live loader rows: rotation, jigsaw"
+  timeout 60 $PY benchmarks/bench_gpu.py --jpegs /tmp/jpegs --samples 8192 --batch 256 --threads 16 --max-seconds 4 \
+    --tasks rotation jigsaw --only-processes${DRY_RUN_ON_CPU:+ --device cpu} 2>&1 | tee "$OUT/bench_live.log" | grep "^|"
 
   if command -v nvidia-cuda-mps-control >/dev/null; then
     # MPS lets the 8 processes' kernels share the GPU at once instead of time-slicing its contexts.
