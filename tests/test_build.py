@@ -228,8 +228,9 @@ def test_ahead_keeps_order_bounds_its_lead_and_stops():
     assert len(made) <= 4  # it stopped: three taken, one made ahead
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("gpu", marks=[pytest.mark.gpu, requires_gpu])])
 @pytest.mark.parametrize("feed_ahead", [False, True])
-def test_dali_feed_ahead_same_samples_and_errors_in_order(tmp_path, sources, feed_ahead):
+def test_dali_feed_ahead_same_samples_and_errors_in_order(tmp_path, sources, feed_ahead, device):
     """DALI's feed made ahead in a thread (the default on GPUs) gives the samples of the inline feed,
     and a source file gone since planning fails the run with that file's error, after the samples
     before its batch, in order (no hang, no silent gap)."""
@@ -245,7 +246,7 @@ def test_dali_feed_ahead_same_samples_and_errors_in_order(tmp_path, sources, fee
     items = [plan_sample(t, p, good, 0, i) for i in range(24)]
 
     def run(items):
-        backend = DaliBackend(t, p, tmp_path, device="cpu", batch_size=4, threads=1, encode=False,
+        backend = DaliBackend(t, p, tmp_path, device=device, batch_size=4, threads=1, encode=False,
                               feed_ahead=feed_ahead)
         try:
             for item, fields in backend.run(items):
@@ -254,7 +255,7 @@ def test_dali_feed_ahead_same_samples_and_errors_in_order(tmp_path, sources, fee
             backend.close()
 
     got = list(run(items[:12]))
-    inline = DaliBackend(t, p, tmp_path, device="cpu", batch_size=4, threads=1, encode=False, feed_ahead=False)
+    inline = DaliBackend(t, p, tmp_path, device=device, batch_size=4, threads=1, encode=False, feed_ahead=False)
     want = [(it.index, f["image"]) for it, f in inline.run(items[:12])]
     inline.close()
     assert [k for k, _ in got] == list(range(12))
