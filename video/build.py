@@ -8,9 +8,8 @@ import logging
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
-
 from ..backends import OpenCVBackend, WorkItem
+from ..builder import sample_rng
 from ..errors import PretextgenError
 from .decode import FrameReader, probe
 from .motion import build_index
@@ -77,8 +76,9 @@ class VideoSetup:
         self._by_path = {s.path: s for s in self.sources}
 
     def plan_sample(self, seed: int, i: int) -> WorkItem:
-        """Sample i's plan, from default_rng([seed, i]) and the motion index alone."""
-        plan = self.task.plan(self.params, np.random.default_rng([seed, i]), self.index, 0)
+        """Sample i's plan, from ``sample_rng(seed, i)`` (``default_rng([seed, i])``'s stream) and the
+        motion index alone."""
+        plan = self.task.plan(self.params, sample_rng(seed, i), self.index, 0)
         return WorkItem(i, self._by_path[plan["clips"][0]["source"]], plan)
 
     def runner(self, backend: str, device: str, workers: int, batch_size: int, pixels: str = "png"):
