@@ -119,6 +119,29 @@ def make_large_jpegs(out: Path, n: int = 48, size=(4032, 3024)) -> Path:
     return out
 
 
+def make_mixed(out: Path, flowers: int = 66, size=(4032, 3024)) -> Path:
+    """A folder as users have them: scikit-image's photos, ``flowers`` flower photos (when
+    ../shared/data is here) and one fully opaque RGBA PNG of 12 MP (a screenshot or an export with
+    an alpha channel), its content 8x6 tiles of real photos like ``make_large_jpegs``."""
+    import shutil
+
+    import cv2
+
+    out.mkdir(parents=True, exist_ok=True)
+    root, files = default_source()
+    for f in files:
+        shutil.copy(root / f, out / f)
+    if SHARED_FLOWERS.is_dir():
+        for rel in list_files(SHARED_FLOWERS)[:flowers]:
+            shutil.copy(SHARED_FLOWERS / rel, out / rel.replace("/", "_"))
+    big = make_large_jpegs(out / "_tiles", n=1, size=size)
+    rgb = cv2.imread(str(big / "000.jpg"))
+    shutil.rmtree(big)
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+    cv2.imwrite(str(out / "opaque_rgba_12mp.png"), rgba)
+    return out
+
+
 def timed(fn):
     with PeakRSS() as mem:
         t = time.perf_counter()
@@ -174,11 +197,15 @@ def main(argv=None):
                     help="write 48 JPEGs of 4032x3024 (a phone camera's size) here and use them: 8x6 tiles of "
                          "scikit-image's photos at their own resolution, so the content is real photo detail; "
                          "adds a row of the OpenCV backend with --full-decode")
+    ap.add_argument("--make-mixed", metavar="DIR",
+                    help="write a folder of real photos with one fully opaque 12 MP RGBA PNG here and use it")
     ap.add_argument("--build-variants", action="store_true",
                     help="also time the build with --pixels npy, and in --workers processes (one thread each)")
     args = ap.parse_args(argv)
     if args.make_large_jpegs:
         args.source = str(make_large_jpegs(Path(args.make_large_jpegs)))
+    if args.make_mixed:
+        args.source = str(make_mixed(Path(args.make_mixed)))
     if args.source:
         root = Path(args.source)
         files = list_files(root)

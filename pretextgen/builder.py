@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 from collections import Counter
 from functools import lru_cache
@@ -17,16 +18,17 @@ import numpy as np
 from . import __version__
 from .backends import WorkItem, make_backend, resolve, source_scale
 from .config import load_params, params_to_dict
-from .errors import PretextgenError
+from .errors import PretextgenError, UnusablePlan
 from .parallel import default_workers
 from .progress import Progress
 from .registry import PIXEL_FORMATS, get_task
 from .shards import SCHEMA_VERSION, file_sha256, sample_key, sample_members, shard_name, write_json, write_shard
-from .sources import Source, default_source, list_files, listing_digest, load_rgb, scan
+from .sources import Source, default_source, flat_view, list_files, listing_digest, load_rgb, scan, slow_sources
 
 log = logging.getLogger("pretextgen")
 DEFAULT_SHARD_BYTES = 256 * 2**20
 _SOURCE_TAG = 0x5E1EC7  # separates the source-order stream from the per-sample plan streams
+SCAN_RULES = 2  # in the scan cache's key: raise it when sources.check_source decides differently
 
 
 def cache_dir() -> Path:
@@ -36,7 +38,7 @@ def cache_dir() -> Path:
 def scan_cached(root: Path, files: list[str], min_side: int, workers: int, progress: bool | None):
     """``sources.scan`` with its result cached per (folder, file names, sizes, mtimes, min_side):
     a second build over the same photos does not decode them all again."""
-    h = hashlib.sha256(f"{Path(root).resolve()}\n{min_side}\n".encode())
+    h = hashlib.sha256(f"{Path(root).resolve()}\n{min_side}\n{SCAN_RULES}\n".encode())
     for f in files:
         st = (Path(root) / f).stat()
         h.update(f"{f}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
@@ -72,19 +74,45 @@ def sample_rng(seed: int, j: int) -> np.random.Generator:
     return np.random.default_rng([seed, j])
 
 
+# A plan that is not worth a sample (all its views one colour, or refused by the task's own rule) is
+# drawn again from another source, at most this many times in all.
+PLAN_ATTEMPTS = 16
+
+
 def plan_sample(task, params, sources: list[Source], seed: int, i: int, root=None) -> WorkItem:
     """Sample i from (seed, i) alone: its source, and the task's plan drawn from default_rng((seed, j)).
-    ``root`` (the sources' folder) is needed only by tasks that plan from pixels (``source_stats``)."""
+    A plan whose views are all one colour (``sources.flat_view``), or that the task refuses
+    (``UnusablePlan``), is drawn again from a source and a generator of (seed, j, attempt); the plan
+    then lists what was refused under ``rejected``. ``root`` (the sources' folder) is needed only by
+    tasks that plan from pixels (``source_stats``)."""
     spp = task.samples_per_plan(params)
     j, part = divmod(i, spp)
-    src = sources[source_index(seed, j, len(sources))]
     kw = {"index": j} if task.label_is_plan_index else {}
-    if task.source_stats is not None:
-        if root is None:
-            raise PretextgenError(f"task {task.name!r} plans from the source's pixels: plan_sample needs root=")
-        kw["stats"] = task.source_stats(params, load_rgb(Path(root), src))
-    plan = task.plan(params, sample_rng(seed, j), src.width, src.height, part, **kw)
-    return WorkItem(i, src, plan)
+    rejected = []
+    for attempt in range(PLAN_ATTEMPTS):
+        if attempt == 0:
+            src, rng = sources[source_index(seed, j, len(sources))], sample_rng(seed, j)
+        else:
+            rng = np.random.default_rng([seed, j, attempt])
+            src = sources[int(rng.integers(len(sources)))]
+        if task.source_stats is not None:
+            if root is None:
+                raise PretextgenError(f"task {task.name!r} plans from the source's pixels: plan_sample needs root=")
+            kw["stats"] = task.source_stats(params, load_rgb(Path(root), src))
+        try:
+            plan = task.plan(params, rng, src.width, src.height, part, **kw)
+        except UnusablePlan as e:
+            rejected.append({"source": src.path, "reason": str(e)})
+            continue
+        if src.flat_cells and all(flat_view(src, v) for v in plan["views"]):
+            rejected.append({"source": src.path, "reason": "flat views: every view is one colour"})
+            continue
+        if rejected:
+            plan = {**plan, "rejected": rejected}
+        return WorkItem(i, src, plan)
+    raise PretextgenError(f"{task.name}: sample {i}: {PLAN_ATTEMPTS} plans in a row were refused (last: "
+                          f"{rejected[-1]['source']}: {rejected[-1]['reason']}); the sources are mostly unusable "
+                          "for this task")
 
 
 def sample_meta(task, item: WorkItem, seed: int, backend: str, device: str, jpeg_scaling: bool = False) -> dict:
@@ -156,19 +184,23 @@ def write_shards(task, runner, items, out: Path, per_shard: int, samples: int, s
     ``on_shard(number, record)``; ``on_sample()`` after every sample."""
     current: list = []
     hist: Counter = Counter()
+    refused: Counter = Counter()
     for item, members in runner.run(items):
         meta = sample_meta(task, item, seed, backend, device, jpeg_scaling)
         current.append((sample_key(item.index), sample_members(members, meta)))
         if not task.label_is_plan_index:  # one class per plan: a histogram of ones says nothing
             hist[int(meta["label"])] += 1
+        refused.update(r["reason"].split(":")[0] for r in meta.get("rejected", ()))
         on_sample()
         s = item.index // per_shard
         if item.index == min((s + 1) * per_shard, samples) - 1:
             rec = write_shard(out / shard_name(task.name, s), current)
             rec.update(number=s, first_index=s * per_shard,
                        label_histogram={str(k): v for k, v in sorted(hist.items())})
+            if refused:
+                rec["rejected_plans"] = dict(sorted(refused.items()))
             on_shard(s, rec)
-            current, hist = [], Counter()
+            current, hist, refused = [], Counter(), Counter()
 
 
 def _build_part(job: dict, queue) -> None:
@@ -245,10 +277,7 @@ def _run_processes(jobs: list[dict], on_sample, on_shard) -> None:
             p.join()
 
 
-def build(task: str, out, source=None, samples: int = 512, seed: int = 0, backend: str = "auto",
-          device: str = "auto", config=None, overrides=None, resume: bool = False, workers: int | None = None,
-          batch_size: int = 64, shard_bytes: int = DEFAULT_SHARD_BYTES, progress: bool | None = None,
-          processes: int | None = None, pixels: str = "png", full_decode: bool = False) -> dict:
+def build(task: str, out, *args, **kwargs) -> dict:
     """Build ``samples`` samples of ``task`` into shards under ``out``; returns the manifest.
 
     ``processes`` > 1 splits the shards among that many processes, each with its own backend and
@@ -260,7 +289,29 @@ def build(task: str, out, source=None, samples: int = 512, seed: int = 0, backen
     ``pixels``: "png" or "npy", how the fields a task declares as PNG images are stored
     (``registry.stored_ext``). ``full_decode``: the OpenCV backend decodes every JPEG at full size
     (by default, JPEGs that are 2x or more larger than a sample's views need are decoded at 1/2 to
-    1/64 scale: ``backends.source_scale``; a resumed build keeps what it started with)."""
+    1/64 scale: ``backends.source_scale``; a resumed build keeps what it started with).
+    A build that fails before any shard is complete leaves the output folder as it was (removed if
+    the build made it, emptied if it was empty): it never blocks the same command again."""
+    out_path = Path(out)
+    made = not out_path.exists()
+    empty = made or (out_path.is_dir() and not any(out_path.iterdir()))
+    try:
+        return _build(task, out, *args, **kwargs)
+    except BaseException:
+        if empty and out_path.is_dir() and not any(out_path.glob("*.tar")):
+            if made:
+                shutil.rmtree(out_path, ignore_errors=True)
+            else:
+                for p in out_path.iterdir():
+                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        raise
+
+
+def _build(task: str, out, source=None, samples: int = 512, seed: int = 0, backend: str = "auto",
+          device: str = "auto", config=None, overrides=None, resume: bool = False, workers: int | None = None,
+          batch_size: int = 64, shard_bytes: int = DEFAULT_SHARD_BYTES, progress: bool | None = None,
+          processes: int | None = None, pixels: str = "png", full_decode: bool = False) -> dict:
+    """``build`` itself, without the clean-up of a failed start."""
     t = get_task(task)
     params = load_params(t, config, overrides)
     if samples < 1:
@@ -328,6 +379,7 @@ def build(task: str, out, source=None, samples: int = 512, seed: int = 0, backen
         reasons = Counter(s["reason"].split(":")[0] for s in skipped)
         raise PretextgenError(f"no usable image in {source_label} ({len(skipped)} files skipped: "
                               + "; ".join(f"{n} {r}" for r, n in reasons.most_common(3)) + ")")
+    slow = slow_sources(sources) if t.input == "image" else []
     per_shard = max(1, min(samples, shard_bytes // sample_bytes_bound(t, params)))
     n_shards = -(-samples // per_shard)
     manifest = {
@@ -335,8 +387,10 @@ def build(task: str, out, source=None, samples: int = 512, seed: int = 0, backen
         "version": __version__, "schema": SCHEMA_VERSION, "backend": backend, "device": device,
         "libraries": library_versions(backend),
         "batch_size": batch_size if backend == "dali" else None,
-        "source": source_label, "source_files": len(files), "source_digest": listing_digest(root, files),
-        "sources_used": len(sources), "skipped": skipped, "samples_per_shard": per_shard,
+        "source": source_label, **({"source_path": str(Path(root).resolve())} if source is not None else {}),
+        "source_files": len(files), "source_digest": listing_digest(root, files),
+        "sources_used": len(sources), "skipped": skipped, **({"slow_sources": slow} if slow else {}),
+        "samples_per_shard": per_shard,
         "num_classes": -(-samples // t.samples_per_plan(params)) if t.label_is_plan_index else t.num_classes(params),
         "pixels": pixels, "fields": t.doc_fields(pixels) + ["cls", "json"],
         "jpeg_scaling": backend == "opencv" and t.input == "image" and not full_decode,
@@ -400,11 +454,18 @@ def build(task: str, out, source=None, samples: int = 512, seed: int = 0, backen
     finally:
         bar.close()
     total: Counter = Counter()
+    refused: Counter = Counter()
     for rec in records.values():
         total.update({int(k): v for k, v in rec["label_histogram"].items()})
+        refused.update(rec.get("rejected_plans", {}))
     manifest["shards"] = [records[k] for k in sorted(records)]
     manifest["label_histogram"] = {str(k): total[k] for k in sorted(total)}
+    if refused:  # plans drawn again because they were not worth a sample, by reason
+        manifest["rejected_plans"] = dict(sorted(refused.items()))
     manifest["complete"] = True
     write_json(out / "manifest.json", manifest)
     manifest["_seconds"] = time.perf_counter() - t0  # not stored: runs must stay byte-identical
     return manifest
+
+
+build.__signature__ = __import__("inspect").signature(_build)  # help(build) lists the real options

