@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 
 from . import __version__
@@ -84,6 +85,9 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--html", metavar="FILE.html", help="write one self-contained HTML page (samples, histograms)")
     i.add_argument("--samples", type=int, default=12, help="samples drawn on the sheet/page (default: 12)")
     i.add_argument("--audit", action="store_true", help="train a shallow probe on low-level cues (shortcut audit)")
+    i.add_argument("--source", metavar="DIR", help="where the build's sources are now (default: the manifest's)")
+    for command in sub.choices.values():  # `pretextgen build ... --debug` as well as `pretextgen --debug build`
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks and debug logs")
     return p
 
 
@@ -100,6 +104,8 @@ def _cmd_tasks(args) -> int:
         params = params_to_dict(load_params(t))
         print(f"{name:<{width}}{t.summary}; fields: {', '.join(t.doc_fields())}")
         print(" " * width + " ".join(f"{k}={v}" for k, v in params.items()).replace("'", ""))
+        if t.usable:
+            print(" " * width + f"usable: {t.usable}")
     return 0
 
 
@@ -113,11 +119,22 @@ def _cmd_build(args) -> int:
               resume=args.resume, workers=args.workers, batch_size=args.batch_size, processes=args.processes,
               pixels=args.pixels, full_decode=args.full_decode, shard_bytes=int(args.shard_mb * 2**20),
               progress=False if args.no_progress else None)
+    from .sources import skip_summary, slow_summary
+
     size = sum(s["bytes"] for s in m["shards"]) / 2**20
     rate = m["samples"] / max(m["_seconds"], 1e-9)
     print(f"{m['task']}: {m['samples']} samples in {len(m['shards'])} shard(s), {size:.1f} MB, "
           f"{rate:,.0f} samples/s on {m['backend']}/{m['device']}; sources: {m['sources_used']} used, "
           f"{len(m['skipped'])} skipped -> {args.out}")
+    redrawn = [f"redrawn {n}: {reason} (plans drawn again from other sources)"
+               for reason, n in m.get("rejected_plans", {}).items()]
+    for line in skip_summary(m["skipped"]) + redrawn + slow_summary(m.get("slow_sources", [])):
+        print(f"  {line}")
+    out = shlex.quote(args.out)
+    print(f"next: pretextgen inspect {out} --sheet {shlex.quote(os.path.join(args.out, 'sheet.png'))}"
+          "   # look at samples\n"
+          f"      pretextgen verify {out}   # re-derive samples from their sources, check labels\n"
+          f"      pretextgen.loader.make_loader({str(args.out)!r}, batch_size=64)   # batches for training, in Python")
     return 0
 
 
@@ -134,7 +151,8 @@ def _cmd_verify(args) -> int:
 def _cmd_inspect(args) -> int:
     from .inspect import inspect_cmd
 
-    return inspect_cmd(args.out, sheet=args.sheet, page=args.html, samples=args.samples, audit=args.audit)
+    return inspect_cmd(args.out, sheet=args.sheet, page=args.html, samples=args.samples, audit=args.audit,
+                       source=args.source)
 
 
 def _cmd_prior(args) -> int:

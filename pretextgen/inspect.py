@@ -5,7 +5,8 @@ Samples are drawn the way a person checks them, by one drawer per task (``DRAWER
 name; ``draw_generic`` shows any image-like field otherwise): jigsaw tiles shuffled beside the same
 tiles put back by the inverse permutation, the context patch pair on its source with the label as
 an arrow, rotations with the crop turned back, masks overlaid, L / ab / colour side by side, frame
-tuples with their indices, triplets labelled. A drawer returns (RGB uint8 panel, caption).
+tuples with their indices, triplets labelled. A drawer returns (RGB uint8 panel, caption); labels
+sit on light strips above the pixels (``tagged``, ``labeled``), captions are wrapped, never cut.
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import html
 import json
 import logging
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -25,8 +27,12 @@ from .shards import decode_member, read_manifest
 
 log = logging.getLogger("pretextgen.inspect")
 PANEL_HEIGHT = 150
-SHEET_WIDTH = 1400
+COMPACT_HEIGHT = 120  # context (three samples to a sheet row) and split-brain (two to a row)
+SHEET_WIDTH = 1400  # at most; a sheet is as wide as its widest row
 GREEN, RED, YELLOW, WHITE = (40, 220, 40), (240, 50, 50), (250, 220, 40), (255, 255, 255)
+# Labels: dark text on a light strip beside the pixels (outlined text over pixels misreads "5" as "#").
+INK, PAPER, CAPTION_PAPER = (20, 20, 20), (242, 242, 242), (218, 224, 234)
+TAG_SIZE, CAPTION_SIZE, PAD = 13, 14, 4
 
 
 # ---------------------------------------------------------------- reading
@@ -69,11 +75,13 @@ def summary_lines(out: Path) -> list[str]:
     m = read_manifest(out)
     t = get_task(m["task"])
     size = sum(s["bytes"] for s in m["shards"])
-    n = m["samples"]
+    n = written(m)
     params = " ".join(f"{k}={v}" for k, v in m["params"].items())
     lines = [f"task: {m['task']}: {t.summary}", f"  paper: {t.paper}", f"params: {params}",
              f"seed {m['seed']}, backend {m['backend']}/{m['device']}, pretextgen {m['version']}, schema {m['schema']}, "
              f"build {'complete' if m.get('complete') else 'INCOMPLETE'}",
+             *([] if m.get("complete") else [f"  {n} of {m['samples']} samples written; "
+                                             "finish it with `pretextgen build ... --resume`"]),
              f"samples: {n} in {len(m['shards'])} shard(s), {size / 2**20:.1f} MB ({size / max(n, 1) / 1024:.1f} KiB per sample)"]
     params_ = make_params(t, m["params"])
     pixels = m.get("pixels", "png")
@@ -114,6 +122,20 @@ class Context:
     manifest: dict
     params: object
     source: Callable[[str], np.ndarray | None]  # relative path -> RGB image, or None if unavailable
+    looked_in: str = ""  # where the sources were looked for
+    root_found: bool = True
+    missing: list[str] = field(default_factory=list)  # sources a drawer asked for and did not get
+
+    def missing_note(self) -> str | None:
+        """One line for the terminal when samples were drawn without their source, else None."""
+        if not self.missing:
+            return None
+        task = self.manifest["task"]
+        if not self.root_found:
+            return (f"note: sources not found at {self.looked_in}; {task} samples drawn without their source "
+                    "photo (pass --source DIR)")
+        return (f"note: {len(set(self.missing))} source file(s) not found under {self.looked_in} (e.g. "
+                f"{self.missing[0]}); {task} samples drawn without their source photo (pass --source DIR)")
 
 
 def to_rgb(a: np.ndarray) -> np.ndarray:
@@ -171,22 +193,89 @@ def grid(tiles, cols: int, gap: int = 2) -> np.ndarray:
     return out
 
 
-def text(img: np.ndarray, s: str, org=(4, 14), color=WHITE, scale: float = 0.4) -> np.ndarray:
-    import cv2
+@lru_cache(maxsize=4)
+def _font(size: int):
+    """PIL's bundled font at ``size`` px (no font file needed; Pillow >= 10.1 with FreeType), else
+    its small bitmap font."""
+    from PIL import ImageFont
 
-    img = np.ascontiguousarray(img)
-    cv2.putText(img, s, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(img, s, org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, 1, cv2.LINE_AA)
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError, ImportError):
+        return ImageFont.load_default()
+
+
+def wrap(s: str, width: int, size: int = TAG_SIZE) -> list[str]:
+    """``s`` in lines of at most ``width`` px: broken at spaces, inside a word only when the word
+    alone is wider. Nothing is dropped."""
+    font = _font(size)
+    lines: list[str] = []
+    for para in s.split("\n"):
+        cur = ""
+        for word in para.split(" "):
+            cand = f"{cur} {word}" if cur else word
+            if font.getlength(cand) <= width:
+                cur = cand
+                continue
+            if cur:
+                lines.append(cur)
+            while len(word) > 1 and font.getlength(word) > width:
+                k = 1
+                while k < len(word) - 1 and font.getlength(word[: k + 1]) <= width:
+                    k += 1
+                lines.append(word[:k])
+                word = word[k:]
+            cur = word
+        lines.append(cur)
+    return lines
+
+
+def strip(s: str, width: int, size: int = TAG_SIZE, lines: int = 0, paper=PAPER) -> np.ndarray:
+    """A light strip ``width`` px wide with ``s`` in dark text, wrapped (at least ``lines`` lines)."""
+    from PIL import Image, ImageDraw
+
+    font = _font(size)
+    rows_ = wrap(s, max(width - 2 * PAD, 1), size)
+    lh = font.getbbox("Agj|")[3] + 3
+    im = Image.new("RGB", (width, max(len(rows_), lines) * lh + 4), paper)
+    d = ImageDraw.Draw(im)
+    for k, r in enumerate(rows_):
+        d.text((PAD, 2 + k * lh), r, font=font, fill=INK)
+    return np.asarray(im).copy()
+
+
+def labeled(img: np.ndarray, s: str, lines: int = 0, size: int = TAG_SIZE, paper=PAPER) -> np.ndarray:
+    """``img`` under a strip holding ``s``."""
+    img = to_rgb(img)
+    return np.concatenate([strip(s, img.shape[1], size, lines, paper), img], 0)
+
+
+def hstack(parts, gap: int = 4) -> np.ndarray:
+    """Parts side by side, top-aligned, white below the shorter ones and in the gaps (no scaling)."""
+    parts = [to_rgb(p) for p in parts]
+    h = max(p.shape[0] for p in parts)
+    out = np.full((h, sum(p.shape[1] for p in parts) + gap * (len(parts) - 1), 3), 255, np.uint8)
+    x = 0
+    for p in parts:
+        out[: p.shape[0], x : x + p.shape[1]] = p
+        x += p.shape[1] + gap
+    return out
+
+
+def tagged(items, height: int = PANEL_HEIGHT, gap: int = 4) -> np.ndarray:
+    """[(image, tag)]: each image fitted to ``height``, its tag on a strip above (equal strips)."""
+    fitted = [fit(im, height) for im, _ in items]
+    n = max(len(wrap(t, f.shape[1] - 2 * PAD)) for f, (_, t) in zip(fitted, items))
+    return hstack([labeled(f, t, n) for f, (_, t) in zip(fitted, items)], gap)
+
+
+def badge(img: np.ndarray, s: str, size: int = TAG_SIZE) -> np.ndarray:
+    """``s`` on a light box in the top-left corner of ``img`` (for labels that need their place)."""
+    b = strip(s, int(_font(size).getlength(s)) + 2 * PAD, size)
+    img = to_rgb(img).copy()
+    h, w = min(b.shape[0], img.shape[0]), min(b.shape[1], img.shape[1])
+    img[:h, :w] = b[:h, :w]
     return img
-
-
-def caption_above(img: np.ndarray, s: str, height: int = 18) -> np.ndarray:
-    import cv2
-
-    bar = np.full((height, img.shape[1], 3), 245, np.uint8)
-    cv2.putText(bar, s[: max(8, img.shape[1] // 7)], (3, height - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (20, 20, 20), 1,
-                cv2.LINE_AA)
-    return np.concatenate([bar, img], 0)
 
 
 def overlay(image: np.ndarray, mask: np.ndarray, color=RED, alpha: float = 0.5) -> np.ndarray:
@@ -219,16 +308,16 @@ def draw_generic(sample: dict, meta: dict, ctx: Context):
     for name, a in sample.items():
         a = np.asarray(a)
         if a.ndim == 4 and min(a.shape[1:3]) >= 8:
-            parts.append(caption_above(row(list(a), 2, PANEL_HEIGHT // 2 if len(a) > 4 else PANEL_HEIGHT), name))
+            parts.append(labeled(row(list(a), 2, PANEL_HEIGHT // 2 if len(a) > 4 else PANEL_HEIGHT), name))
         elif a.ndim == 3 and a.shape[-1] in (1, 2, 3) and min(a.shape[:2]) >= 8:
-            parts.append(caption_above(fit(a), name))
+            parts.append(labeled(fit(a), name))
         elif a.ndim == 3 and min(a.shape[1:]) >= 8:  # a stack of gray frames or label maps
-            parts.append(caption_above(row(list(a), 2), name))
+            parts.append(labeled(row(list(a), 2), name))
         elif a.ndim == 2 and min(a.shape) >= 8:
-            parts.append(caption_above(fit(a), name))
+            parts.append(labeled(fit(a), name))
     if not parts:
         raise PretextgenError(f"task {meta.get('task')}: no image-like field to draw")
-    return row(parts, 8, max(p.shape[0] for p in parts)), f"label {meta['label']}"
+    return hstack(parts, 8), f"label {meta['label']}"
 
 
 def upright(image: np.ndarray, k: int) -> np.ndarray:
@@ -253,73 +342,102 @@ def arrow(plan: dict) -> tuple[tuple[float, float], tuple[float, float]]:
 def draw_rotation(sample, meta, ctx):
     """The sample as stored, then turned back by -k x 90 deg: the second must stand upright."""
     img, k = sample["image"], int(meta["k"])
-    return row([text(fit(img), f"stored, k={k}"), text(fit(upright(img, k)), "turned back")]), \
+    return tagged([(img, f"stored, k={k}"), (upright(img, k), "turned back")]), \
         f"rotation {90 * k} deg CCW (label {meta['label']})"
 
 
 @drawer("jigsaw")
 def draw_jigsaw(sample, meta, ctx):
-    """Tiles as stored (shuffled), beside the same tiles put back (``put_back``): the right grid
-    must show the crop in order, with the gaps."""
+    """Tiles as stored (shuffled, each with its number), beside the same tiles put back
+    (``put_back``): the right grid must show the crop in order, with the gaps."""
     tiles = np.asarray(sample["tiles"])
     g = int(round(np.sqrt(len(tiles))))
-    perm = meta["permutation"]
-    back = list(put_back(tiles, perm))
-    shuffled = grid([text(to_rgb(t), str(j), (2, 10), YELLOW, 0.3) for j, t in enumerate(tiles)], g)
-    return row([text(fit(shuffled), "stored"), text(fit(grid(back, g, 6)), "put back")]), \
-        f"permutation {meta['label']}: {perm}" + (" gray" if meta.get("gray") else "")
+    perm = [int(v) for v in meta["permutation"]]
+    cell = max(8, (PANEL_HEIGHT - 2 * (g - 1)) // g)
+    shuffled = grid([badge(fit(t, cell), str(j)) for j, t in enumerate(tiles)], g)
+    back = grid([fit(t, cell) for t in put_back(tiles, perm)], g, 6)
+    return tagged([(shuffled, "stored (tile numbers)"), (back, "put back")]), \
+        f"permutation {meta['label']}: {perm}" + (", gray" if meta.get("gray") else "")
 
 
-@drawer("context")
-def draw_context(sample, meta, ctx):
-    """The two patch boxes on the source (centre green, neighbour red) with the label as an arrow,
-    then the stored [centre, neighbour] patches."""
+CONTEXT_NAMES = ["top-left", "top", "top-right", "left", "right", "bottom-left", "bottom", "bottom-right"]
+
+
+def _context_view(src: np.ndarray, plan: dict, height: int, aspect=(0.75, 1.5)) -> np.ndarray:
+    """The source around the two boxes (centre green, neighbour red, the label as a yellow arrow),
+    ``height`` px tall, its width/height kept within ``aspect`` where the source allows."""
+    import cv2
+
+    (c0, c1) = plan["boxes"]
+    H, W = src.shape[:2]
+    pad = (c0[2] - c0[0]) * 1.5
+    x0, y0 = max(0, min(c0[0], c1[0]) - pad), max(0, min(c0[1], c1[1]) - pad)
+    x1, y1 = min(W, max(c0[2], c1[2]) + pad), min(H, max(c0[3], c1[3]) + pad)
+    if x1 - x0 > aspect[1] * (y1 - y0):  # a left/right pair: show more above and below
+        cy, half = (y0 + y1) / 2, (x1 - x0) / aspect[1] / 2
+        y0, y1 = max(0, cy - half), min(H, cy + half)
+    elif x1 - x0 < aspect[0] * (y1 - y0):
+        cx, half = (x0 + x1) / 2, (y1 - y0) * aspect[0] / 2
+        x0, x1 = max(0, cx - half), min(W, cx + half)
+    x0, y0, x1, y1 = int(x0), int(y0), int(np.ceil(x1)), int(np.ceil(y1))
+    s = height / (y1 - y0)
+    view = cv2.resize(np.ascontiguousarray(src[y0:y1, x0:x1]), (max(1, round((x1 - x0) * s)), height),
+                      interpolation=cv2.INTER_AREA)
+
+    def pt(x, y):
+        return int((x - x0) * s), int((y - y0) * s)
+
+    for b, col in ((c0, GREEN), (c1, RED)):
+        cv2.rectangle(view, pt(b[0], b[1]), pt(b[2], b[3]), col, 2)
+    start, end = arrow(plan)
+    cv2.arrowedLine(view, pt(*start), pt(*end), YELLOW, 2, cv2.LINE_AA, tipLength=0.2)
+    return view
+
+
+def _context_layout(label: int) -> np.ndarray:
+    """The 3x3 layout with the labelled neighbour and the arrow (drawn when the source is missing)."""
     import cv2
 
     from .tasks.context import NEIGHBOURS
 
-    names = ["top-left", "top", "top-right", "left", "right", "bottom-left", "bottom", "bottom-right"]
+    lay = np.full((90, 90, 3), 60, np.uint8)
+    dx, dy = NEIGHBOURS[label]
+    cv2.rectangle(lay, (31, 31), (59, 59), GREEN, 2)
+    cv2.rectangle(lay, (31 + 30 * dx, 31 + 30 * dy), (59 + 30 * dx, 59 + 30 * dy), RED, 2)
+    cv2.arrowedLine(lay, (45, 45), (45 + 30 * dx, 45 + 30 * dy), YELLOW, 2, tipLength=0.3)
+    return lay
+
+
+@drawer("context")
+def draw_context(sample, meta, ctx):
+    """The two patch boxes on the source (centre green, neighbour red) with the label as an arrow
+    (the bare 3x3 layout, marked "source not found", when the source is not here), then the stored
+    [centre, neighbour] patches, each with the channel it kept when the build dropped channels."""
     label = int(meta["label"])
     patches = list(np.asarray(sample["patches"]))
     src = ctx.source(meta["source"])
-    parts = []
-    if src is not None:
-        (c0, c1) = meta["boxes"]
-        pad = (c0[2] - c0[0]) * 1.5
-        x0, y0 = max(0, int(min(c0[0], c1[0]) - pad)), max(0, int(min(c0[1], c1[1]) - pad))
-        x1 = min(src.shape[1], int(max(c0[2], c1[2]) + pad))
-        y1 = min(src.shape[0], int(max(c0[3], c1[3]) + pad))
-        s = PANEL_HEIGHT * 2 / (y1 - y0)
-        view = cv2.resize(np.ascontiguousarray(src[y0:y1, x0:x1]), (max(1, int((x1 - x0) * s)), PANEL_HEIGHT * 2),
-                          interpolation=cv2.INTER_AREA)
-
-        def pt(x, y):
-            return int((x - x0) * s), int((y - y0) * s)
-
-        for b, col in ((c0, GREEN), (c1, RED)):
-            cv2.rectangle(view, pt(b[0], b[1]), pt(b[2], b[3]), col, 2)
-        start, end = arrow(meta)
-        cc, nc = pt(*start), pt(*end)
-        cv2.arrowedLine(view, cc, nc, YELLOW, 2, cv2.LINE_AA, tipLength=0.2)
-        parts.append(text(view, f"label {label}: {names[label]}"))
-    else:  # no source here: the 3x3 layout with the arrow
-        lay = np.full((90, 90, 3), 60, np.uint8)
-        dx, dy = NEIGHBOURS[label]
-        cv2.rectangle(lay, (31, 31), (59, 59), GREEN, 2)
-        cv2.rectangle(lay, (31 + 30 * dx, 31 + 30 * dy), (59 + 30 * dx, 59 + 30 * dy), RED, 2)
-        cv2.arrowedLine(lay, (45, 45), (45 + 30 * dx, 45 + 30 * dy), YELLOW, 2, tipLength=0.3)
-        parts.append(fit(lay))
-    parts += [text(fit(patches[0]), "centre"), text(fit(patches[1]), "neighbour")]
-    h = max(p.shape[0] for p in parts)
-    return row(parts, 4, h), f"neighbour {names[label]} (label {label})"
+    first = (_context_view(src, meta, COMPACT_HEIGHT), "source") if src is not None else \
+        (_context_layout(label), "source not found")
+    who = ["centre", "neighbour"]
+    keep = meta.get("keep_channel")
+    tags = [f"{w}, kept {'RGB'[c]}" for w, c in zip(who, keep)] if keep else who
+    caption = f"neighbour {CONTEXT_NAMES[label]} (label {label})"
+    if keep:
+        caption += f"; channel kept: {'RGB'[keep[0]]} (centre), {'RGB'[keep[1]]} (neighbour)"
+    elif getattr(ctx.params, "chroma", None) == "project":
+        caption += "; green-magenta removed"
+    shrunk = [f"{w} {d[0]}x{d[1]}" for w, d in zip(who, meta.get("downsample") or []) if d]
+    if shrunk:
+        caption += "; downsampled: " + ", ".join(shrunk)
+    return tagged([first, (patches[0], tags[0]), (patches[1], tags[1])], COMPACT_HEIGHT), caption
 
 
 @drawer("inpainting")
 def draw_inpainting(sample, meta, ctx):
     """Masked input, the mask overlaid on it, and the target."""
     img = sample["image"]
-    return row([text(fit(img), "input"), text(fit(overlay(img, sample["mask"])), "mask"),
-                text(fit(sample["target"]), "target")]), f"{meta.get('kind', '')} coverage {meta.get('coverage', 0):.2f}"
+    return tagged([(img, "input"), (overlay(img, sample["mask"]), "mask"), (sample["target"], "target")]), \
+        f"{meta.get('kind', '')} coverage {meta.get('coverage', 0):.2f}"
 
 
 @drawer("mae")
@@ -333,20 +451,47 @@ def draw_mae(sample, meta, ctx):
     for k in np.flatnonzero(mask):
         r, c = divmod(int(k), side)
         seen[r * p : (r + 1) * p, c * p : (c + 1) * p] = 128
-    return row([text(fit(img), "image"), text(fit(seen), "visible")]), f"{int(mask.sum())} of {len(mask)} masked"
+    return tagged([(img, "image"), (seen, "visible")]), f"{int(mask.sum())} of {len(mask)} masked"
+
+
+def _ab_colour(ab: np.ndarray) -> np.ndarray:
+    return lab_to_rgb(np.full(ab.shape[:2], 60.0), ab)
+
+
+def _upsample(a: np.ndarray, shape) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(np.asarray(a, np.float32), tuple(shape[::-1]), interpolation=cv2.INTER_NEAREST)
 
 
 @drawer("colorization")
-@drawer("splitbrain")
 def draw_colorization(sample, meta, ctx):
     """L, the ab target (colour at fixed L), and L with the target's colours (ab upsampled)."""
-    import cv2
-
     L = np.asarray(sample["L"], np.float32)
-    ab = np.asarray(sample["ab_target"] if "ab_target" in sample else sample["ab"], np.float32)
-    ab_up = cv2.resize(ab, L.shape[::-1], interpolation=cv2.INTER_NEAREST)
-    return row([text(fit(L), "L"), text(fit(lab_to_rgb(np.full(ab.shape[:2], 60.0), ab)), "ab target"),
-                text(fit(lab_to_rgb(L, ab_up)), "L + ab")]), "colour target"
+    ab = np.asarray(sample["ab_target"], np.float32)
+    return tagged([(L, "L"), (_ab_colour(ab), "ab target"), (lab_to_rgb(L, _upsample(ab, L.shape)), "L + ab")]), \
+        "colour target"
+
+
+@drawer("splitbrain")
+def draw_splitbrain(sample, meta, ctx):
+    """Both halves of the crop: L -> ab (L, the nearest ab bin of each target pixel, L in those
+    colours) and ab -> L (ab at fixed L, the target L bins as gray)."""
+    from .lab import gamut_bins
+
+    q = meta.get("quantization", {})
+    L = np.asarray(sample["L"], np.float32)
+    ab = np.asarray(sample["ab"], np.float32)
+    ab_t = gamut_bins(int(q.get("grid_step", 10)))[np.asarray(sample["ab_bins"])[..., 0]]
+    nl = int(q.get("l_bins", 100))
+    L_t = (np.asarray(sample["L_bins"], np.float32) + 0.5) * (100.0 / nl)
+    h = COMPACT_HEIGHT
+    to_ab = tagged([(L, "L (input)"), (_ab_colour(ab_t), "ab bins (target)"),
+                    (lab_to_rgb(L, _upsample(ab_t, L.shape)), "L + target")], h)
+    to_l = tagged([(_ab_colour(ab), "ab (input)"), (lab_to_rgb(L_t, np.zeros((*L_t.shape, 2))), "L bins (target)")], h)
+    return hstack([labeled(to_ab, "L -> ab", paper=WHITE), labeled(to_l, "ab -> L", paper=WHITE)], 12), \
+        f"L -> ab ({len(gamut_bins(int(q.get('grid_step', 10))))} ab bins) and ab -> L ({nl} L bins)" + \
+        (", flipped" if meta.get("flip") else "")
 
 
 @drawer("frame_order")
@@ -355,7 +500,7 @@ def draw_frame_order(sample, meta, ctx):
     frames = list(np.asarray(sample["frames"]))
     idx = meta.get("frames", [None] * len(frames))
     kind = "ordered" if int(meta["label"]) == 1 else "shuffled"
-    return row([text(fit(f), f"frame {i}") for f, i in zip(frames, idx)]), \
+    return tagged([(f, f"frame {i}") for f, i in zip(frames, idx)]), \
         f"{kind} ({meta.get('order', '')}), motion {meta.get('motion', 0):.1f}"
 
 
@@ -366,8 +511,9 @@ def draw_track(sample, meta, ctx):
     tr = meta.get("track", {})
     frames = tr.get("frames", [None, None])
     kinds = ["other clip", "same clip, distant", "same frame"]
-    return row([text(fit(q), f"query f{frames[0]}"), text(fit(p), f"positive f{frames[-1]}"),
-                text(fit(n), "negative")]), f"negative: {kinds[int(meta['label'])] if int(meta['label']) < 3 else meta['label']}"
+    label = int(meta["label"])
+    return tagged([(q, f"query f{frames[0]}"), (p, f"positive f{frames[-1]}"), (n, "negative")]), \
+        f"negative: {kinds[label] if label < 3 else label}"
 
 
 @drawer("video_colorization")
@@ -376,12 +522,11 @@ def draw_video_colorization(sample, meta, ctx):
     gray = list(np.asarray(sample["gray"]))
     bins = np.asarray(sample["bins"])
     colours = _palette(int(bins.max()) + 1)
-    parts = [text(fit(sample["reference"]), "reference")]
+    items = [(sample["reference"], "reference")]
     for k, (g, b) in enumerate(zip(gray, bins)):
-        label = "ref" if k == 0 else f"t{k}"
-        parts.append(np.concatenate([fit(g, PANEL_HEIGHT // 2), fit(colours[b], PANEL_HEIGHT // 2)], 0))
-        parts[-1] = text(parts[-1], label)
-    return row(parts, 4), f"frames {meta.get('frames')}"
+        items.append((np.concatenate([fit(g, PANEL_HEIGHT // 2), fit(colours[b], PANEL_HEIGHT // 2)], 0),
+                      "ref" if k == 0 else f"t{k}"))
+    return tagged(items), f"frames {meta.get('frames')}"
 
 
 def _palette(n: int) -> np.ndarray:
@@ -399,7 +544,7 @@ def draw_exemplar(sample, meta, ctx):
 @drawer("contrastive")
 def draw_contrastive(sample, meta, ctx):
     views = list(np.asarray(sample["views"]))
-    return row([text(fit(v), f"view {k}") for k, v in enumerate(views)]), f"positive pair, group {meta['label']}"
+    return tagged([(v, f"view {k}") for k, v in enumerate(views)]), f"positive pair, group {meta['label']}"
 
 
 def draw(sample: dict, ctx: Context):
@@ -415,27 +560,42 @@ def draw(sample: dict, ctx: Context):
     return panel, f"#{sample['index']}: {caption}"
 
 
-def make_context(out: Path) -> Context:
-    """Params and a source loader (None when the build's sources are not on this machine)."""
+def make_context(out: Path, source=None) -> Context:
+    """Params and a source loader: the build's sources (``source`` if given, else where the
+    manifest says, see ``verify.source_root``), None for a source that is not on this machine (the
+    context records which, for ``Context.missing_note``)."""
     from .config import make_params
     from .registry import get_task
     from .sources import check_source, load_rgb
     from .verify import source_root
 
     m = read_manifest(out)
-    params = make_params(get_task(m["task"]), m["params"])
+    task = get_task(m["task"])
+    params = make_params(task, m["params"])
+    tried = [str(source)] if source is not None else list(dict.fromkeys(
+        str(v) for v in (m.get("source_path"), m.get("source")) if v))
     try:
-        root = source_root(m)
+        root = source_root(m, source)
     except PretextgenError:
         root = None
+    missing: list[str] = []
 
-    def source(rel: str):
-        if root is None or get_task(m["task"]).input != "image":
+    def load(rel: str):
+        if task.input != "image":
             return None
-        src, _ = check_source(root, rel, 1)
-        return None if src is None else load_rgb(root, src)
+        src = None if root is None else check_source(root, rel, 1)[0]
+        if src is None:
+            missing.append(rel)
+            return None
+        return load_rgb(root, src)
 
-    return Context(m, params, source)
+    looked_in = str(root) if root is not None else " or ".join(tried) or "?"
+    return Context(m, params, load, looked_in, root is not None, missing)
+
+
+def written(m: dict) -> int:
+    """Samples the build's shards hold (fewer than ``m["samples"]`` asked when it is incomplete)."""
+    return sum(int(s["samples"]) for s in m["shards"])
 
 
 def pick(total: int, n: int) -> list[int]:
@@ -443,15 +603,16 @@ def pick(total: int, n: int) -> list[int]:
     return sorted(set(np.linspace(0, total - 1, min(n, total)).round().astype(int).tolist()))
 
 
-def drawn_samples(out: Path, n: int):
-    """[(panel, caption, sample)] for n samples spread over the build."""
-    ctx = make_context(out)
-    samples = read_samples(out, pick(ctx.manifest["samples"], n))
+def drawn_samples(out: Path, n: int, ctx: Context | None = None):
+    """[(panel, caption, sample)] for n samples spread over what the build has written."""
+    ctx = ctx or make_context(out)
+    samples = read_samples(out, pick(written(ctx.manifest), n))
     return [(*draw(s, ctx), s) for s in samples]
 
 
 def contact_sheet(panels: list[tuple[np.ndarray, str]], width: int = SHEET_WIDTH) -> np.ndarray:
-    """Captioned panels laid out in rows (a panel wider than the sheet is shrunk)."""
+    """Captioned panels laid out in rows of at most ``width`` px (a wider panel is shrunk); the
+    sheet is as wide as its widest row. Captions are wrapped, never cut."""
     import cv2
 
     boxes = []
@@ -459,7 +620,7 @@ def contact_sheet(panels: list[tuple[np.ndarray, str]], width: int = SHEET_WIDTH
         if panel.shape[1] > width - 8:
             s = (width - 8) / panel.shape[1]
             panel = cv2.resize(panel, (width - 8, max(1, int(panel.shape[0] * s))), interpolation=cv2.INTER_AREA)
-        boxes.append(caption_above(panel, caption))
+        boxes.append(labeled(panel, caption, size=CAPTION_SIZE, paper=CAPTION_PAPER))
     rows_, cur, used = [], [], 0
     for b in boxes:
         if cur and used + b.shape[1] + 8 > width:
@@ -469,16 +630,16 @@ def contact_sheet(panels: list[tuple[np.ndarray, str]], width: int = SHEET_WIDTH
         used += b.shape[1] + 8
     if cur:
         rows_.append(cur)
-    strips = []
+    width = max(sum(b.shape[1] + 8 for b in r) for r in rows_)
+    bands = []
     for r in rows_:
-        h = max(b.shape[0] for b in r)
-        strip = np.full((h + 8, width, 3), 255, np.uint8)
+        band = np.full((max(b.shape[0] for b in r) + 8, width, 3), 255, np.uint8)
         x = 4
         for b in r:
-            strip[4 : 4 + b.shape[0], x : x + b.shape[1]] = b
+            band[4 : 4 + b.shape[0], x : x + b.shape[1]] = b
             x += b.shape[1] + 8
-        strips.append(strip)
-    return np.concatenate(strips, 0)
+        bands.append(band)
+    return np.concatenate(bands, 0)
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:
@@ -488,9 +649,12 @@ def png_bytes(rgb: np.ndarray) -> bytes:
 
 
 # ---------------------------------------------------------------- HTML
-def _svg_bars(values: list[tuple[str, int]], title: str, width: int = 720, height: int = 160) -> str:
+def _svg_bars(values: list[tuple[str, int]], title: str, width: int = 720, height: int = 160,
+              max_bar: int = 40) -> str:
+    """Bars at most ``max_bar`` px wide: a few values make a narrow chart, not wide blocks."""
     top = max((v for _, v in values), default=0) or 1
-    bw = width / max(len(values), 1)
+    bw = min(width / max(len(values), 1), max_bar)
+    width = max(int(np.ceil(bw * len(values))), 160)
     bars = []
     for k, (name, v) in enumerate(values):
         h = (height - 20) * v / top
@@ -509,15 +673,21 @@ def html_page(out: Path, drawn, summary: list[str], audit_lines: list[str] | Non
     m = read_manifest(out)
     hist = {int(k): v for k, v in m.get("label_histogram", {}).items()}
     k = max(m["num_classes"], max(hist, default=-1) + 1)
+    incomplete = "" if m.get("complete") else f" (INCOMPLETE build: {m['samples']} asked)"
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>pretextgen inspect: "
              f"{html.escape(m['task'])}</title><style>body{{font-family:sans-serif;margin:1.5em;max-width:1500px}}"
              "figure{display:inline-block;margin:.5em;vertical-align:top}img{display:block;image-rendering:pixelated}"
-             "rect{fill:#4a7fb5}pre{background:#f4f4f4;padding:.5em;overflow-x:auto}</style></head><body>",
-             f"<h1>{html.escape(m['task'])}: {m['samples']} samples</h1>",
+             "rect{fill:#4a7fb5}pre{background:#f4f4f4;padding:.5em;white-space:pre-wrap;overflow-wrap:anywhere}"
+             "</style></head><body>",
+             f"<h1>{html.escape(m['task'])}: {written(m)} samples{incomplete}</h1>",
              f"<pre id='summary'>{html.escape(chr(10).join(summary))}</pre>", "<h2>Histograms</h2>"]
     if hist:
         parts.append(_svg_bars([(f"label {c}", hist.get(c, 0)) for c in range(k)], "samples per label"))
-    parts.append(_svg_bars([(s["name"], s["bytes"]) for s in m["shards"]], "bytes per shard"))
+    if len(m["shards"]) > 1:
+        parts.append(_svg_bars([(s["name"], s["bytes"]) for s in m["shards"]], "bytes per shard"))
+    else:  # one bar says nothing
+        parts.append("<p id='shards'>" + "".join(f"one shard: {html.escape(s['name'])}, {s['bytes'] / 2**20:.1f} MB"
+                                                 for s in m["shards"]) + ("" if m["shards"] else "no shard yet") + "</p>")
     if audit_lines:
         parts.append(f"<h2>Shortcut audit</h2><pre id='audit'>{html.escape(chr(10).join(audit_lines))}</pre>")
     parts.append("<h2>Samples</h2>")
@@ -531,8 +701,9 @@ def html_page(out: Path, drawn, summary: list[str], audit_lines: list[str] | Non
     return "\n".join(parts)
 
 
-def inspect_cmd(out_dir, sheet=None, page=None, samples: int = 12, audit: bool = False) -> int:
-    """The ``pretextgen inspect`` command: prints the summary; writes the sheet / page if asked."""
+def inspect_cmd(out_dir, sheet=None, page=None, samples: int = 12, audit: bool = False, source=None) -> int:
+    """The ``pretextgen inspect`` command: prints the summary; writes the sheet / page if asked.
+    ``source``: where the build's sources are now (default: the manifest's)."""
     out = Path(out_dir)
     if not (out / "manifest.json").exists():
         raise PretextgenError(f"{out} holds no manifest.json: not a pretextgen build")
@@ -550,8 +721,14 @@ def inspect_cmd(out_dir, sheet=None, page=None, samples: int = 12, audit: bool =
             audit_lines = [f"shortcut audit: not applicable: {e}"]
         print("\n".join(audit_lines))
     if sheet or page:
-        drawn = drawn_samples(out, samples)
-        if sheet:
+        ctx = make_context(out, source)
+        drawn = drawn_samples(out, samples, ctx)
+        note = ctx.missing_note()
+        if note:
+            print(note)
+        if sheet and not drawn:
+            print("contact sheet: not written (the build holds no samples yet)")
+        elif sheet:
             Path(sheet).write_bytes(png_bytes(contact_sheet([(p, c) for p, c, _ in drawn])))
             print(f"contact sheet: {sheet} ({len(drawn)} samples)")
         if page:
