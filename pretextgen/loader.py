@@ -7,6 +7,9 @@
     for batch in loader:                             # batch["tiles"]: uint8 (B, 9, 3, 64, 64)
         ...; ckpt["loader"] = loader.state_dict()    # batch["label"]: int64 (B,)
 
+Fields: image-like ones (images, tile stacks, ab, soft bins and weights) come out channels first;
+class ids and indices (ab_bins, L_bins, cluster ids, MAE ids) come out int64 (``collate``).
+
 How one epoch is cut (``epoch_slots``): the shards are put in an order drawn from (seed, epoch); the
 concatenated stream of samples is split into one contiguous range per rank, then per DataLoader
 worker; each worker reads only its range (sequential tar reads) through a shuffle buffer whose
@@ -451,10 +454,16 @@ def _image_like(a: np.ndarray) -> bool:
     return a.ndim >= 3 and a.shape[-1] in (1, 2, 3) and min(a.shape[-3:-1]) >= 8
 
 
-def collate(samples: list[dict], channels_first: bool = True) -> dict:
-    """Stack a worker's samples: arrays -> tensors (image-like ``...xHxWxC`` moved to ``...xCxHxW``
-    when ``channels_first``), ``label``/``index`` -> int64 tensors, ``json`` -> list of plans."""
+def collate(samples: list[dict], channels_first: bool = True, fields: dict | None = None) -> dict:
+    """Stack a worker's samples: arrays -> tensors, ``label``/``index`` -> int64, ``json`` -> list of
+    plans. The rule for every field (``fields``: name -> registry.Field): one declared ``channels``
+    (stored ``...xHxWxC``) comes out ``...xCxHxW`` when ``channels_first``; one declared ``ids`` (class
+    ids, indices) comes out int64. Without ``fields``, arrays shaped like images are moved."""
     import torch
+
+    def layout(name, first):
+        spec = (fields or {}).get(name)
+        return (spec.channels, spec.ids) if spec is not None else (_image_like(first), False)
 
     samples_ = [s for s in samples if not s.get("_empty")]
     out: dict = {"_worker": samples[0]["_worker"], "_skipped": sum(s["_skipped"] for s in samples)}
@@ -468,13 +477,16 @@ def collate(samples: list[dict], channels_first: bool = True) -> dict:
         if name in ("label", "index"):
             out[name] = torch.tensor(values, dtype=torch.int64)
         elif isinstance(first, torch.Tensor):  # live GPU samples: stay on their device
+            channels, ids = layout(name, first)
             a = torch.stack(values)
-            out[name] = a.movedim(-1, -3).contiguous() if channels_first and _image_like(first) else a
+            a = a.movedim(-1, -3).contiguous() if channels_first and channels else a
+            out[name] = a.long() if ids else a
         elif isinstance(first, np.ndarray):
+            channels, ids = layout(name, first)
             a = np.stack(values)
-            if channels_first and _image_like(first):
+            if channels_first and channels:
                 a = np.moveaxis(a, -1, -3)
-            out[name] = torch.from_numpy(np.ascontiguousarray(a))
+            out[name] = torch.from_numpy(np.ascontiguousarray(a, np.int64 if ids else None))
         else:
             out[name] = values
     return out
@@ -511,8 +523,12 @@ class Loader:
 
         from torch.utils.data import DataLoader
 
+        from .registry import get_task
+
+        task = getattr(self.dataset, "task", None) or get_task(self.dataset.manifest["task"])
+        fields = {f.name: f for f in task.fields}
         return DataLoader(self.dataset, batch_size=self.batch_size, num_workers=self.num_workers,
-                          collate_fn=partial(collate, channels_first=self.channels_first), **self.kwargs)
+                          collate_fn=partial(collate, channels_first=self.channels_first, fields=fields), **self.kwargs)
 
     def __iter__(self):
         self.dataset.resume_from = list(self.consumed) if any(self.consumed) else None

@@ -29,6 +29,11 @@ class Field:
     # with a trailing axis of nearest bins, the nearest), "ordinal" (ordered bins: compared like
     # grey levels), or "weights:<bins field>" (soft weights, compared where that field's bins agree).
     compare: str = "pixels"
+    # How the loader hands it to torch: ``channels``: stored ...xHxWxC (an image, a stack of them, or
+    # a per-pixel vector such as ab or soft bins), moved to ...xCxHxW when channels_first; ``ids``:
+    # class ids or indices, handed over as int64 (what cross_entropy and gather take).
+    channels: bool = False
+    ids: bool = False
 
 
 @dataclass(frozen=True)
@@ -63,11 +68,20 @@ class Task:
     # view_post(uint8 view) -> array in NumPy, dali_view_post(DALI node) -> node in the DALI graph.
     view_post: Callable | None = None
     dali_view_post: Callable | None = None
+    # What makes a source and a sample worth training on, in a sentence (``pretextgen tasks`` shows
+    # it). Image tasks share the scan's rules and the builder's flat-view redraw (IMAGE_USABLE).
+    usable: str = ""
+
+    def __post_init__(self):
+        if not self.usable:
+            object.__setattr__(self, "usable", IMAGE_USABLE if self.input == "image" else "")
 
     def doc_fields(self, pixels: str = "png") -> list[str]:
         return [f"{f.name}.{stored_ext(f, pixels)}" for f in self.fields]
 
 
+IMAGE_USABLE = ("sources that decode without a warning and are not one colour; plans whose views all lie in "
+                "one-colour areas are drawn again elsewhere")
 PIXEL_FORMATS = ("png", "npy")
 
 
