@@ -122,6 +122,33 @@ def params_to_dict(params) -> dict:
 
 # Shared checks for the params dataclasses' validate(); the ValueError text names the field and
 # is prefixed with the task by make_params.
+
+# Upper bounds of the parameters that size work. Each params class lists its bounds in a class
+# attribute ``LIMITS = {field: (bound, why)}`` (not a dataclass field), checked first by its
+# validate() through check_limits, so a value that would run for minutes or exhaust memory is an
+# error at load time, before anything is built. ``limits_of(task)`` states them.
+MAX_SIDE = 1024  # output sides (px): 3 MiB a view before encoding; the papers use 32-384
+SIDE_WHY = "output side in px; the papers use 32-384"
+FLOW_LIMITS = {
+    "flow_size": (1024, "optical flow runs on every measured frame pair of every clip at this side, "
+                        "its cost grows with its square; 256 by default"),
+}
+
+
+def check_limits(params) -> None:
+    """Each ``params.LIMITS`` entry ``field: (bound, why)`` must hold: value <= bound."""
+    for name, (bound, why) in getattr(type(params), "LIMITS", {}).items():
+        value = getattr(params, name)
+        if value > bound:
+            raise ValueError(f"{name}: {value} is above the limit of {bound} ({why}); "
+                             f"lower {name} to <= {bound}")
+
+
+def limits_of(task) -> dict:
+    """``{field: bound}`` of a task's parameters that size work (``LIMITS`` of its params class)."""
+    return {name: bound for name, (bound, _) in getattr(task.params, "LIMITS", {}).items()}
+
+
 def check_fractions(params, *names: str) -> None:
     """Each named (min, max) pair must satisfy 0 < min <= max <= 1."""
     for name in names:

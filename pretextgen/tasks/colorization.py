@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import check_fractions, check_probabilities
+from ..config import MAX_SIDE, SIDE_WHY, check_fractions, check_limits, check_probabilities
 from .. import lab
 from ..errors import PretextgenError
 from ..geometry import random_square, view
@@ -56,17 +56,39 @@ class ColorizationParams:
     gray_fraction: float = 0.01  # a source with fewer coloured pixels than this is skipped
     min_side: int = 32
 
+    LIMITS = {  # not a field: see config.check_limits
+        "size": (MAX_SIDE, SIDE_WHY),
+        "neighbours": (32, "every target pixel stores this many bins and weights; the paper uses 5"),
+        "prior_side": (4096, "the prior pass converts every source to Lab at this longer side; 256 by default"),
+    }
+    MAX_TARGET_SIDE = 256  # ceil(size / target_stride): the paper's 56; each target pixel holds neighbours bins
+
     def validate(self):
+        check_limits(self)
         if self.size < 8:
             raise ValueError("size: must be at least 8")
         check_fractions(self, "crop_scale")
         check_probabilities(self, "flip_prob")
-        if not 1 <= self.target_stride <= self.size:
-            raise ValueError("target_stride: must be in 1..size")
+        if self.target_stride < 1:
+            raise ValueError("target_stride: must be at least 1")
+        if self.target_stride > self.size:
+            raise ValueError(f"target_stride: {self.target_stride} is larger than size {self.size}; "
+                             f"lower target_stride to <= {self.size} or raise size to >= {self.target_stride}")
+        if self.target_side() > self.MAX_TARGET_SIDE:
+            t, m = self.target_side(), self.MAX_TARGET_SIDE
+            fixes = f"raise target_stride to >= {-(-self.size // m)} or lower size to <= {m * self.target_stride}"
+            raise ValueError(f"target_stride: size {self.size} / target_stride {self.target_stride} gives {t} x {t} "
+                             f"targets, above the limit of {m} a side (each target pixel stores neighbours bins "
+                             f"and weights; the paper: 224 / 4 = 56); {fixes}")
         if not 2 <= self.grid_step <= 64:
             raise ValueError("grid_step: must be in 2..64 (ab units)")
-        if not 1 <= self.neighbours <= 32:
-            raise ValueError("neighbours: must be in 1..32")
+        if self.neighbours < 1:
+            raise ValueError("neighbours: must be at least 1")
+        if self.neighbours > 10:  # 10: the fewest in-gamut bins of any grid_step (64); only then count them
+            bins = len(lab.gamut_bins(self.grid_step))
+            if self.neighbours > bins:
+                raise ValueError(f"neighbours: {self.neighbours} is more than the {bins} ab bins of grid_step "
+                                 f"{self.grid_step}; lower neighbours to <= {bins} or lower grid_step (finer bins)")
         if self.sigma <= 0 or self.prior_sigma < 0:
             raise ValueError("sigma/prior_sigma: need sigma > 0 and prior_sigma >= 0")
         if not 0 < self.prior_lambda <= 1:
@@ -256,9 +278,9 @@ def target_fields() -> tuple[Field, Field]:
     """The soft-encoded ab target fields, shared with split-brain."""
     return (
         Field("ab_bins", "npy", "uint16", lambda p: (p.target_side(), p.target_side(), p.neighbours),
-              "nearest in-gamut ab bins, nearest first", compare="bins"),
+              "nearest in-gamut ab bins, nearest first", compare="bins", channels=True, ids=True),
         Field("ab_weights", "npy", "float16", lambda p: (p.target_side(), p.target_side(), p.neighbours),
-              "soft-encoding weights, sum 1", compare="weights:ab_bins"),
+              "soft-encoding weights, sum 1", compare="weights:ab_bins", channels=True),
     )
 
 
@@ -271,9 +293,10 @@ TASK = register_task(Task(
     plan=plan,
     finish=finish,
     fields=(L_FIELD, Field("ab_target", "npy", "float16", lambda p: (p.target_side(), p.target_side(), 2),
-                           "ab of the target pixels"), *target_fields()),
+                           "ab of the target pixels", channels=True), *target_fields()),
     num_classes=lambda p: len(lab.gamut_bins(p.grid_step)),
     select_sources=select_sources,
+    usable="as every image task, and sources must hold colour (gray_fraction of pixels with chroma >= gray_chroma)",
     view_post=view_post,
     dali_view_post=dali_view_post,
     summary="predict the quantized ab colour (soft-encoded over in-gamut bins) of each pixel from L",

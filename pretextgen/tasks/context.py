@@ -25,7 +25,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..config import check_fractions, check_probabilities
+from ..config import check_fractions, check_limits, check_probabilities
 from ..geometry import view
 from ..registry import Field, Task, register_task
 
@@ -47,14 +47,25 @@ class ContextParams:
     noise_ratio: float = 0.01
     min_side: int = 64
 
+    LIMITS = {  # not a field: see config.check_limits
+        "patch": (512, "output side in px; the noise bank holds 128 x patch^2 floats (128 MB at 512); "
+                       "the paper uses 96"),
+    }
+
     def validate(self):
-        if self.patch < 4 or self.gap < 0 or self.jitter < 0:
-            raise ValueError("patch/gap/jitter: need patch >= 4, gap >= 0, jitter >= 0")
+        check_limits(self)
+        for name, low in (("patch", 4), ("gap", 0), ("jitter", 0)):
+            if getattr(self, name) < low:
+                raise ValueError(f"{name}: must be at least {low}")
         if self.chroma not in ("drop", "project", "none"):
             raise ValueError("chroma: must be 'drop', 'project' or 'none'")
         check_probabilities(self, "downsample_prob")
-        if not 1 <= self.min_pixels <= self.patch * self.patch:
-            raise ValueError("min_pixels: must be in 1..patch^2")
+        if self.min_pixels < 1:
+            raise ValueError("min_pixels: must be at least 1")
+        if self.min_pixels > self.patch * self.patch:
+            raise ValueError(f"min_pixels: {self.min_pixels} is more than the patch x patch = {self.patch} x "
+                             f"{self.patch} = {self.patch * self.patch} pixels of a patch; lower min_pixels to "
+                             f"<= {self.patch * self.patch} or raise patch to >= {math.isqrt(self.min_pixels - 1) + 1}")
         check_fractions(self, "layout_scale")
 
     @property
@@ -147,7 +158,7 @@ TASK = register_task(Task(
     params=ContextParams,
     plan=plan,
     finish=finish,
-    fields=(Field("patches", "npy", "uint8", lambda p: (2, p.patch, p.patch, 3), "[centre, neighbour]"),),
+    fields=(Field("patches", "npy", "uint8", lambda p: (2, p.patch, p.patch, 3), "[centre, neighbour]", channels=True),),
     num_classes=lambda p: 8,
     summary="predict where a neighbouring patch sits relative to the centre patch (8 classes)",
     paper="Doersch et al. 2015, Unsupervised Visual Representation Learning by Context Prediction",

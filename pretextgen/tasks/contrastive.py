@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import hsv
+from ..config import MAX_SIDE, SIDE_WHY, check_limits
 from ..geometry import random_resized_box, view
 from ..registry import Field, Task, register_task
 
@@ -47,7 +48,14 @@ class ContrastiveParams:
     solarize_prob: tuple[float, ...] = (0.0, 0.2)  # per view; the last value for further views
     min_side: int = 32
 
+    LIMITS = {  # not a field: see config.check_limits
+        "views": (32, "views per sample, each a full crop; SimCLR/BYOL use 2, multi-crop recipes up to 12"),
+        "size": (MAX_SIDE, SIDE_WHY),
+        "blur_kernel": (255, "Gaussian kernel side in px; SimCLR uses about size / 10 (23 for 224)"),
+    }
+
     def validate(self):
+        check_limits(self)
         if self.views < 1:
             raise ValueError("views: must be at least 1")
         if self.size < 8:
@@ -69,6 +77,10 @@ class ContrastiveParams:
             raise ValueError("brightness/contrast/saturation: must be >= 0; hue: in [0, 0.5]")
         if self.blur_kernel < 1 or self.blur_kernel % 2 == 0:
             raise ValueError("blur_kernel: must be a positive odd number")
+        if self.blur_kernel > self.size:
+            raise ValueError(f"blur_kernel: {self.blur_kernel} is wider than the {self.size} px views; lower "
+                             f"blur_kernel to <= {self.size - 1 + self.size % 2} (odd; SimCLR uses about size / 10) "
+                             f"or raise size to >= {self.blur_kernel}")
 
 
 def _per_view(values: tuple, k: int) -> float:
@@ -144,7 +156,8 @@ TASK = register_task(Task(
     params=ContrastiveParams,
     plan=plan,
     finish=finish,
-    fields=(Field("views", "npy", "uint8", lambda p: (p.views, p.size, p.size, 3), "k augmented views of one image"),),
+    fields=(Field("views", "npy", "uint8", lambda p: (p.views, p.size, p.size, 3), "k augmented views of one image",
+                  channels=True),),
     num_classes=lambda p: 0,  # one group per sample: the manifest states the number of samples
     label_is_plan_index=True,
     summary="k augmented views of one image (SimCLR/BYOL recipe); label = group id",

@@ -8,7 +8,9 @@ plan's number). N, the number of classes, is the number of samples (``--samples`
 The seed: ``candidates`` centres are drawn uniformly (far enough from the border for every
 transformation to stay inside), and the one whose seed box has the highest mean squared gradient
 (BT.601 luma, central differences) is kept; ``source_stats`` computes that energy from the source
-pixels before planning. The seed box covers ``patch * source_scale`` source px (1.0: the paper's
+pixels before planning. Usable: the kept seed's energy reaches ``min_energy`` (1 grey level squared
+per px: 0.6% of random 32 px boxes of the flower photos fall below it), else the plan is refused
+(``UnusablePlan``) and drawn again from another source; the manifest counts such plans. The seed box covers ``patch * source_scale`` source px (1.0: the paper's
 native-resolution patches; the affine views resample bilinearly without an antialiasing filter).
 
 Each transformation, with the paper's ranges as defaults: translation (up to ``translate`` of the
@@ -27,12 +29,14 @@ Fields: ``patches.npy`` (K, patch, patch, 3) uint8.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from .. import hsv
-from ..errors import PretextgenError
+from ..config import check_limits
+from ..errors import PretextgenError, UnusablePlan
 from ..geometry import affine_views
 from ..registry import Field, Task, register_task
 
@@ -43,6 +47,7 @@ class ExemplarParams:
     transforms: int = 32  # K, transformed patches per surrogate class
     source_scale: float = 1.0  # source px per output px in the seed patch
     candidates: int = 8  # seed centres tried; the highest gradient energy wins
+    min_energy: float = 1.0  # the winner's mean squared luma gradient must reach this (else: no class)
     translate: float = 0.2  # up to this fraction of the patch side, each axis
     scale: tuple[float, float] = (0.7, 1.4)
     rotate: float = 20.0  # degrees, either way
@@ -53,9 +58,25 @@ class ExemplarParams:
     hue: float = 0.1  # turns, either way
     min_side: int = 64
 
+    LIMITS = {  # not a field: see config.check_limits
+        "patch": (256, "output side in px; the paper uses 32"),
+        "transforms": (512, "patches per sample; the paper uses up to 300"),
+        "candidates": (256, "seed centres scored per sample, each listed in the sample's JSON; 8 by default"),
+        "source_scale": (16.0, "source px per output px: the seed patch is patch x source_scale px a side; "
+                               "1 in the paper"),
+    }
+    MAX_PIXELS = 1 << 22  # transforms x patch^2 per sample: recolour holds them as float64 (~100 MB)
+
     def validate(self):
-        if self.patch < 4 or self.transforms < 1 or self.candidates < 1:
-            raise ValueError("patch/transforms/candidates: need patch >= 4, transforms >= 1, candidates >= 1")
+        check_limits(self)
+        for name, low in (("patch", 4), ("transforms", 1), ("candidates", 1)):
+            if getattr(self, name) < low:
+                raise ValueError(f"{name}: must be at least {low}")
+        if self.transforms * self.patch * self.patch > self.MAX_PIXELS:
+            k, side, cap = self.transforms, self.patch, self.MAX_PIXELS
+            raise ValueError(f"transforms: {k} patches of {side} x {side} px are {k * side * side} pixels per sample, "
+                             f"above the limit of {cap} (the recolouring holds them as float64, ~100 MB); lower "
+                             f"transforms to <= {cap // (side * side)} or patch to <= {math.isqrt(cap // k)}")
         if self.source_scale <= 0 or self.translate < 0 or not 0 <= self.rotate <= 180 or not 0 <= self.hue <= 0.5:
             raise ValueError("source_scale > 0, translate >= 0, rotate in [0, 180], hue in [0, 0.5]")
         for name in ("scale", "pca_contrast", "power", "multiply"):
@@ -122,6 +143,9 @@ def plan(p: ExemplarParams, rng: np.random.Generator, width: int, height: int, p
         cx, cy = _r(rng.uniform(lo_x, hi_x)), _r(rng.uniform(lo_y, hi_y))
         cands.append([cx, cy, round(box_energy(stats, cx, cy, p.seed_side), 4)])
     seed = int(np.argmax([c[2] for c in cands]))
+    if cands[seed][2] < p.min_energy:  # flat everywhere we looked: K copies of one colour are no class
+        raise UnusablePlan(f"no textured seed patch: best of {p.candidates} candidates has gradient energy "
+                           f"{cands[seed][2]:g} < min_energy={p.min_energy:g}")
     cx, cy = cands[seed][:2]
     half = p.seed_side / 2
     # All K transformations in one draw (columns in the order of the JSON), rounded as stored:
@@ -174,10 +198,11 @@ TASK = register_task(Task(
     plan=plan,
     finish=finish,
     fields=(Field("patches", "npy", "uint8", lambda p: (p.transforms, p.patch, p.patch, 3),
-                  "K transformations of the class's seed patch"),),
+                  "K transformations of the class's seed patch", channels=True),),
     num_classes=lambda p: 0,  # one surrogate class per sample: the manifest states the number of samples
     label_is_plan_index=True,
     source_stats=gradient_energy,
+    usable="as every image task, and the seed patch must be textured (min_energy), else the plan is drawn again",
     summary="surrogate classes: K random transformations of one high-gradient seed patch; label = class id",
     paper="Dosovitskiy et al. 2014, Discriminative Unsupervised Feature Learning with CNNs",
 ))

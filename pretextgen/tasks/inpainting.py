@@ -21,11 +21,12 @@ Fields: ``image.png`` (size, size, 3) uint8, the masked input; ``target.png`` th
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import check_fractions
+from ..config import MAX_SIDE, SIDE_WHY, check_fractions, check_limits
 from ..errors import PretextgenError
 from ..geometry import random_square, view
 from ..registry import Field, Task, register_task
@@ -47,19 +48,51 @@ class InpaintingParams:
     crop_scale: tuple[float, float] = (0.8, 1.0)  # square side / shorter source side
     min_side: int = 32
 
+    LIMITS = {"size": (MAX_SIDE, SIDE_WHY)}  # not a field: see config.check_limits
+    MAX_REGION_CELLS = 128  # regions: pattern cells a side; each try (up to MAX_TRIES) costs cells x size^2
+
     def validate(self):
+        check_limits(self)
         if self.mask not in KINDS:
             raise ValueError(f"mask: must be one of {', '.join(KINDS)}")
         if self.size < 16 or self.size % 2:
             raise ValueError("size: must be even and at least 16")
-        if not 0 <= self.overlap < self.size // 4:
-            raise ValueError(f"overlap: must be in 0..{self.size // 4 - 1}")
+        if self.overlap < 0:
+            raise ValueError("overlap: must be at least 0")
+        if self.overlap >= self.size // 4:
+            raise ValueError(f"overlap: {self.overlap} leaves no hole in the size / 2 = {self.size // 2} px target "
+                             f"(needs overlap < size // 4 = {self.size // 4}); lower overlap to <= {self.size // 4 - 1} "
+                             f"or raise size to >= {4 * (self.overlap + 1)}")
         lo, hi = self.coverage
         if not 0 < lo <= hi < 1:
             raise ValueError("coverage: need 0 < min <= max < 1")
         check_fractions(self, "block_side")
         if not 0 < self.region_res <= 1 or not 0 < self.region_density < 1:
             raise ValueError("region_res / region_density: need 0 < region_res <= 1 and 0 < region_density < 1")
+        cells, cap = int(round(self.size * self.region_res)), self.MAX_REGION_CELLS
+        if self.mask == "regions" and cells > cap:
+            raise ValueError(f"region_res: size {self.size} x region_res {self.region_res} = {cells} pattern cells a "
+                             f"side, above the limit of {cap} (each of up to {MAX_TRIES} tries upsamples them to "
+                             f"size x size; the paper's code: 0.06 x 128 = 8); lower region_res to <= "
+                             f"{math.floor(cap / self.size * 1e4) / 1e4} or size to <= {2 * int(cap / self.region_res / 2)}")
+        if self.mask == "blocks":
+            self._check_blocks()
+
+    def _check_blocks(self):
+        """Blocks are drawn one at a time (up to MAX_TRIES), sides round(size x block_side), and kept
+        while the coverage stays <= its max: the sides must allow both ends of the coverage."""
+        (lo, hi), (b0, b1), size = self.coverage, self.block_side, self.size
+        small = max(1, round(size * b0)) ** 2 / size**2
+        if small > hi:
+            fit = math.floor(math.isqrt(int(hi * size * size)) / size * 1e4) / 1e4
+            raise ValueError(f"block_side: the smallest block ({b0} x size a side) covers {small:.4f} of the crop, "
+                             f"more than coverage max {hi}, so no block can be placed; lower block_side min to "
+                             f"<= {fit} or raise coverage max to >= {math.ceil(small * 1e4) / 1e4}")
+        large = max(1, round(size * b1)) ** 2 / size**2
+        if large * MAX_TRIES < lo:
+            raise ValueError(f"block_side: {MAX_TRIES} of the largest blocks ({b1} x size a side) cover at most "
+                             f"{large * MAX_TRIES:.4f} of the crop, less than coverage min {lo}; raise block_side max "
+                             f"to >= {math.ceil(math.sqrt(lo / MAX_TRIES) * 1e4) / 1e4} or lower coverage min")
         if any(not 0 <= v <= 255 for v in self.fill):
             raise ValueError("fill: three values in 0..255")
         check_fractions(self, "crop_scale")
@@ -167,8 +200,10 @@ TASK = register_task(Task(
     plan=plan,
     finish=finish,
     fields=(
-        Field("image", "png", "uint8", lambda p: (p.size, p.size, 3), "the crop, hidden pixels set to fill"),
-        Field("target", "png", "uint8", _target_shape, "center: the central square; else the whole crop"),
+        Field("image", "png", "uint8", lambda p: (p.size, p.size, 3), "the crop, hidden pixels set to fill",
+              channels=True),
+        Field("target", "png", "uint8", _target_shape, "center: the central square; else the whole crop",
+              channels=True),
         Field("mask", "png", "uint8", lambda p: (p.size, p.size), "1 = hidden"),
     ),
     num_classes=lambda p: 1,

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import check_fractions, check_probabilities
+from ..config import MAX_SIDE, check_fractions, check_limits, check_probabilities
 from ..geometry import map_boxes, random_square, to_gray3, view
-from ..permutations import hamming_stats, permutation_set, set_digest
+from ..permutations import MAX_PERMUTATIONS, hamming_stats, n_permutations, permutation_set, set_digest
 from ..registry import Field, Task, register_task
 
 
@@ -38,21 +38,47 @@ class JigsawParams:
     gray_prob: float = 0.3  # probability that the whole puzzle is grayscale (JigsawPuzzlePytorch: 0.3)
     min_side: int = 64
 
+    LIMITS = {  # not a field: see config.check_limits
+        "grid": (6, "beyond 3x3 the permutation search holds grid^4 rows of 200000 candidate bytes: "
+                    "260 MB for 6x6; the paper uses 3"),
+        "crop": (MAX_SIDE, "side in px of the crop cut into cells; the paper uses 255"),
+        "permutations": (MAX_PERMUTATIONS, "the greedy search picks ~1.3 ms a permutation: 5000 took 6 s "
+                                           "on 3x3, 10 s on 6x6; the paper uses 100-1000"),
+    }
+
     def validate(self):
+        check_limits(self)
         if self.grid < 2:
             raise ValueError("grid: must be at least 2")
-        if self.tile < 1 or self.tile > self.crop // self.grid:
-            raise ValueError(f"tile: must be in 1..crop//grid = {self.crop // self.grid}")
-        if not 1 <= self.permutations:
-            raise ValueError("permutations: must be at least 1")
-        if self.grid == 3 and self.permutations > 362880:
-            raise ValueError("permutations: a 3x3 grid has only 362880 permutations")
+        if self.tile < 1:
+            raise ValueError("tile: must be at least 1")
+        if self.tile > self.crop // self.grid:
+            raise ValueError(_tile_misfit(self))
+        if self.permutations < 2:
+            raise ValueError("permutations: must be at least 2 (one permutation is a one-class problem)")
+        cells = self.grid * self.grid
+        if cells <= 9 and self.permutations > n_permutations(cells):
+            raise ValueError(f"permutations: {self.permutations} is more than the {n_permutations(cells)} permutations "
+                             f"of a {self.grid}x{self.grid} grid; lower permutations to <= {n_permutations(cells)} "
+                             f"or raise grid to >= {self.grid + 1}")
         if self.permutation_criterion not in ("max_min", "mean"):
             raise ValueError("permutation_criterion: must be 'max_min' or 'mean'")
         check_fractions(self, "crop_scale")
         check_probabilities(self, "gray_prob")
         if not 0 <= self.color_jitter < 1:
             raise ValueError("color_jitter: must be in [0, 1)")
+
+
+def _tile_misfit(p: JigsawParams) -> str:
+    """tile, crop and grid are set together: the error gives values for each that would fit."""
+    cell = p.crop // p.grid
+    fixes = [f"lower tile to <= {cell}"] if cell >= 1 else []
+    if p.tile * p.grid <= MAX_SIDE:
+        fixes.append(f"raise crop to >= {p.tile * p.grid}")
+    if p.crop // p.tile >= 2:
+        fixes.append(f"lower grid to <= {p.crop // p.tile}")
+    return (f"tile: {p.tile} does not fit in a cell of crop // grid = {p.crop} // {p.grid} = {cell} px; "
+            + " or ".join(fixes))
 
 
 def permutations_of(p: JigsawParams) -> np.ndarray:
@@ -115,11 +141,11 @@ def prepare(p: JigsawParams, out_dir) -> dict:
     from pathlib import Path
 
     perms = permutations_of(p)
+    stats = hamming_stats(perms)  # before the file: a failure here must not leave a lone .npy behind
     name = f"jigsaw_permutations_{p.grid * p.grid}x{p.permutations}_{p.permutation_criterion}_seed{p.permutation_seed}.npy"
     np.save(Path(out_dir) / name, perms)
     return {"permutation_set": {"file": name, "sha256": set_digest(perms), "size": len(perms),
-                                "criterion": p.permutation_criterion, "seed": p.permutation_seed,
-                                **hamming_stats(perms)}}
+                                "criterion": p.permutation_criterion, "seed": p.permutation_seed, **stats}}
 
 
 TASK = register_task(Task(
@@ -128,7 +154,7 @@ TASK = register_task(Task(
     plan=plan,
     finish=finish,
     fields=(Field("tiles", "npy", "uint8 (float16 with tile_norm)", lambda p: (p.grid * p.grid, p.tile, p.tile, 3),
-                  "tiles in stored (shuffled) order"),),
+                  "tiles in stored (shuffled) order", channels=True),),
     num_classes=lambda p: p.permutations,
     prepare=prepare,
     summary="predict which permutation of a maximal-Hamming set shuffled the tiles",

@@ -18,11 +18,12 @@ patches in ``ids_keep`` order; ``target.npy`` (L, patch^2 * 3): all patches, uin
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import check_fractions, check_probabilities
+from ..config import MAX_SIDE, SIDE_WHY, check_fractions, check_limits, check_probabilities
 from ..geometry import random_resized_box, view
 from ..registry import Field, Task, register_task
 
@@ -38,11 +39,35 @@ class MAEParams:
     norm_pix: bool = False  # target = per-patch normalised pixels (float16)
     min_side: int = 32
 
+    LIMITS = {"size": (MAX_SIDE, SIDE_WHY)}  # not a field: see config.check_limits
+    MAX_GRID = 128  # patches a side: ids_keep/ids_restore are int16 and every sample's JSON lists them
+
     def validate(self):
-        if self.patch < 1 or self.size % self.patch:
-            raise ValueError("patch: must divide size (224 / 16 = 14 patches a side by default)")
+        check_limits(self)
+        if self.size < 1:
+            raise ValueError("size: must be at least 1")
+        if self.patch < 1:
+            raise ValueError("patch: must be at least 1")
+        if self.size % self.patch:
+            near = [d for d in range(max(1, self.patch // 2), 2 * self.patch + 1) if self.size % d == 0]
+            sizes = sorted({self.size - self.size % self.patch, self.size - self.size % self.patch + self.patch} - {0})
+            raise ValueError(f"patch: {self.patch} does not divide size {self.size} ({self.size} / {self.patch} = "
+                             f"{self.size / self.patch:g}); set patch to a divisor of size"
+                             + (f" ({', '.join(map(str, near[:6]))})" if near else "")
+                             + f" or size to a multiple of patch ({' or '.join(map(str, sizes))})")
+        side, cap = self.size // self.patch, self.MAX_GRID
+        if side > cap:
+            raise ValueError(f"patch: size {self.size} / patch {self.patch} = {side} patches a side ({side * side} in "
+                             f"all), above the limit of {cap} a side (ids are stored as int16 and listed in every "
+                             f"sample's JSON; MAE: 224 / 16 = 14); raise patch to >= {-(-self.size // cap)} or "
+                             f"lower size to <= {cap * self.patch}")
         if not 0 <= self.mask_ratio < 1:
             raise ValueError("mask_ratio: must be in [0, 1)")
+        if self.len_keep < 1:
+            n = self.num_patches
+            raise ValueError(f"mask_ratio: {self.mask_ratio} leaves int({n} x (1 - {self.mask_ratio})) = 0 of the "
+                             f"{n} patches visible; lower mask_ratio to <= {math.floor((1 - 1 / n) * 1e4) / 1e4} "
+                             f"or lower patch (more patches)")
         check_fractions(self, "crop_scale")
         lo, hi = self.crop_ratio
         if not 0 < lo <= hi:
@@ -109,13 +134,13 @@ TASK = register_task(Task(
     plan=plan,
     finish=finish,
     fields=(
-        Field("image", "png", "uint8", lambda p: (p.size, p.size, 3), "the (flipped) crop"),
+        Field("image", "png", "uint8", lambda p: (p.size, p.size, 3), "the (flipped) crop", channels=True),
         Field("visible", "npy", "uint8", lambda p: (p.len_keep, _dim(p)), "kept patches, ids_keep order"),
         Field("target", "npy", "uint8 (float16 with norm_pix)", lambda p: (p.num_patches, _dim(p)),
               "all patches in patch order (normalised per patch with norm_pix)"),
         Field("mask", "npy", "uint8", lambda p: (p.num_patches,), "1 = masked, patch order"),
-        Field("ids_keep", "npy", "int16", lambda p: (p.len_keep,), "kept patch indices"),
-        Field("ids_restore", "npy", "int16", lambda p: (p.num_patches,), "unshuffle indices"),
+        Field("ids_keep", "npy", "int16", lambda p: (p.len_keep,), "kept patch indices", ids=True),
+        Field("ids_restore", "npy", "int16", lambda p: (p.num_patches,), "unshuffle indices", ids=True),
     ),
     num_classes=lambda p: 1,
     summary="reconstruct the masked patches (exactly mask_ratio of them) from the visible ones",

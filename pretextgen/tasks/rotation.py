@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import check_fractions
+from ..config import MAX_SIDE, SIDE_WHY, check_fractions, check_limits
 from ..geometry import random_square, view
 from ..registry import Field, Task, register_task
 
@@ -24,7 +24,10 @@ class RotationParams:
     all_rotations: bool = False  # emit the 4 rotations of each crop as 4 consecutive samples
     min_side: int = 32  # sources with a shorter side below this are skipped
 
+    LIMITS = {"size": (MAX_SIDE, SIDE_WHY)}  # not a field: see config.check_limits
+
     def validate(self):
+        check_limits(self)
         if self.size < 8:
             raise ValueError("size: must be at least 8")
         check_fractions(self, "crop_scale")
@@ -59,7 +62,8 @@ TASK = register_task(Task(
     params=RotationParams,
     plan=plan,
     finish=finish,
-    fields=(Field("image", "png", "uint8", lambda p: (p.size, p.size, 3), "the crop rotated by k x 90 deg CCW"),),
+    fields=(Field("image", "png", "uint8", lambda p: (p.size, p.size, 3), "the crop rotated by k x 90 deg CCW",
+                  channels=True),),
     num_classes=lambda p: 4,
     samples_per_plan=lambda p: 4 if p.all_rotations else 1,
     summary="predict the rotation (0/90/180/270 deg) of a square crop",

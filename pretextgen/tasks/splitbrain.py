@@ -29,10 +29,12 @@ from . import colorization as col
 class SplitBrainParams(col.ColorizationParams):
     l_bins: int = 100  # L quantized into this many equal bins over [0, 100]
 
+    LIMITS = {**col.ColorizationParams.LIMITS, "l_bins": (256, "L bins are stored as uint8")}
+
     def validate(self):
-        super().validate()
-        if not 2 <= self.l_bins <= 256:
-            raise ValueError("l_bins: must be in 2..256 (stored as uint8)")
+        super().validate()  # checks LIMITS too (type(self).LIMITS)
+        if self.l_bins < 2:
+            raise ValueError("l_bins: must be at least 2")
 
 
 def plan(p: SplitBrainParams, rng: np.random.Generator, width: int, height: int, part: int = 0) -> dict:
@@ -57,12 +59,14 @@ TASK = register_task(Task(
     plan=plan,
     finish=finish,
     fields=(col.L_FIELD,
-            Field("ab", "npy", "float16", lambda p: (p.size, p.size, 2), "ab of the crop (input of ab -> L)"),
+            Field("ab", "npy", "float16", lambda p: (p.size, p.size, 2), "ab of the crop (input of ab -> L)",
+                  channels=True),
             *col.target_fields(),
             Field("L_bins", "npy", "uint8", lambda p: (p.target_side(), p.target_side()),
-                  "L bin of the target pixels (target of ab -> L)", compare="ordinal")),
+                  "L bin of the target pixels (target of ab -> L)", compare="ordinal", ids=True)),
     num_classes=lambda p: len(lab.gamut_bins(p.grid_step)),
     select_sources=col.select_sources,
+    usable=col.TASK.usable,
     view_post=col.view_post,
     dali_view_post=col.dali_view_post,
     summary="two cross-channel problems on one Lab crop: L -> quantized ab, ab -> quantized L",
