@@ -90,10 +90,12 @@ def summary_lines(out: Path) -> list[str]:
     lines += histogram_lines(m)
     lines.append(f"sources: {m['source']}: {m['source_files']} file(s), {m['sources_used']} used, "
                  f"{len(m['skipped'])} skipped")
-    reasons = Counter(s["reason"].split(":")[0] for s in m["skipped"])
-    for reason, k in reasons.most_common():
-        examples = [s["source"] for s in m["skipped"] if s["reason"].split(":")[0] == reason][:3]
-        lines.append(f"  skipped {k}: {reason} (e.g. {', '.join(examples)})")
+    from .sources import skip_summary, slow_summary
+
+    lines += [f"  {line}" for line in skip_summary(m["skipped"])]
+    lines += [f"  redrawn {n}: {reason} (plans drawn again from other sources)"
+              for reason, n in m.get("rejected_plans", {}).items()]
+    lines += [f"  {line}" for line in slow_summary(m.get("slow_sources", []))]
     return lines
 
 

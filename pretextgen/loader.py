@@ -24,7 +24,9 @@ epoch, the number of positions consumed from each worker (delivered, or skipped 
 worker whose batch comes next; a restored loader replays the positions and reads only the samples
 not yet consumed.
 
-A damaged shard (truncated tar, missing member, undecodable member) raises ``DamagedShardError``
+The loader does not hash shards (that would read each twice): ``pretextgen verify`` is the integrity
+check (every shard's sha256 against the manifest). A damaged shard the loader meets (truncated tar,
+missing member, undecodable member) raises ``DamagedShardError``
 naming the shard and the member; with ``skip_damaged=True`` the sample is skipped, counted in
 ``loader.skipped`` and logged: never a silent drop.
 """

@@ -125,13 +125,16 @@ def decode_reporting(buf: np.ndarray, flag: int) -> tuple[np.ndarray | None, lis
     return image, [line.strip() for line in said.splitlines() if line.strip()]
 
 
-def jpeg_damage(buf: np.ndarray) -> tuple[np.ndarray | None, str | None]:
-    """(the JPEG at 1/8 scale, None), or (None, why it is damaged). Decodes every byte of its
-    entropy-coded data (the IDCT and colour work shrink 64-fold, the Huffman decoding does not) and
-    treats any libjpeg warning as damage, except the harmless one above."""
+def jpeg_damage(buf: np.ndarray, shorter_side: int = 1 << 30) -> tuple[np.ndarray | None, str | None]:
+    """(the JPEG reduced, by up to 8x while its shorter side stays >= 128 px, None), or (None, why it
+    is damaged). Decodes every byte of its entropy-coded data (reduced, the IDCT and colour work
+    shrink up to 64-fold, the Huffman decoding does not) and treats any libjpeg warning as damage,
+    except the harmless one above."""
     import cv2
 
-    image, said = decode_reporting(buf, cv2.IMREAD_REDUCED_COLOR_8)
+    flag = next((f for k, f in ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
+                                (2, cv2.IMREAD_REDUCED_COLOR_2)) if shorter_side // k >= 128), cv2.IMREAD_COLOR)
+    image, said = decode_reporting(buf, flag)
     bad = [line for line in said if _HARMLESS_JPEG not in line]
     if bad:
         return None, "corrupt JPEG data: " + bad[0].removeprefix("Corrupt JPEG data: ")
@@ -165,7 +168,7 @@ def flat_cells(pixels: np.ndarray) -> int:
     """The bit mask of ``Source.flat_cells`` from the decoded image (or a reduced copy of it)."""
     a = _colour_channels(pixels)
     h, w = a.shape[:2]
-    if h < FLAT_GRID or w < FLAT_GRID:
+    if h < 4 * FLAT_GRID or w < 4 * FLAT_GRID:  # cells of fewer than 4 x 4 px say nothing
         return 0
     ys, xs = np.linspace(0, h, FLAT_GRID + 1).astype(int), np.linspace(0, w, FLAT_GRID + 1).astype(int)
     mask = 0
@@ -221,7 +224,7 @@ def check_source(root: Path, rel: str, min_side: int) -> tuple[Source | None, st
                 fmt, mode = im.format or "?", im.mode
                 w, h = im.size
                 if fmt == "JPEG":
-                    pixels, damage = jpeg_damage(read_file(str(path)))
+                    pixels, damage = jpeg_damage(read_file(str(path)), min(w, h))
                     if damage:
                         return None, damage
                 else:
