@@ -92,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_tasks(args) -> int:
-    from .config import load_params, params_to_dict
+    from .config import limits_of, load_params, params_to_dict
     from .registry import get_task, list_tasks
 
     names = list_tasks(args.pattern)
@@ -106,6 +106,9 @@ def _cmd_tasks(args) -> int:
         print(" " * width + " ".join(f"{k}={v}" for k, v in params.items()).replace("'", ""))
         if t.usable:
             print(" " * width + f"usable: {t.usable}")
+        limits = limits_of(t)
+        if limits:
+            print(" " * width + "at most: " + " ".join(f"{k}={v}" for k, v in limits.items()))
     return 0
 
 

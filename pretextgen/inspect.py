@@ -14,7 +14,6 @@ import base64
 import html
 import json
 import logging
-from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
