@@ -74,7 +74,7 @@ class Task:
 
     def __post_init__(self):
         if not self.usable:
-            object.__setattr__(self, "usable", IMAGE_USABLE if self.input == "image" else "")
+            object.__setattr__(self, "usable", IMAGE_USABLE if self.input == "image" else VIDEO_USABLE)
 
     def doc_fields(self, pixels: str = "png") -> list[str]:
         return [f"{f.name}.{stored_ext(f, pixels)}" for f in self.fields]
@@ -82,6 +82,7 @@ class Task:
 
 IMAGE_USABLE = ("sources that decode without a warning and are not one colour; plans whose views all lie in "
                 "one-colour areas are drawn again elsewhere")
+VIDEO_USABLE = "clips that decode and are not one colour throughout (flat_std, 8 frames checked)"
 PIXEL_FORMATS = ("png", "npy")
 
 

@@ -13,7 +13,7 @@ from ..builder import sample_rng
 from ..errors import PretextgenError
 from .decode import FrameReader, probe
 from .motion import build_index
-from .plans import read_views, read_views_batch
+from .plans import check_frames, flat_reason, read_views, read_views_batch
 
 log = logging.getLogger("pretextgen.video")
 
@@ -41,6 +41,27 @@ def probe_all(root: Path, files: list[str], need: int, min_side: int, progress=N
     return sources, skipped
 
 
+def usable_clips(task, params, root: Path, sources: list) -> tuple[list, list[dict]]:
+    """(kept, skipped [{source, reason}]): the one-colour rule of every video task, then the task's own
+    (``VideoHooks.usable``), both on the clip's fixed check frames (``plans.check_frames``)."""
+    reader = FrameReader(Path(root))
+    kept, skipped = [], []
+    for src in sources:
+        try:
+            frames = check_frames(reader, src)
+        except Exception as e:  # noqa: BLE001 - a clip that breaks mid-way is skipped, not the build
+            reason = f"decoding failed while checking frames: {str(e).strip().splitlines()[-1][:200]}"
+        else:
+            reason = flat_reason(params, frames)
+            if reason is None and task.video.usable is not None:
+                reason = task.video.usable(params, frames)
+        if reason is None:
+            kept.append(src)
+        else:
+            skipped.append({"source": src.path, "reason": reason})
+    return kept, skipped
+
+
 class VideoSetup:
     """The clips of a video build, their motion index, and the task's prepared artefacts."""
 
@@ -48,6 +69,8 @@ class VideoSetup:
         self.task, self.params, self.root = task, params, Path(root)
         hooks = task.video
         self.sources, skipped = probe_all(self.root, files, min_frames(task, params), params.min_side, progress)
+        self.sources, ruled = usable_clips(task, params, self.root, self.sources)
+        skipped += ruled
         if not self.sources:
             reasons = Counter(s["reason"].split(":")[0] for s in skipped)
             raise PretextgenError(f"no usable video in {root} ({len(skipped)} files skipped: "
@@ -71,6 +94,12 @@ class VideoSetup:
             raise PretextgenError(f"no usable video in {root}: every clip failed to decode ({self.skipped[0]['reason']})")
         log.info("motion index: %d clips, %d from the cache", len(self.sources), self.index.cached)
         self.manifest_extra = {"videos": self.index.summary()}
+        if self.index.rejected is not None:  # tracked candidates dropped by the track checks, all clips
+            total: Counter = Counter()
+            for r in self.index.rejected:
+                total.update(r)
+            self.manifest_extra["tracks_rejected"] = {
+                "kept": sum(len(t) for t in self.index.tracks), **{k: total[k] for k in sorted(total)}}
         if hooks.prepare is not None:
             self.manifest_extra.update(hooks.prepare(params, self.index, out))
         self._by_path = {s.path: s for s in self.sources}

