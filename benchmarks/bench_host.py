@@ -5,7 +5,10 @@ process (best of 5 runs of 2,000 calls each; the CPU as it is):
 
 - reading a source file, as the backends do (``read_file(os.path.join(root, rel))``: one raw
   ``readinto``) against what they did before (``np.fromfile(Path(root) / rel)``);
-- each image task's plan (``builder.plan_sample``), for the record.
+- each image task's plan (``builder.plan_sample``), for the record;
+- with ``--opaque-png FILE`` (e.g. the 12 MP one of ``bench_images.py --make-mixed``): one visit of a
+  fully opaque RGBA PNG (``load_rgb``: read like a plain PNG) against its decode alone and against
+  what a visit cost before (decode, then alpha composited on black in float32).
 """
 from __future__ import annotations
 
@@ -32,10 +35,37 @@ def per_call_us(fn, args: list, runs: int = 5) -> float:
     return 1e6 * best / len(args)
 
 
+def opaque_png_visit(path: Path) -> None:
+    import cv2
+
+    from pretextgen.sources import check_source, load_rgb
+
+    src, why = check_source(path.parent, path.name, 1)
+    assert src is not None, why
+
+    def before(_):
+        a = cv2.imdecode(read_file(str(path)), cv2.IMREAD_UNCHANGED)
+        rgb = cv2.cvtColor(a[..., :3], cv2.COLOR_BGR2RGB)
+        alpha = a[..., 3].astype(np.float32)[..., None] / 255.0
+        return np.rint(rgb.astype(np.float32) * alpha).astype(np.uint8)
+
+    calls = [None] * 3
+    decode = per_call_us(lambda _: cv2.imdecode(read_file(str(path)), cv2.IMREAD_UNCHANGED), calls) / 1e3
+    ours = per_call_us(lambda _: load_rgb(path.parent, src), calls) / 1e3
+    old = per_call_us(before, calls) / 1e3
+    print(f"| one visit of {src.width}x{src.height} opaque RGBA PNG (ms) | {ours:.0f} | {old:.0f} | {old / ours:.2f}x |")
+    print(f"| its decode alone (ms) | {decode:.0f} | | ours / decode {ours / decode:.2f}x |")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--jpegs", required=True, help="a folder of JPEGs")
+    ap.add_argument("--jpegs", help="a folder of JPEGs")
+    ap.add_argument("--opaque-png", help="a fully opaque RGBA PNG")
     args = ap.parse_args(argv)
+    if args.opaque_png:
+        opaque_png_visit(Path(args.opaque_png))
+    if not args.jpegs:
+        return
     root = Path(args.jpegs)
     files = list_files(root)
     rels = [files[k % len(files)] for k in range(2000)]

@@ -356,7 +356,7 @@ def encoded_for_decoder(root: Path, src: Source) -> np.ndarray:
 
 # A source that is not a JPEG is decoded whole on every visit (no DCT scaling): one this many times
 # the median source's pixels, and of at least SLOW_MIN_MP megapixels, is named in the build summary
-# (a 12 MP PNG took 250 ms per visit where the rest took about 1 ms: BENCHMARKS.md).
+# (a 12 MP PNG costs 220 ms per visit: BENCHMARKS.md).
 SLOW_FACTOR, SLOW_MIN_MP = 20, 4.0
 
 
