@@ -527,8 +527,10 @@ class Loader:
 
         from .registry import get_task
 
-        task = getattr(self.dataset, "task", None) or get_task(self.dataset.manifest["task"])
-        fields = {f.name: f for f in task.fields}
+        task = getattr(self.dataset, "task", None)
+        if task is None and hasattr(self.dataset, "manifest"):
+            task = get_task(self.dataset.manifest["task"])
+        fields = {f.name: f for f in task.fields} if task is not None else None
         return DataLoader(self.dataset, batch_size=self.batch_size, num_workers=self.num_workers,
                           collate_fn=partial(collate, channels_first=self.channels_first, fields=fields), **self.kwargs)
 

@@ -230,7 +230,9 @@ def check_source(root: Path, rel: str, min_side: int) -> tuple[Source | None, st
                 else:
                     im.load()  # strict: a truncated or damaged file raises here
                     pixels = np.asarray(im) if im.mode not in ("P", "1", "CMYK") else np.asarray(im.convert("RGB"))
-                opaque = mode in ("RGBA", "LA") and bool(pixels[..., -1].min() == 255)
+                # 8-bit PNGs only (IHDR's bit depth): decoders turn 16-bit ones to 8 bits their own way.
+                opaque = (mode in ("RGBA", "LA") and fmt == "PNG" and read_file(str(path))[24:25].tolist() == [8]
+                          and bool(pixels[..., -1].min() == 255))
                 # The grid is over the image as shown: OpenCV's JPEG decode turned it already; other
                 # files turned by EXIF get no grid (rare; their views are then never called flat).
                 turned = fmt != "JPEG" and im.getexif().get(ORIENTATION, 1) != 1

@@ -97,6 +97,9 @@ def test_opaque_rgba_png_is_read_like_a_plain_png(photos, tmp_path):
     opaque, _ = check_source(tmp_path, "opaque.png", 1)
     assert not opaque.host_decode  # decoders read it directly: no compositing per visit
     assert np.array_equal(load_rgb(tmp_path, opaque), rgb)
+    deep = np.dstack([rgb.astype(np.uint16) * 257, np.full(rgb.shape[:2], 65535, np.uint16)])
+    cv2.imwrite(str(tmp_path / "opaque16.png"), cv2.cvtColor(deep, cv2.COLOR_RGBA2BGRA))
+    assert check_source(tmp_path, "opaque16.png", 1)[0].host_decode  # 16 bits: our loader scales them
     alpha, _ = check_source(tmp_path, "alpha.png", 1)
     assert alpha.host_decode
     out = load_rgb(tmp_path, alpha)
