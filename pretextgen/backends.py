@@ -18,7 +18,7 @@ import os
 import sys
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -27,14 +27,41 @@ import numpy as np
 from .errors import PretextgenError
 from .geometry import dali_affine, jpeg_scale, render_view
 from .parallel import ahead
+from .plan import WorkItem
 from .sources import Source, encoded_for_decoder, load_bgr, load_rgb
 
 
-@dataclass(frozen=True)
-class WorkItem:
-    index: int
-    source: Source
-    plan: dict
+# ---------------------------------------------------------------- the registry of backends
+_BACKENDS: dict[str, type] = {}
+
+
+def register_backend(cls):
+    """Register a backend class by its ``name``. A backend has ``name``, ``devices`` (those it runs
+    on), ``tolerance`` (grey levels ``verify`` allows against the OpenCV reference), ``libraries()``
+    (versions of the libraries whose arithmetic is in its pixels), ``default_processes(device,
+    workers)``, and ``create(task, params, root, device, workers, batch_size, batch_key, encode,
+    pixels, jpeg_scaling)``; its ``run(items)`` yields (item with ``executed`` set, output)."""
+    if cls.name in _BACKENDS:
+        raise ValueError(f"backend {cls.name!r} is registered twice")
+    _BACKENDS[cls.name] = cls
+    return cls
+
+
+def list_backends() -> list[str]:
+    return sorted(_BACKENDS)
+
+
+def get_backend(name: str):
+    try:
+        return _BACKENDS[name]
+    except KeyError:
+        raise PretextgenError(f"unknown backend {name!r}; choose one of: {', '.join(list_backends())}") from None
+
+
+def _opencv_libraries() -> dict:
+    import cv2
+
+    return {"numpy": np.__version__, "opencv": cv2.__version__}
 
 
 def gpu_count() -> int:
@@ -51,22 +78,24 @@ def gpu_count() -> int:
 
 
 def resolve(backend: str, device: str) -> tuple[str, str]:
-    """Turn ``auto`` choices into a concrete (backend, device); errors say what is missing."""
-    if backend not in ("auto", "dali", "opencv"):
-        raise PretextgenError(f"--backend must be auto, dali or opencv, not {backend!r}")
+    """Turn ``auto`` choices into a concrete (backend, device); errors say what is missing. ``auto``:
+    DALI on the GPU when DALI sees one, else OpenCV in threads (faster than DALI-CPU on CPUs for
+    every image task: BENCHMARKS.md)."""
+    if backend != "auto":
+        get_backend(backend)  # an unknown name lists the registered ones
     if device not in ("auto", "gpu", "cpu"):
         raise PretextgenError(f"--device must be auto, gpu or cpu, not {device!r}")
     if device == "auto":
         device = "gpu" if backend in ("auto", "dali") and gpu_count() > 0 else "cpu"
-    if device == "gpu":
-        if backend == "opencv":
-            raise PretextgenError("the opencv backend runs on CPUs only; use --backend dali for --device gpu")
-        if gpu_count() == 0:
-            raise PretextgenError("--device gpu: DALI sees no CUDA GPU on this machine; use --device cpu")
-        return "dali", "gpu"
     if backend == "auto":
-        backend = "opencv"  # OpenCV in threads measured faster than DALI-CPU for every image task
-    return backend, "cpu"
+        backend = "dali" if device == "gpu" else "opencv"
+    if device not in get_backend(backend).devices:
+        others = [n for n in list_backends() if device in get_backend(n).devices]
+        raise PretextgenError(f"the {backend} backend runs on {' and '.join(get_backend(backend).devices)} only; "
+                              f"use --backend {' or '.join(others)} for --device {device}")
+    if device == "gpu" and gpu_count() == 0:
+        raise PretextgenError("--device gpu: DALI sees no CUDA GPU on this machine; use --device cpu")
+    return backend, device
 
 
 def reference_sample(task, params, image: np.ndarray, plan: dict, bgr: bool = False, scale: int = 1) -> dict:
@@ -124,23 +153,32 @@ def _run_chunk(items: list[WorkItem], state: dict = _WORKER):
     t, p, root = state["task"], state["params"], state["root"]
     out = []
     for it in items:
+        s = 1
         if it.source.host_decode:
             fields = reference_sample(t, p, load_rgb(root, it.source), it.plan)
         else:  # BGR: the views are turned to RGB once cut (the same bytes, cheaper)
             s = source_scale(it.source, it.plan, state["jpeg_scaling"])
             fields = reference_sample(t, p, load_bgr(root, it.source, s), it.plan, bgr=True, scale=s)
-        out.append(encode_fields(t, fields, state["pixels"]) if state["encode"] else fields)
+        out.append((encode_fields(t, fields, state["pixels"]) if state["encode"] else fields, s))
     return out
 
 
+def executed(item: WorkItem, backend: str, device: str, jpeg_scale: int = 1) -> WorkItem:
+    """``item`` with what made it: the backend, the device, and the JPEG scale where above 1."""
+    record = {"backend": backend, "device": device, **({"jpeg_scale": int(jpeg_scale)} if jpeg_scale > 1 else {})}
+    return replace(item, executed=record)
+
+
+@register_backend
 class OpenCVBackend:
     """``workers`` threads in this process (OpenCV's decode, resize and PNG encode release the GIL),
     or worker processes where ``threads`` is False (the video backend: decord readers per process).
     Threads measured faster for all 9 image tasks on 2 cores: nothing is pickled between processes
     (README "Benchmarks")."""
 
-    name, device = "opencv", "cpu"
+    name, device, devices, tolerance = "opencv", "cpu", ("cpu",), 0.0  # the reference: exact
     threads = True
+    libraries = staticmethod(_opencv_libraries)
     # Worker functions (module-level, picklable); the video backend swaps in its own.
     init_fn, chunk_fn = staticmethod(_init_worker), staticmethod(_run_chunk)
 
@@ -153,8 +191,21 @@ class OpenCVBackend:
         self.workers, self.encode, self.chunk, self.pixels = workers, encode, chunk, pixels
         self.jpeg_scaling = jpeg_scaling
 
+    @classmethod
+    def create(cls, task, params, root, device, workers, batch_size=64, batch_key=None, encode=True, pixels="png",
+               jpeg_scaling=True):
+        return cls(task, params, root, workers=workers, encode=encode, pixels=pixels, jpeg_scaling=jpeg_scaling)
+
+    @staticmethod
+    def default_processes(device: str, workers: int) -> int:
+        return 1  # its threads use every core already
+
     def run(self, items: Iterable[WorkItem]) -> Iterator[tuple[WorkItem, object]]:
-        """Yields (item, encoded members or fields) in the order of ``items``."""
+        """Yields (item with ``executed`` set, encoded members or fields) in the order of ``items``."""
+        for item, (out, scale) in self._run(items):
+            yield executed(item, self.name, self.device, scale), out
+
+    def _run(self, items: Iterable[WorkItem]):
         chunks = _chunked(items, self.chunk)
         args = (self.task.name, self.params, str(self.root), self.encode, self.pixels, self.jpeg_scaling)
         depth = 4 * self.workers  # chunks in flight: bounded memory
@@ -210,16 +261,42 @@ def _chunked(items: Iterable, n: int, key=None):
 
 
 # ---------------------------------------------------------------- DALI, CPU or GPU
+def _dali_libraries() -> dict:
+    import nvidia.dali
+
+    return {**_opencv_libraries(), "dali": nvidia.dali.__version__}
+
+
+@register_backend
 class DaliBackend:
-    name = "dali"
+    # DALI's antialiased resize differs from OpenCV's area filter: verify compares after a light blur
+    # and allows this many grey levels per piece (interpolation against real errors: BENCHMARKS.md).
+    name, devices, tolerance = "dali", ("cpu", "gpu"), 2.5
+    libraries = staticmethod(_dali_libraries)
+
+    @classmethod
+    def create(cls, task, params, root, device, workers, batch_size=64, batch_key=None, encode=True, pixels="png",
+               jpeg_scaling=True):
+        try:
+            import nvidia.dali  # noqa: F401
+        except ImportError:
+            raise PretextgenError("--backend dali needs nvidia-dali-cuda130 (pip install nvidia-dali-cuda130)") from None
+        return cls(task, params, root, device=device, batch_size=batch_size, threads=workers, encode=encode,
+                   batch_key=batch_key, pixels=pixels)
+
+    @staticmethod
+    def default_processes(device: str, workers: int) -> int:
+        """On a GPU one process per two worker threads, at most 8: one Python process cannot feed it
+        (BENCHMARKS.md); on CPUs 1, DALI's threads use every core."""
+        return max(1, min(8, workers // 2)) if device == "gpu" else 1
 
     def __init__(self, task, params, root: Path, device: str = "cpu", batch_size: int = 64,
                  threads: int = 2, encode: bool = True, hw_decoder_load: float = 0.65, finish: str = "auto",
                  transient: bool | None = None, batch_key=None, pixels: str = "png", feed_ahead: bool | None = None):
         """``finish``: "host" runs the task's NumPy ``finish`` per sample on the host; "device" runs its
-        torch twin (``device_finish.TORCH_FINISH``, same samples) on whole batches where DALI's views
+        torch twin (``Task.torch_finish``, same samples) on whole batches where DALI's views
         are, then copies the finished batch to the host once; "auto" is "device" on a GPU for the
-        tasks where that measured faster (``device_finish.FASTER_ON_DEVICE``).
+        tasks where that measured faster (``Task.finish_on_device``).
         ``transient`` (default: ``encode``): batches are copied to the host into buffers reused from
         batch to batch, so the fields ``run`` yields may point into them and stay valid only until
         ``run`` is asked for the next batch's first sample; encoded members never point into them.
@@ -232,16 +309,14 @@ class DaliBackend:
         was bound by its main thread, far below what the GIL allows. On CPUs DALI's own threads fill
         the cores, and where the GIL was the limit (2 cores, 32 px samples of CIFAR-10) the feed ahead
         made 0.79-1.19x the samples/s of the inline one (``bench_gpu.py --feed-placement``)."""
-        from .device_finish import FASTER_ON_DEVICE, TORCH_FINISH
-
         self.task, self.params, self.root, self.device = task, params, Path(root), device
         self.batch_size, self.threads, self.encode = batch_size, threads, encode
         self.hw_decoder_load, self.batch_key, self.pixels = hw_decoder_load, batch_key, pixels
         self.feed_ahead = device == "gpu" if feed_ahead is None else feed_ahead
         if finish == "auto":
-            finish = "device" if device == "gpu" and task.name in FASTER_ON_DEVICE else "host"
-        if finish == "device" and task.name not in TORCH_FINISH:
-            raise ValueError(f"task {task.name!r} has no device finish (see device_finish.TORCH_FINISH)")
+            finish = "device" if device == "gpu" and task.finish_on_device else "host"
+        if finish == "device" and task.torch_finish is None:
+            raise ValueError(f"task {task.name!r} has no device finish (no Task.torch_finish)")
         self.finish = finish
         self.transient = encode if transient is None else transient
         self._post = ThreadPoolExecutor(max(1, threads))
@@ -265,9 +340,9 @@ class DaliBackend:
         t, p = self.task, self.params
 
         if self.finish == "device":
-            from .device_finish import TORCH_FINISH, dali_to_torch
+            from .device_finish import dali_to_torch
 
-            finish_batch = TORCH_FINISH[t.name]
+            finish_batch = t.torch_finish
 
         def post(it, got):  # got: the sample's views (host finish) or its fields (device finish)
             fields = got if self.finish == "device" else t.finish(p, got, it.plan)
@@ -283,7 +358,7 @@ class DaliBackend:
                     host = {name: f.cpu().numpy() for name, f in done.items()}
                 per_sample = [{name: f[k] for name, f in host.items()} for k in range(len(batch))]
                 if not self.encode:
-                    yield from zip(batch, per_sample)
+                    yield from zip((executed(it, self.name, self.device) for it in batch), per_sample)
                     continue
             else:
                 # One device-to-host copy per view and batch; samples are then views into it.
@@ -293,7 +368,7 @@ class DaliBackend:
             futs = [self._post.submit(lambda a, b: [post(batch[k], per_sample[k]) for k in range(a, b)],
                                       a, min(a + step, len(batch))) for a in range(0, len(batch), step)]
             results = (r for f in futs for r in f.result())
-            yield from zip(batch, results)
+            yield from zip((executed(it, self.name, self.device) for it in batch), results)
 
     def run_views(self, items: Iterable[WorkItem]):
         """Yields (batch of items, DALI outputs: one TensorList per view) where the views stay (on the
@@ -405,14 +480,6 @@ def _prepend(x, it):
 
 def make_backend(name: str, device: str, task, params, root: Path, workers: int, batch_size: int = 64,
                  encode: bool = True, batch_key=None, pixels: str = "png", jpeg_scaling: bool = True):
-    if name == "opencv":
-        return OpenCVBackend(task, params, root, workers=workers, encode=encode, pixels=pixels,
-                             jpeg_scaling=jpeg_scaling)
-    if name == "dali":
-        try:
-            import nvidia.dali  # noqa: F401
-        except ImportError:
-            raise PretextgenError("--backend dali needs nvidia-dali-cuda130 (pip install nvidia-dali-cuda130)") from None
-        return DaliBackend(task, params, root, device=device, batch_size=batch_size, threads=workers, encode=encode,
-                           batch_key=batch_key, pixels=pixels)
-    raise PretextgenError(f"unknown backend {name!r}")
+    """The registered backend ``name``, made for ``task`` (see ``register_backend``)."""
+    return get_backend(name).create(task, params, root, device, workers, batch_size=batch_size, batch_key=batch_key,
+                                    encode=encode, pixels=pixels, jpeg_scaling=jpeg_scaling)

@@ -33,16 +33,15 @@ naming the shard and the member; with ``skip_damaged=True`` the sample is skippe
 from __future__ import annotations
 
 import logging
-import tarfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
 from .errors import PretextgenError
-from .device_finish import TORCH_FINISH, dali_to_torch
-from .shards import decode_member, read_manifest, sample_key
+from .device_finish import dali_to_torch
+from .shards import Damage, decode_member, read_manifest, read_segment, sample_key
+
 
 log = logging.getLogger("pretextgen.loader")
 _ORDER_TAG = 0x10AD  # separates the loader's streams from the builder's per-sample streams
@@ -120,93 +119,6 @@ class BufferShuffle:
         j = int(self.rng.integers(len(self.buf)))
         self.buf[j], self.buf[-1] = self.buf[-1], self.buf[j]
         return self.buf.pop()
-
-
-# ---------------------------------------------------------------- reading shards
-@dataclass
-class _Damage:
-    message: str
-
-
-def _read_segment(path: Path, first_index: int, lo: int, hi: int, required: list[str], want):
-    """Yields (position in shard, {suffix: bytes} or _Damage or None) for each position lo..hi-1 of
-    one shard, in order; members of positions where ``want(position)`` is false are not read (None).
-    Keys are checked against positions, so a missing sample is reported, never replaced by the next."""
-    name = path.name
-    todo = iter(range(lo, hi))
-    pos = next(todo, None)  # the position we wait for
-    group: dict = {}  # members of ``pos`` read so far
-    seen = False  # whether any member of ``pos`` was seen
-
-    def done():
-        if not want(pos):
-            return None
-        missing = [s for s in required if s not in group]
-        if missing:
-            return _Damage(f"shard {name}: sample {sample_key(first_index + pos)} lacks member "
-                           f"{sample_key(first_index + pos)}.{missing[0]}")
-        return dict(group)
-
-    last = "(start of file)"
-    try:
-        try:
-            tar = tarfile.open(path, "r:")
-        except (OSError, tarfile.TarError) as e:
-            raise _Truncated(f"shard {name}: cannot be opened as a tar ({e})") from None
-        with tar:
-            while pos is not None:
-                try:
-                    m = tar.next()
-                except (OSError, tarfile.TarError, EOFError) as e:
-                    raise _Truncated(f"shard {name}: truncated or corrupt after member {last} ({e})") from None
-                if m is None:
-                    break
-                key, _, suffix = m.name.partition(".")
-                if not key.isdigit():
-                    raise _Truncated(f"shard {name}: unexpected member {m.name} after {last}")
-                k = int(key) - first_index
-                last = m.name
-                if k < lo:
-                    continue
-                if k != pos:
-                    if k < pos:
-                        raise _Truncated(f"shard {name}: member {m.name} is out of order")
-                    if seen:
-                        yield pos, done()
-                        pos, group, seen = next(todo, None), {}, False
-                    while pos is not None and k > pos:
-                        yield pos, _Damage(f"shard {name}: sample {sample_key(first_index + pos)} is missing "
-                                           f"(no member {sample_key(first_index + pos)}.*)")
-                        pos = next(todo, None)
-                    if pos is None:
-                        break
-                seen = True
-                if want(pos):
-                    try:
-                        data = tar.extractfile(m).read()
-                    except (OSError, tarfile.TarError, EOFError) as e:
-                        raise _Truncated(f"shard {name}: member {m.name} is truncated ({e})") from None
-                    if len(data) != m.size:
-                        raise _Truncated(f"shard {name}: member {m.name} is truncated ({len(data)} of {m.size} bytes)")
-                    group[suffix] = data
-    except _Truncated as t:
-        while pos is not None:
-            yield pos, t.damage
-            pos = next(todo, None)
-        return
-    if pos is not None and seen:
-        yield pos, done()
-        pos = next(todo, None)
-    while pos is not None:
-        yield pos, _Damage(f"shard {name}: ends before sample {sample_key(first_index + pos)} "
-                           f"(no member {sample_key(first_index + pos)}.*)")
-        pos = next(todo, None)
-
-
-class _Truncated(Exception):
-    def __init__(self, message):
-        super().__init__(message)
-        self.damage = _Damage(message)
 
 
 def decode_sample(members: dict, shard: str, key: str) -> dict:
@@ -326,7 +238,7 @@ class ShardDataset(_torch_iterable()):
             base = 0
             for s, lo, hi in segs:
                 path, first, _ = self.shards[s]
-                for p, item in _read_segment(path, first, lo, hi, self.required, lambda p, b=base - lo: want(b + p)):
+                for p, item in read_segment(path, first, lo, hi, self.required, lambda p, b=base - lo: want(b + p)):
                     yield base + p - lo, s, p, item
                 base += hi - lo
 
@@ -341,7 +253,7 @@ class ShardDataset(_torch_iterable()):
             s, p, item = held.pop(i)
             path, first, _ = self.shards[s]
             key = sample_key(first + p)
-            if isinstance(item, _Damage):
+            if isinstance(item, Damage):
                 if not self.skip_damaged:
                     raise DamagedShardError(item.message)
                 log.warning("skipped: %s", item.message)
@@ -412,12 +324,12 @@ class LiveDataset(_torch_iterable()):
 
     def stream(self, worker: int = 0, workers: int = 1, epoch: int | None = None, skip: int = 0) -> Iterator[dict]:
         from .backends import make_backend
-        from .builder import plan_sample
+        from .plan import plan_sample
 
         epoch = self.epoch if epoch is None else epoch
         items = (plan_sample(self.task, self.params, self.sources, self.seed, i, self.root)
                  for i in self.indices(worker, workers, epoch, skip))
-        if self.device == "gpu" and self.task.name in TORCH_FINISH:
+        if self.device == "gpu" and self.task.torch_finish is not None:
             yield from self.stream_in_torch(items, worker)
             return
         runner = make_backend(self.backend, self.device, self.task, self.params, self.root, _threads(),
@@ -431,11 +343,11 @@ class LiveDataset(_torch_iterable()):
 
     def stream_in_torch(self, items, worker: int = 0) -> Iterator[dict]:
         """DALI's views handed to PyTorch through DALI's plugin and finished by the task's
-        ``TORCH_FINISH``: on the GPU, samples are CUDA tensors and never visit the host. The same code
+        ``Task.torch_finish``: on the GPU, samples are CUDA tensors and never visit the host. The same code
         runs on DALI's CPU device (the tests use that)."""
         from .backends import DaliBackend
 
-        finish = TORCH_FINISH[self.task.name]
+        finish = self.task.torch_finish
         runner = DaliBackend(self.task, self.params, self.root, self.device, self.batch_size, encode=False)
         try:
             for batch, outs in runner.run_views(items):

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import os
 import tarfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,51 +31,67 @@ def shard_name(task: str, number: int) -> str:
     return f"{task}-{number:06d}.tar"
 
 
-def encode_array(ext: str, array: np.ndarray) -> bytes:
-    if ext == "npy":
-        buf = io.BytesIO()
-        np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
-        return buf.getvalue()
-    if ext == "png":
-        import cv2
+def _encode_npy(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    return buf.getvalue()
 
-        a = array if array.ndim == 2 else cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
-        # Lossless at any setting. Level 1, zlib's RLE strategy and the "up" filter on every row
-        # (instead of libpng's adaptive choice per row) measured fastest for their size (OpenCV 5,
-        # 224 px): 1.2-1.3 ms against 2.1-2.3 ms for adaptive filters, files 6-19% larger; .npy: 0.01 ms
-        # but 1.8x larger. An OpenCV without the filter option keeps the adaptive filters.
-        params = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
-        if hasattr(cv2, "IMWRITE_PNG_FILTER"):
-            params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
-        ok, png = cv2.imencode(".png", a, params)
-        if not ok:
-            raise RuntimeError("PNG encoding failed")
-        return png.tobytes()
-    raise ValueError(f"no encoder for .{ext}")
+
+def _encode_png(array: np.ndarray) -> bytes:
+    import cv2
+
+    a = array if array.ndim == 2 else cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
+    # Lossless at any setting. Level 1, zlib's RLE strategy and the "up" filter on every row
+    # measured fastest for their size (BENCHMARKS.md); an OpenCV without the filter option keeps
+    # libpng's adaptive filters.
+    params = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
+    if hasattr(cv2, "IMWRITE_PNG_FILTER"):
+        params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
+    ok, png = cv2.imencode(".png", a, params)
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return png.tobytes()
+
+
+def _decode_png(data: bytes) -> np.ndarray:
+    import cv2
+
+    a = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    return a if a.ndim == 2 else cv2.cvtColor(a, cv2.COLOR_BGR2RGB)
+
+
+# The one table of member codecs, by extension: (encode, decode). Unknown extensions read as bytes.
+CODECS = {
+    "npy": (_encode_npy, lambda data: np.load(io.BytesIO(data), allow_pickle=False)),
+    "png": (_encode_png, _decode_png),
+    "cls": (lambda label: str(int(label)).encode(), lambda data: int(data.decode())),
+    "json": (lambda meta: json.dumps(meta, sort_keys=True, separators=(",", ":")).encode(), json.loads),
+}
+# How the fields a task declares as PNG images may be stored: "npy" stores them raw instead
+# (lossless either way; PNG is about half the bytes, npy is much faster to write and read).
+PIXEL_FORMATS = ("png", "npy")
+
+
+def stored_ext(field, pixels: str = "png") -> str:
+    """A field's member extension in a build made with ``pixels`` (``PIXEL_FORMATS``)."""
+    return "npy" if pixels == "npy" and field.ext == "png" else field.ext
+
+
+def encode_array(ext: str, array: np.ndarray) -> bytes:
+    if ext not in ("npy", "png"):
+        raise ValueError(f"no encoder for .{ext}")
+    return CODECS[ext][0](array)
 
 
 def decode_member(name: str, data: bytes):
     """Inverse of the encoders, by extension: arrays for .npy/.png, int for .cls, dict for .json."""
-    ext = name.rsplit(".", 1)[-1]
-    if ext == "npy":
-        return np.load(io.BytesIO(data), allow_pickle=False)
-    if ext == "png":
-        import cv2
-
-        a = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-        return a if a.ndim == 2 else cv2.cvtColor(a, cv2.COLOR_BGR2RGB)
-    if ext == "cls":
-        return int(data.decode())
-    if ext == "json":
-        return json.loads(data)
-    return data
+    codec = CODECS.get(name.rsplit(".", 1)[-1])
+    return codec[1](data) if codec else data
 
 
 def encode_fields(task, fields: dict, pixels: str = "png") -> dict:
     """{field name: array} -> {"<field>.<ext>": bytes}, per the task's schema and the build's pixel
-    format (``registry.stored_ext``)."""
-    from .registry import stored_ext
-
+    format (``stored_ext``)."""
     out = {}
     for f in task.fields:
         ext = stored_ext(f, pixels)
@@ -84,8 +102,8 @@ def encode_fields(task, fields: dict, pixels: str = "png") -> dict:
 def sample_members(members: dict, meta: dict) -> dict:
     """All members of one sample, without the key: the encoded fields, ``cls`` and ``json``."""
     out = dict(members)
-    out["cls"] = str(int(meta["label"])).encode()
-    out["json"] = json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()
+    out["cls"] = CODECS["cls"][0](meta["label"])
+    out["json"] = CODECS["json"][0](meta)
     return out
 
 
@@ -148,19 +166,108 @@ def file_sha256(path: Path) -> str:
 
 
 def read_shard(path: Path):
-    """Yields (key, {suffix: decoded value}) in stored order."""
-    current, fields = None, {}
+    """Yields (key, {suffix: decoded value}) of every sample of a shard, in stored order."""
+    path = Path(path)
     with tarfile.open(path) as tar:
-        for m in tar:
-            key, _, suffix = m.name.partition(".")
-            data = tar.extractfile(m).read()
-            if key != current and current is not None:
-                yield current, fields
-                fields = {}
-            current = key
-            fields[suffix] = decode_member(suffix, data)
-    if current is not None:
-        yield current, fields
+        first = tar.next()
+    if first is None:
+        return
+    start = int(first.name.partition(".")[0])
+    for pos, members in read_segment(path, start, 0, None, [], lambda p: True):
+        if isinstance(members, Damage):
+            raise ValueError(members.message)
+        yield sample_key(start + pos), {suffix: decode_member(suffix, data) for suffix, data in members.items()}
+
+
+# ---------------------------------------------------------------- the one shard reader
+@dataclass
+class Damage:
+    """What is wrong at one position of a shard (a missing sample or member, a truncated tar)."""
+
+    message: str
+
+
+def read_segment(path: Path, first_index: int, lo: int, hi: int | None, required: list[str], want):
+    """Yields (position in shard, {suffix: bytes} or Damage or None) for each position lo..hi-1 of
+    one shard, in order (``hi`` None: to the shard's end); members of positions where
+    ``want(position)`` is false are not read (None). Keys are checked against positions, so a
+    missing sample is reported, never replaced by the next. Loader, verify and inspect read here."""
+    path = Path(path)
+    name = path.name
+    todo = iter(range(lo, hi)) if hi is not None else itertools.count(lo)
+    pos = next(todo, None)  # the position we wait for
+    group: dict = {}  # members of ``pos`` read so far
+    seen = False  # whether any member of ``pos`` was seen
+
+    def done():
+        if not want(pos):
+            return None
+        missing = [s for s in required if s not in group]
+        if missing:
+            return Damage(f"shard {name}: sample {sample_key(first_index + pos)} lacks member "
+                           f"{sample_key(first_index + pos)}.{missing[0]}")
+        return dict(group)
+
+    last = "(start of file)"
+    try:
+        try:
+            tar = tarfile.open(path, "r:")
+        except (OSError, tarfile.TarError) as e:
+            raise Truncated(f"shard {name}: cannot be opened as a tar ({e})") from None
+        with tar:
+            while pos is not None:
+                try:
+                    m = tar.next()
+                except (OSError, tarfile.TarError, EOFError) as e:
+                    raise Truncated(f"shard {name}: truncated or corrupt after member {last} ({e})") from None
+                if m is None:
+                    break
+                key, _, suffix = m.name.partition(".")
+                if not key.isdigit():
+                    raise Truncated(f"shard {name}: unexpected member {m.name} after {last}")
+                k = int(key) - first_index
+                last = m.name
+                if k < lo:
+                    continue
+                if k != pos:
+                    if k < pos:
+                        raise Truncated(f"shard {name}: member {m.name} is out of order")
+                    if seen:
+                        yield pos, done()
+                        pos, group, seen = next(todo, None), {}, False
+                    while pos is not None and k > pos:
+                        yield pos, Damage(f"shard {name}: sample {sample_key(first_index + pos)} is missing "
+                                           f"(no member {sample_key(first_index + pos)}.*)")
+                        pos = next(todo, None)
+                    if pos is None:
+                        break
+                seen = True
+                if want(pos):
+                    try:
+                        data = tar.extractfile(m).read()
+                    except (OSError, tarfile.TarError, EOFError) as e:
+                        raise Truncated(f"shard {name}: member {m.name} is truncated ({e})") from None
+                    if len(data) != m.size:
+                        raise Truncated(f"shard {name}: member {m.name} is truncated ({len(data)} of {m.size} bytes)")
+                    group[suffix] = data
+    except Truncated as t:
+        while pos is not None:
+            yield pos, t.damage
+            pos = next(todo, None)
+        return
+    if pos is not None and seen:
+        yield pos, done()
+        pos = next(todo, None)
+    while pos is not None and hi is not None:
+        yield pos, Damage(f"shard {name}: ends before sample {sample_key(first_index + pos)} "
+                           f"(no member {sample_key(first_index + pos)}.*)")
+        pos = next(todo, None)
+
+
+class Truncated(Exception):
+    def __init__(self, message):
+        super().__init__(message)
+        self.damage = Damage(message)
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -173,3 +280,34 @@ def write_json(path: Path, data: dict) -> None:
 
 def read_manifest(out: Path) -> dict:
     return json.loads((Path(out) / "manifest.json").read_text())
+
+
+def read_samples(out: Path, positions) -> list[dict]:
+    """Decoded samples of a build at the given positions (0-based, manifest order): {field: array,
+    "label", "json", "index"}. Only the chosen samples' members are read (inspect, the audit)."""
+    from .errors import PretextgenError
+
+    out = Path(out)
+    m = read_manifest(out)
+    wanted = sorted(set(int(p) for p in positions))
+    result, base = [], 0
+    for rec in m["shards"]:
+        lo, hi = base, base + rec["samples"]
+        inside = [p - lo for p in wanted if lo <= p < hi]
+        base = hi
+        if not inside:
+            continue
+        chosen = set(inside)
+        for p, item in read_segment(out / rec["name"], rec["first_index"], min(inside), max(inside) + 1,
+                                    list(m["fields"]), chosen.__contains__):
+            if item is None:
+                continue
+            if isinstance(item, Damage):
+                raise PretextgenError(item.message + "; run `pretextgen verify` for the full list")
+            sample = {}
+            for suffix, data in item.items():
+                name = suffix.rsplit(".", 1)[0]
+                sample["label" if name == "cls" else name] = decode_member(suffix, data)
+            sample["index"] = rec["first_index"] + p
+            result.append(sample)
+    return result

@@ -9,6 +9,7 @@ OpenCV's decoders do.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import sys
@@ -398,6 +399,41 @@ def skip_summary(skipped: list[dict], examples: int = 3) -> list[str]:
         some = [s["source"] for s, why in zip(skipped, reason) if why == r][:examples]
         lines.append(f"skipped {n}: {r} (e.g. {', '.join(some)})")
     return lines
+
+
+SCAN_RULES = 2  # in the scan cache's key: raise it when check_source decides differently
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("PRETEXTGEN_CACHE", Path.home() / ".cache" / "pretextgen"))
+
+
+def scan_cached(root: Path, files: list[str], min_side: int, workers: int, progress: bool | None):
+    """``sources.scan`` with its result cached per (folder, file names, sizes, mtimes, min_side):
+    a second build over the same photos does not decode them all again."""
+    h = hashlib.sha256(f"{Path(root).resolve()}\n{min_side}\n{SCAN_RULES}\n".encode())
+    for f in files:
+        st = (Path(root) / f).stat()
+        h.update(f"{f}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    path = cache_dir() / f"scan-{h.hexdigest()[:32]}.json"
+    try:
+        data = json.loads(path.read_text())
+        return [Source(**s) for s in data["sources"]], data["skipped"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    from .progress import Progress
+
+    bar = Progress(len(files), "scanning", "files", progress)
+    sources, skipped = scan(root, files, min_side, workers, bar)
+    bar.close()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        from .shards import write_json
+
+        write_json(path, {"sources": [s.to_dict() for s in sources], "skipped": skipped})
+    except OSError:
+        log.warning("cannot write the scan cache %s", path)
+    return sources, skipped
 
 
 def _check_chunk(args):

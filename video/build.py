@@ -8,8 +8,9 @@ import logging
 from collections import Counter
 from pathlib import Path
 
-from ..backends import OpenCVBackend, WorkItem
-from ..builder import sample_rng
+from ..backends import OpenCVBackend, register_backend
+from ..plan import WorkItem
+from ..plan import sample_rng
 from ..errors import PretextgenError
 from .decode import FrameReader, probe
 from .motion import build_index
@@ -110,7 +111,14 @@ class VideoSetup:
         plan = self.task.plan(self.params, sample_rng(seed, i), self.index, 0)
         return WorkItem(i, self._by_path[plan["clips"][0]["source"]], plan)
 
-    def runner(self, backend: str, device: str, workers: int, batch_size: int, pixels: str = "png"):
+    def plan(self, task, params, seed: int, i: int) -> WorkItem:
+        """``plan_sample`` under the source-kind interface (``pretextgen.images.ImageSet.plan``)."""
+        return self.plan_sample(seed, i)
+
+    def runner(self, task, params, backend: str, device: str, workers: int, batch_size: int, pixels: str = "png",
+               batch_key=None, jpeg_scaling: bool = False):
+        """DALI (NVDEC) on a GPU, decord in ``workers`` processes on CPUs. Frames are not JPEG files:
+        ``jpeg_scaling`` does not apply, and DALI's video batches need no shard key."""
         if device == "gpu":
             from .dali import DaliVideoBackend
 
@@ -145,15 +153,22 @@ def _run_chunk(items: list[WorkItem], state: dict = _WORKER):
     out = []
     for it, views in zip(items, read_views_batch(state["reader"], [it.plan for it in items])):
         fields = t.finish(p, views, it.plan)
-        out.append(encode_fields(t, fields, state["pixels"]) if state["encode"] else fields)
+        out.append((encode_fields(t, fields, state["pixels"]) if state["encode"] else fields, 1))
     return out
 
 
+@register_backend
 class DecordBackend(OpenCVBackend):
     """The OpenCV backend's process pool, reading frames with decord instead of images."""
 
-    name, device = "decord", "cpu"
+    name, device, devices = "decord", "cpu", ("cpu",)
     threads = False  # one decord reader (and its frame cache) per process
+
+    @staticmethod
+    def libraries() -> dict:
+        import decord
+
+        return {**OpenCVBackend.libraries(), "decord": decord.__version__}
     init_fn, chunk_fn = staticmethod(_init_worker), staticmethod(_run_chunk)
 
 

@@ -15,7 +15,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from ..backends import WorkItem, _chunked
+from ..backends import _chunked, executed
+from ..plan import WorkItem
 from .decode import FrameReader
 from .plans import read_views_batch
 
@@ -133,11 +134,11 @@ class DaliVideoBackend:
             batch = handed.popleft()
             host = [o.as_cpu() if hasattr(o, "as_cpu") else o for o in outs]
             for k, it in enumerate(batch):
-                yield it, self._finish(it, [np.array(host[j][k]) for j in range(len(host))])
+                yield executed(it, "dali", self.device), self._finish(it, [np.array(host[j][k]) for j in range(len(host))])
         rest = list(handed) + list(pending)  # batches fed to DALI but not returned, then the others
-        for batch in rest + list(batches):
+        for batch in rest + list(batches):  # decoded by decord: their JSON says so
             for it, views in zip(batch, read_views_batch(reader, [it.plan for it in batch])):
-                yield it, self._finish(it, views)
+                yield executed(it, "decord", "cpu"), self._finish(it, views)
 
     def close(self):
         pass

@@ -48,7 +48,7 @@ class TrackSettings:
 
 
 def cache_dir() -> Path:
-    from ..builder import cache_dir as root
+    from ..sources import cache_dir as root
 
     return root() / "motion"
 

