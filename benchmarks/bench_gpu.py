@@ -9,7 +9,7 @@ Rates are steady-state (counted after the first batch; see SteadyRate); each tas
 (``mixed``, ``hw_decoder_load`` alike); decode-only leaves images on the GPU, pretextgen plans
 every sample, crops and resizes on the GPU and makes the fields that a build then encodes: with the
 *host* finish it copies the views to the host and runs the task's NumPy ``finish``, with the
-*device* finish (tasks in ``device_finish.TORCH_FINISH``) it finishes whole batches on the GPU and
+*device* finish (tasks with a ``Task.torch_finish``) it finishes whole batches on the GPU and
 copies the fields. Host copies go into reused buffers, as in a build. The *live* rows are the loader's path for training: views
 handed to torch through DALI's plugin and finished on whole batches on the device. With
 ``--processes P`` each host-path task also runs in P processes at once, each with its own pipeline
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from pretextgen.backends import DaliBackend
-from pretextgen.builder import plan_sample
+from pretextgen.plan import plan_sample
 from pretextgen.config import load_params as _load_params
 from pretextgen.registry import get_task, list_tasks
 from pretextgen.sources import default_source, list_files, read_file, scan
@@ -166,10 +166,10 @@ def opencv_threads(task: str, root: Path, sources, samples: int, batch: int, wor
 def live(task: str, root: Path, sources, samples: int, batch: int, threads: int, device: str = "gpu",
          max_seconds: float = 20.0, load: float = 0.65) -> float:
     """The loader's live path: DALI views handed to torch (no host copy on a GPU) and finished on
-    whole batches by ``device_finish.TORCH_FINISH``; planning is timed too."""
+    whole batches by the task's ``torch_finish``; planning is timed too."""
     import torch
 
-    from pretextgen.device_finish import TORCH_FINISH, dali_to_torch
+    from pretextgen.device_finish import dali_to_torch
 
     t = get_task(task)
     p = load_params(t)
@@ -178,7 +178,7 @@ def live(task: str, root: Path, sources, samples: int, batch: int, threads: int,
     items = (plan_sample(t, p, sources, 0, i, root) for i in range(samples))
     meter = SteadyRate()
     for chunk, outs in backend.run_views(items):
-        fields = TORCH_FINISH[task](p, [dali_to_torch(o) for o in outs], [it.plan for it in chunk])
+        fields = t.torch_finish(p, [dali_to_torch(o) for o in outs], [it.plan for it in chunk])
         if device == "gpu":
             torch.cuda.synchronize()
         meter.add(len(chunk))
@@ -291,7 +291,7 @@ def main(argv=None):
                     help="also run the host path in this many processes at once (e.g. 2 4 8)")
     ap.add_argument("--finish", nargs="*", default=["host", "device"], choices=["host", "device"],
                     help="where the host path finishes samples: NumPy per sample, or the torch twin per batch "
-                         "on the GPU (tasks in device_finish.TORCH_FINISH)")
+                         "on the GPU (tasks with a Task.torch_finish)")
     ap.add_argument("--no-live", action="store_true", help="leave out the live (loader) rows")
     ap.add_argument("--only-processes", action="store_true",
                     help="leave out the one-process task rows: only the --processes rows (and decode-only in one "
@@ -325,10 +325,8 @@ def main(argv=None):
         rate, use = in_processes(None, root, args.samples, args.batch, max(1, args.threads // procs), args.device,
                                  args.max_seconds, procs, load=load)
         print(f"| decode only, {procs} processes ({use}) | | {rate:,.0f} | {rate / base:.2f} |", flush=True)
-    from pretextgen.device_finish import TORCH_FINISH
-
     rows = [] if args.feed_placement else tasks  # --feed-placement: only its own rows
-    for name in [n for n in rows if n in TORCH_FINISH and not args.no_live]:
+    for name in [n for n in rows if get_task(n).torch_finish is not None and not args.no_live]:
         t = get_task(name)
         sources, _ = scan(root, files, t.min_side(load_params(t)), 4)
         try:
@@ -341,7 +339,7 @@ def main(argv=None):
     for name in rows:
         t = get_task(name)
         sources, _ = scan(root, files, t.min_side(load_params(t)), 4)
-        for finish in [f for f in args.finish if f == "host" or name in TORCH_FINISH]:
+        for finish in [f for f in args.finish if f == "host" or t.torch_finish is not None]:
             label = f"{name}, {finish} finish"
             try:
                 if not args.only_processes:

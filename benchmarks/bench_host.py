@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pretextgen.builder import plan_sample
+from pretextgen.plan import plan_sample
 from pretextgen.config import load_params
 from pretextgen.registry import get_task, list_tasks
 from pretextgen.sources import list_files, read_file, scan

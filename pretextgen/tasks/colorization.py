@@ -287,6 +287,51 @@ def target_fields() -> tuple[Field, Field]:
 L_FIELD = Field("L", "npy", "float16", lambda p: (p.size, p.size), "lightness L of the crop, 0..100")
 
 
+# ---------------------------------------------------------------- what other parts need (Task fields)
+def draw(sample, meta, ctx):
+    """L, the ab target (colour at fixed L), and L with the target's colours (ab upsampled)."""
+    from ..drawing import ab_colour, lab_to_rgb, tagged, upsample
+
+    L = np.asarray(sample["L"], np.float32)
+    ab = np.asarray(sample["ab_target"], np.float32)
+    return tagged([(L, "L"), (ab_colour(ab), "ab target"), (lab_to_rgb(L, upsample(ab, L.shape)), "L + ab")]), \
+        "colour target"
+
+
+def soft_encode_dense(ab, bins, k, sigma):
+    """The baselines' soft encoding: a dense (h, w, Q) array from the k nearest bins of every pixel."""
+    x = ab.reshape(-1, 2)
+    d = np.sqrt(((x[:, None, :] - bins[None, :, :]) ** 2).sum(-1))
+    nn = np.argsort(d, axis=1)[:, :k]
+    w = np.exp(-np.take_along_axis(d, nn, 1) ** 2 / (2 * sigma**2))
+    out = np.zeros((len(x), len(bins)), np.float32)
+    np.put_along_axis(out, nn, w / w.sum(1, keepdims=True), 1)
+    return out.reshape(ab.shape[:2] + (len(bins),))
+
+
+def pil_crop_lab(path, rng, p):
+    """The baselines' crop (PIL), mirrored or not, in Lab (skimage, float64)."""
+    from PIL import Image
+    from skimage.color import rgb2lab
+
+    from .rotation import pil_square_crop
+
+    crop = pil_square_crop(path, rng, p)
+    if rng.random() < p.flip_prob:
+        crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
+    return rgb2lab(np.asarray(crop))
+
+
+def paper_baseline(path, rng, p):
+    """Colorization loader in the style of the PyTorch re-implementations of Zhang et al. 2016: PIL
+    crop + resize + flip, skimage.color.rgb2lab, then the soft encoding as a dense (h*w, Q) array
+    built from the 5 nearest bins of every target pixel (their NNEncode), bins = the in-gamut set."""
+    lab_ = pil_crop_lab(path, rng, p)
+    target = soft_encode_dense(lab_[:: p.target_stride, :: p.target_stride, 1:],
+                               lab.gamut_bins(p.grid_step).astype(np.float64), p.neighbours, p.sigma)
+    return (lab_[..., :1].astype(np.float32), target), 0
+
+
 TASK = register_task(Task(
     name="colorization",
     params=ColorizationParams,
@@ -301,6 +346,8 @@ TASK = register_task(Task(
     dali_view_post=dali_view_post,
     summary="predict the quantized ab colour (soft-encoded over in-gamut bins) of each pixel from L",
     paper="Zhang, Isola & Efros 2016, Colorful Image Colorization",
+    draw=draw,
+    baseline=paper_baseline,
 ))
 
 

@@ -153,6 +153,118 @@ def finish(p: ContextParams, views: list[np.ndarray], plan: dict) -> dict:
     return {"patches": np.stack(out)}
 
 
+# ---------------------------------------------------------------- what other parts need (Task fields)
+NEIGHBOUR_NAMES = ["top-left", "top", "top-right", "left", "right", "bottom-left", "bottom", "bottom-right"]
+
+
+def arrow(plan: dict) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(centre of the centre box, centre of the neighbour box) in source px."""
+    (a, b) = plan["boxes"]
+    return ((a[0] + a[2]) / 2, (a[1] + a[3]) / 2), ((b[0] + b[2]) / 2, (b[1] + b[3]) / 2)
+
+
+def _source_view(src: np.ndarray, plan: dict, height: int, aspect=(0.75, 1.5)) -> np.ndarray:
+    """The source around the two boxes (centre green, neighbour red, the label as a yellow arrow),
+    ``height`` px tall, its width/height kept within ``aspect`` where the source allows."""
+    import cv2
+
+    from ..drawing import GREEN, RED, YELLOW
+
+    (c0, c1) = plan["boxes"]
+    H, W = src.shape[:2]
+    pad = (c0[2] - c0[0]) * 1.5
+    x0, y0 = max(0, min(c0[0], c1[0]) - pad), max(0, min(c0[1], c1[1]) - pad)
+    x1, y1 = min(W, max(c0[2], c1[2]) + pad), min(H, max(c0[3], c1[3]) + pad)
+    if x1 - x0 > aspect[1] * (y1 - y0):  # a left/right pair: show more above and below
+        cy, half = (y0 + y1) / 2, (x1 - x0) / aspect[1] / 2
+        y0, y1 = max(0, cy - half), min(H, cy + half)
+    elif x1 - x0 < aspect[0] * (y1 - y0):
+        cx, half = (x0 + x1) / 2, (y1 - y0) * aspect[0] / 2
+        x0, x1 = max(0, cx - half), min(W, cx + half)
+    x0, y0, x1, y1 = int(x0), int(y0), int(np.ceil(x1)), int(np.ceil(y1))
+    s = height / (y1 - y0)
+    view = cv2.resize(np.ascontiguousarray(src[y0:y1, x0:x1]), (max(1, round((x1 - x0) * s)), height),
+                      interpolation=cv2.INTER_AREA)
+
+    def pt(x, y):
+        return int((x - x0) * s), int((y - y0) * s)
+
+    for b, col in ((c0, GREEN), (c1, RED)):
+        cv2.rectangle(view, pt(b[0], b[1]), pt(b[2], b[3]), col, 2)
+    start, end = arrow(plan)
+    cv2.arrowedLine(view, pt(*start), pt(*end), YELLOW, 2, cv2.LINE_AA, tipLength=0.2)
+    return view
+
+
+def _layout(label: int) -> np.ndarray:
+    """The 3x3 layout with the labelled neighbour and the arrow (drawn when the source is missing)."""
+    import cv2
+
+    from ..drawing import GREEN, RED, YELLOW
+
+    lay = np.full((90, 90, 3), 60, np.uint8)
+    dx, dy = NEIGHBOURS[label]
+    cv2.rectangle(lay, (31, 31), (59, 59), GREEN, 2)
+    cv2.rectangle(lay, (31 + 30 * dx, 31 + 30 * dy), (59 + 30 * dx, 59 + 30 * dy), RED, 2)
+    cv2.arrowedLine(lay, (45, 45), (45 + 30 * dx, 45 + 30 * dy), YELLOW, 2, tipLength=0.3)
+    return lay
+
+
+def draw(sample, meta, ctx):
+    """The two patch boxes on the source (centre green, neighbour red) with the label as an arrow
+    (the bare 3x3 layout, marked "source not found", when the source is not here), then the stored
+    [centre, neighbour] patches, each with the channel it kept when the build dropped channels."""
+    from ..drawing import COMPACT_HEIGHT, tagged
+
+    label = int(meta["label"])
+    patches = list(np.asarray(sample["patches"]))
+    src = ctx.source(meta["source"])
+    first = (_source_view(src, meta, COMPACT_HEIGHT), "source") if src is not None else \
+        (_layout(label), "source not found")
+    who = ["centre", "neighbour"]
+    keep = meta.get("keep_channel")
+    tags = [f"{w}, kept {'RGB'[c]}" for w, c in zip(who, keep)] if keep else who
+    caption = f"neighbour {NEIGHBOUR_NAMES[label]} (label {label})"
+    if keep:
+        caption += f"; channel kept: {'RGB'[keep[0]]} (centre), {'RGB'[keep[1]]} (neighbour)"
+    elif getattr(ctx.params, "chroma", None) == "project":
+        caption += "; green-magenta removed"
+    shrunk = [f"{w} {d[0]}x{d[1]}" for w, d in zip(who, meta.get("downsample") or []) if d]
+    if shrunk:
+        caption += "; downsampled: " + ", ".join(shrunk)
+    return tagged([first, (patches[0], tags[0]), (patches[1], tags[1])], COMPACT_HEIGHT), caption
+
+
+def paper_baseline(path, rng, p):
+    """Relative-position loader in the style of the PyTorch re-implementations of Doersch et al.:
+    PIL resize so the 3x3 layout fits, crop the two patches, drop two colour channels for noise."""
+    from PIL import Image
+
+    im = Image.open(path).convert("RGB")
+    w, h = im.size
+    extent = 3 * p.patch + 2 * p.gap + 2 * p.jitter
+    s = extent / (min(w, h) * rng.uniform(*p.layout_scale))
+    im = im.resize((max(extent, round(w * s)), max(extent, round(h * s))), Image.BILINEAR)
+    ox, oy = rng.integers(0, im.size[0] - extent + 1), rng.integers(0, im.size[1] - extent + 1)
+    label = int(rng.integers(8))
+    dx, dy = NEIGHBOURS[label]
+    step = p.patch + p.gap
+    patches = []
+    for gx, gy in ((0, 0), (dx, dy)):
+        jx, jy = rng.integers(-p.jitter, p.jitter + 1, size=2)
+        x0, y0 = ox + p.jitter + (1 + gx) * step + jx, oy + p.jitter + (1 + gy) * step + jy
+        a = np.asarray(im.crop((x0, y0, x0 + p.patch, y0 + p.patch)), dtype=np.float32)
+        if rng.random() < p.downsample_prob:
+            side = int(np.sqrt(rng.uniform(p.min_pixels, p.patch**2)))
+            small = Image.fromarray(a.astype(np.uint8)).resize((side, side), Image.BILINEAR)
+            a = np.asarray(small.resize((p.patch, p.patch), Image.BILINEAR), dtype=np.float32)
+        keep = int(rng.integers(3))
+        noise = rng.standard_normal(a.shape).astype(np.float32) * a[..., keep].std() * p.noise_ratio + a[..., keep].mean()
+        noise[..., keep] = a[..., keep]
+        patches.append(np.clip(noise, 0, 255).astype(np.uint8))
+    return np.stack(patches), label
+
+
 TASK = register_task(Task(
     name="context",
     params=ContextParams,
@@ -162,4 +274,6 @@ TASK = register_task(Task(
     num_classes=lambda p: 8,
     summary="predict where a neighbouring patch sits relative to the centre patch (8 classes)",
     paper="Doersch et al. 2015, Unsupervised Visual Representation Learning by Context Prediction",
+    draw=draw,
+    baseline=paper_baseline,
 ))

@@ -78,6 +78,49 @@ def finish(p: FrameOrderParams, views: list[np.ndarray], plan: dict) -> dict:
     return {"frames": np.stack(views)}
 
 
+# ---------------------------------------------------------------- what other parts need (Task fields)
+def draw(sample, meta, ctx):
+    """The three frames in the shown order, each with its frame index."""
+    from ..drawing import tagged
+
+    frames = list(np.asarray(sample["frames"]))
+    idx = meta.get("frames", [None] * len(frames))
+    kind = "ordered" if int(meta["label"]) == 1 else "shuffled"
+    return tagged([(f, f"frame {i}") for f, i in zip(frames, idx)]), \
+        f"{kind} ({meta.get('order', '')}), motion {meta.get('motion', 0):.1f}"
+
+
+def _cv2_frame(cap, k):
+    import cv2
+    from PIL import Image
+
+    cap.set(cv2.CAP_PROP_POS_FRAMES, int(k))
+    ok, bgr = cap.read()
+    return Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+
+
+def paper_baseline(path, rng, p):
+    """Shuffle & Learn style loader (Misra et al.): OpenCV VideoCapture seeks to each frame, PIL crop +
+    resize; the window is uniform (the original ranks windows by precomputed flow offline)."""
+    import cv2
+    from PIL import Image
+
+    cap = cv2.VideoCapture(str(path))
+    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    start = int(rng.integers(0, max(1, n - p.span)))
+    a, b, c, d, e = np.sort(rng.choice(p.span, 5, replace=False)) + start
+    label = int(rng.integers(2))
+    frames = ([b, c, d], [d, c, b])[int(rng.integers(2))] if label else ([b, a, d], [b, e, d])[int(rng.integers(2))]
+    first = _cv2_frame(cap, frames[0])
+    w, h = first.size
+    side = int(min(w, h) * rng.uniform(*p.crop_scale))
+    x0, y0 = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
+    box = (x0, y0, x0 + side, y0 + side)
+    ims = [first] + [_cv2_frame(cap, k) for k in frames[1:]]
+    cap.release()
+    return np.stack([np.asarray(im.resize((p.size, p.size), Image.BILINEAR, box=box)) for im in ims]), label
+
+
 TASK = register_task(Task(
     name="frame_order",
     params=FrameOrderParams,
@@ -90,4 +133,6 @@ TASK = register_task(Task(
     paper="Misra et al. 2016, Shuffle and Learn: Unsupervised Learning using Temporal Order Verification",
     input="video",
     video=VideoHooks(motion=True),
+    draw=draw,
+    baseline=paper_baseline,
 ))

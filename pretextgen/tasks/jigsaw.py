@@ -148,6 +148,85 @@ def prepare(p: JigsawParams, out_dir) -> dict:
                                 "criterion": p.permutation_criterion, "seed": p.permutation_seed, **stats}}
 
 
+# ---------------------------------------------------------------- what other parts need (Task fields)
+def torch_finish(p: JigsawParams, views, plans) -> dict:
+    """``finish`` for a whole batch (B, crop, crop, C): gray, then every stored tile of every sample
+    cut by one gather at its cell's offset, jitter, norm."""
+    import torch
+
+    from ..device_finish import gray3_torch
+
+    crop, dev = views[0], views[0].device
+    b, n, cell = crop.shape[0], p.grid * p.grid, p.crop // p.grid
+    gray = torch.tensor([plan["gray"] for plan in plans], device=dev)
+    if bool(gray.any()):
+        crop = torch.where(gray[:, None, None, None], gray3_torch(crop), crop)
+    perm = torch.tensor([plan["permutation"] for plan in plans], device=dev)  # (B, n): stored j <- cell
+    offsets = torch.tensor([plan["offsets"] for plan in plans], device=dev)  # (B, n cells, (dx, dy))
+    d = torch.gather(offsets, 1, perm[..., None].expand(b, n, 2))  # offsets of the stored tiles' cells
+    y0 = torch.div(perm, p.grid, rounding_mode="floor") * cell + d[..., 1]
+    x0 = perm % p.grid * cell + d[..., 0]
+    span = torch.arange(p.tile, device=dev)
+    ys, xs = (y0[..., None] + span)[:, :, :, None], (x0[..., None] + span)[:, :, None, :]
+    tiles = crop[torch.arange(b, device=dev)[:, None, None, None], ys, xs]  # (B, n, tile, tile, C)
+    if plans[0]["jitter"] is not None:
+        j = torch.tensor([plan["jitter"] for plan in plans], dtype=torch.float32, device=dev)  # (B, n, 3, 2)
+        tiles = torch.round(tiles * j[:, :, None, None, :, 0] + j[:, :, None, None, :, 1]).clamp(0, 255).to(torch.uint8)
+    if p.tile_norm:
+        t = tiles.float()
+        mean = t.mean(dim=(2, 3, 4), keepdim=True)
+        std = t.std(dim=(2, 3, 4), keepdim=True, correction=0)
+        tiles = ((t - mean) / std.clamp(min=1.0)).half()
+    return {"tiles": tiles.contiguous()}
+
+
+def put_back(tiles: np.ndarray, permutation) -> np.ndarray:
+    """Tiles in grid order (row-major): stored tile j goes back to cell permutation[j]."""
+    back = np.empty_like(tiles)
+    back[list(permutation)] = tiles
+    return back
+
+
+def draw(sample, meta, ctx):
+    """Tiles as stored (shuffled, each with its number), beside the same tiles put back
+    (``put_back``): the right grid must show the crop in order, with the gaps."""
+    from ..drawing import PANEL_HEIGHT, badge, fit, grid, tagged
+
+    tiles = np.asarray(sample["tiles"])
+    g = int(round(np.sqrt(len(tiles))))
+    perm = [int(v) for v in meta["permutation"]]
+    cell = max(8, (PANEL_HEIGHT - 2 * (g - 1)) // g)
+    shuffled = grid([badge(fit(t, cell), str(j)) for j, t in enumerate(tiles)], g)
+    back = grid([fit(t, cell) for t in put_back(tiles, perm)], g, 6)
+    return tagged([(shuffled, "stored (tile numbers)"), (back, "put back")]), \
+        f"permutation {meta['label']}: {perm}" + (", gray" if meta.get("gray") else "")
+
+
+def paper_baseline(path, rng, p):
+    """JigsawPuzzlePytorch-style loader (bbrattoli/JigsawPuzzlePytorch, Noroozi & Favaro): resize the
+    short side to 256, random 255 crop, 85 px cells, random 64 px tile in each, permute, 30% grayscale."""
+    from PIL import Image
+
+    im = Image.open(path).convert("RGB")
+    w, h = im.size
+    s = 256 / min(w, h)
+    im = im.resize((max(256, round(w * s)), max(256, round(h * s))), Image.BILINEAR)
+    if rng.random() < p.gray_prob:
+        im = im.convert("L").convert("RGB")
+    x0, y0 = rng.integers(0, im.size[0] - 255 + 1), rng.integers(0, im.size[1] - 255 + 1)
+    im = im.crop((x0, y0, x0 + 255, y0 + 255))
+    cell = 255 // p.grid
+    tiles = []
+    for n in range(p.grid * p.grid):
+        r, c = divmod(n, p.grid)
+        tile = im.crop((c * cell, r * cell, (c + 1) * cell, (r + 1) * cell))
+        dx, dy = rng.integers(0, cell - p.tile + 1, size=2)
+        tiles.append(np.asarray(tile.crop((dx, dy, dx + p.tile, dy + p.tile))))
+    label = int(rng.integers(p.permutations))
+    order = permutations_of(p)[label]
+    return np.stack([tiles[i] for i in order]), label
+
+
 TASK = register_task(Task(
     name="jigsaw",
     params=JigsawParams,
@@ -159,4 +238,8 @@ TASK = register_task(Task(
     prepare=prepare,
     summary="predict which permutation of a maximal-Hamming set shuffled the tiles",
     paper="Noroozi & Favaro 2016, Unsupervised Learning of Visual Representations by Solving Jigsaw Puzzles",
+    draw=draw,
+    torch_finish=torch_finish,
+    finish_on_device=True,  # GPU builds: faster than the host finish (README, GPU builds; bench_gpu.py)
+    baseline=paper_baseline,
 ))

@@ -128,6 +128,43 @@ def _dim(p: MAEParams) -> int:
     return p.patch * p.patch * 3
 
 
+# ---------------------------------------------------------------- what other parts need (Task fields)
+def draw(sample, meta, ctx):
+    """The image, and the image with masked patches greyed out (what the encoder sees)."""
+    from ..drawing import tagged
+
+    img = np.asarray(sample["image"])
+    mask = np.asarray(sample["mask"]).astype(bool)
+    side = int(round(np.sqrt(len(mask))))
+    p = img.shape[0] // side
+    seen = img.copy()
+    for k in np.flatnonzero(mask):
+        r, c = divmod(int(k), side)
+        seen[r * p : (r + 1) * p, c * p : (c + 1) * p] = 128
+    return tagged([(img, "image"), (seen, "visible")]), f"{int(mask.sum())} of {len(mask)} masked"
+
+
+def paper_baseline(path, rng, p):
+    """MAE-style loader (He et al., main_pretrain.py): RandomResizedCrop + flip with PIL, then NumPy
+    patchify and random_masking (argsort of uniform noise)."""
+    from PIL import Image
+
+    from .contrastive import pil_random_resized_crop
+
+    img = pil_random_resized_crop(Image.open(path).convert("RGB"), rng, p, Image.BICUBIC)
+    if rng.random() < p.flip_prob:
+        img = img.transpose(Image.FLIP_LEFT_RIGHT)
+    a = np.asarray(img)
+    n = p.size // p.patch
+    patches = a.reshape(n, p.patch, n, p.patch, 3).transpose(0, 2, 1, 3, 4).reshape(n * n, -1)
+    ids_shuffle = np.argsort(rng.random(n * n))
+    ids_restore = np.argsort(ids_shuffle)
+    keep = int(n * n * (1 - p.mask_ratio))
+    mask = np.ones(n * n, np.uint8)
+    mask[:keep] = 0
+    return (a, patches[ids_shuffle[:keep]], patches, mask[ids_restore], ids_restore), 0
+
+
 TASK = register_task(Task(
     name="mae",
     params=MAEParams,
@@ -145,4 +182,6 @@ TASK = register_task(Task(
     num_classes=lambda p: 1,
     summary="reconstruct the masked patches (exactly mask_ratio of them) from the visible ones",
     paper="He et al. 2022, Masked Autoencoders Are Scalable Vision Learners",
+    draw=draw,
+    baseline=paper_baseline,
 ))

@@ -57,6 +57,53 @@ def finish(p: RotationParams, views: list[np.ndarray], plan: dict) -> dict:
     return {"image": cv2.rotate(np.ascontiguousarray(views[0]), getattr(cv2, _CV2_ROTATE[k]))}
 
 
+# ---------------------------------------------------------------- what other parts need (Task fields)
+def torch_finish(p: RotationParams, views, plans) -> dict:
+    """``finish`` for a whole batch of torch tensors (B, H, W, C): one rot90 per k."""
+    import torch
+
+    v = views[0]
+    out = torch.empty_like(v)
+    ks = torch.tensor([plan["k"] for plan in plans])
+    for k in range(4):
+        idx = torch.nonzero(ks == k).flatten().to(v.device)
+        if len(idx):
+            out[idx] = torch.rot90(v[idx], k, dims=(1, 2))
+    return {"image": out}
+
+
+def upright(image: np.ndarray, k: int) -> np.ndarray:
+    """A rotation sample turned back by -k x 90 deg: the crop as it was."""
+    return np.rot90(image, -k)
+
+
+def draw(sample, meta, ctx):
+    """The sample as stored, then turned back by -k x 90 deg: the second must stand upright."""
+    from ..drawing import tagged
+
+    img, k = sample["image"], int(meta["k"])
+    return tagged([(img, f"stored, k={k}"), (upright(img, k), "turned back")]), \
+        f"rotation {90 * k} deg CCW (label {meta['label']})"
+
+
+def pil_square_crop(path, rng, p):
+    """A random square crop (side ``crop_scale`` x the shorter side) resized to ``size``, in PIL."""
+    from PIL import Image
+
+    im = Image.open(path).convert("RGB")
+    w, h = im.size
+    side = int(min(w, h) * rng.uniform(*p.crop_scale))
+    x0, y0 = rng.integers(0, w - side + 1), rng.integers(0, h - side + 1)
+    return im.resize((p.size, p.size), Image.BILINEAR, box=(x0, y0, x0 + side, y0 + side))
+
+
+def paper_baseline(path, rng, p):
+    """RotNet-style loader (Gidaris et al.): PIL crop + resize, np.rot90."""
+    crop = pil_square_crop(path, rng, p)
+    k = int(rng.integers(4))
+    return np.ascontiguousarray(np.rot90(np.asarray(crop), k)), k
+
+
 TASK = register_task(Task(
     name="rotation",
     params=RotationParams,
@@ -68,4 +115,7 @@ TASK = register_task(Task(
     samples_per_plan=lambda p: 4 if p.all_rotations else 1,
     summary="predict the rotation (0/90/180/270 deg) of a square crop",
     paper="Gidaris et al. 2018, Unsupervised Representation Learning by Predicting Image Rotations",
+    draw=draw,
+    torch_finish=torch_finish,
+    baseline=paper_baseline,
 ))

@@ -53,6 +53,37 @@ def finish(p: SplitBrainParams, views: list[np.ndarray], plan: dict) -> dict:
             "L_bins": lab.quantize_l(image[::s, ::s, 0], p.l_bins)}
 
 
+# ---------------------------------------------------------------- what other parts need (Task fields)
+def draw(sample, meta, ctx):
+    """Both halves of the crop: L -> ab (L, the nearest ab bin of each target pixel, L in those
+    colours) and ab -> L (ab at fixed L, the target L bins as gray)."""
+    from ..drawing import COMPACT_HEIGHT, WHITE, ab_colour, hstack, lab_to_rgb, labeled, tagged, upsample
+
+    q = meta.get("quantization", {})
+    L = np.asarray(sample["L"], np.float32)
+    ab = np.asarray(sample["ab"], np.float32)
+    ab_t = lab.gamut_bins(int(q.get("grid_step", 10)))[np.asarray(sample["ab_bins"])[..., 0]]
+    nl = int(q.get("l_bins", 100))
+    L_t = (np.asarray(sample["L_bins"], np.float32) + 0.5) * (100.0 / nl)
+    h = COMPACT_HEIGHT
+    to_ab = tagged([(L, "L (input)"), (ab_colour(ab_t), "ab bins (target)"),
+                    (lab_to_rgb(L, upsample(ab_t, L.shape)), "L + target")], h)
+    to_l = tagged([(ab_colour(ab), "ab (input)"), (lab_to_rgb(L_t, np.zeros((*L_t.shape, 2))), "L bins (target)")], h)
+    return hstack([labeled(to_ab, "L -> ab", paper=WHITE), labeled(to_l, "ab -> L", paper=WHITE)], 12), \
+        f"L -> ab ({len(lab.gamut_bins(int(q.get('grid_step', 10))))} ab bins) and ab -> L ({nl} L bins)" + \
+        (", flipped" if meta.get("flip") else "")
+
+
+def paper_baseline(path, rng, p):
+    """Split-brain loader in the style of the PyTorch re-implementations of Zhang et al. 2017: the
+    colorization baseline's crop and Lab; inputs L and ab, targets the dense ab encoding and L bins."""
+    lab_ = col.pil_crop_lab(path, rng, p)
+    t = lab_[:: p.target_stride, :: p.target_stride]
+    ab_target = col.soft_encode_dense(t[..., 1:], lab.gamut_bins(p.grid_step).astype(np.float64), p.neighbours, p.sigma)
+    l_bins = np.clip(np.floor(t[..., 0] * p.l_bins / 100), 0, p.l_bins - 1).astype(np.uint8)
+    return (lab_[..., :1].astype(np.float32), lab_[..., 1:].astype(np.float32), ab_target, l_bins), 0
+
+
 TASK = register_task(Task(
     name="splitbrain",
     params=SplitBrainParams,
@@ -71,4 +102,6 @@ TASK = register_task(Task(
     dali_view_post=col.dali_view_post,
     summary="two cross-channel problems on one Lab crop: L -> quantized ab, ab -> quantized L",
     paper="Zhang, Isola & Efros 2017, Split-Brain Autoencoders: Unsupervised Learning by Cross-Channel Prediction",
+    draw=draw,
+    baseline=paper_baseline,
 ))

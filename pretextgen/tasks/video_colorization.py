@@ -210,6 +210,59 @@ def finish(p: VideoColorizationParams, views: list[np.ndarray], plan: dict) -> d
     return {"reference": views[0], "gray": gray, "bins": bins}
 
 
+# ---------------------------------------------------------------- what other parts need (Task fields)
+def _palette(n: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(40, 256, size=(max(n, 1), 3)).astype(np.uint8)
+
+
+def draw(sample, meta, ctx):
+    """Reference in colour, then each frame's gray input above its cluster-id target."""
+    from ..drawing import PANEL_HEIGHT, fit, tagged
+
+    gray = list(np.asarray(sample["gray"]))
+    bins = np.asarray(sample["bins"])
+    colours = _palette(int(bins.max()) + 1)
+    items = [(sample["reference"], "reference")]
+    for k, (g, b) in enumerate(zip(gray, bins)):
+        items.append((np.concatenate([fit(g, PANEL_HEIGHT // 2), fit(colours[b], PANEL_HEIGHT // 2)], 0),
+                      "ref" if k == 0 else f"t{k}"))
+    return tagged(items), f"frames {meta.get('frames')}"
+
+
+# The baseline's fixed ab centres: a uniform 4 x 4 grid (the original fits k-means).
+_BASELINE_AB_GRID = np.stack(np.meshgrid(np.linspace(-60, 60, 4), np.linspace(-60, 60, 4)), -1).reshape(-1, 2)
+
+
+def paper_baseline(path, rng, p):
+    """Vondrick et al. style loader: OpenCV reads the reference and target frames, PIL crop + resize,
+    scikit-image rgb2lab, nearest of fixed ab centres (a uniform grid here; the original fits k-means)."""
+    import cv2
+    from PIL import Image
+    from skimage.color import rgb2lab
+
+    cap = cv2.VideoCapture(str(path))
+    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    ref = int(rng.integers(0, max(1, n - p.targets * p.gap)))
+    ims = []
+    for k in range(p.targets + 1):
+        cap.set(cv2.CAP_PROP_POS_FRAMES, ref + k * p.gap)
+        ok, bgr = cap.read()
+        ims.append(Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
+    cap.release()
+    w, h = ims[0].size
+    side = int(min(w, h) * rng.uniform(*p.crop_scale))
+    x0, y0 = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
+    box = (x0, y0, x0 + side, y0 + side)
+    views = [im.resize((p.size, p.size), Image.BILINEAR, box=box) for im in ims]
+    gray = np.stack([np.asarray(v.convert("L")) for v in views])
+    bins = []
+    for v in views:
+        ab = rgb2lab(np.asarray(v.resize((p.label_size, p.label_size), Image.BILINEAR)))[..., 1:]
+        bins.append(((ab[..., None, :] - _BASELINE_AB_GRID) ** 2).sum(-1).argmin(-1).astype(np.uint8))
+    return (np.asarray(views[0]), gray, np.stack(bins)), 0
+
+
 TASK = register_task(Task(
     name="video_colorization",
     params=VideoColorizationParams,
@@ -228,4 +281,6 @@ TASK = register_task(Task(
     input="video",
     usable="clips that are not one colour and hold colour (gray_fraction of pixels with chroma >= gray_chroma)",
     video=VideoHooks(motion=False, prepare=prepare, usable=colour_reason),
+    draw=draw,
+    baseline=paper_baseline,
 ))

@@ -1,0 +1,63 @@
+"""The terminal summary of a build: task, params, fields, label histogram, sources."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..shards import read_manifest
+
+
+def written(m: dict) -> int:
+    """Samples the build's shards hold (fewer than ``m["samples"]`` asked when it is incomplete)."""
+    return sum(int(s["samples"]) for s in m["shards"])
+
+
+def summary_lines(out: Path) -> list[str]:
+    from ..config import make_params
+    from ..registry import get_task, stored_ext
+
+    m = read_manifest(out)
+    t = get_task(m["task"])
+    size = sum(s["bytes"] for s in m["shards"])
+    n = written(m)
+    params = " ".join(f"{k}={v}" for k, v in m["params"].items())
+    lines = [f"task: {m['task']}: {t.summary}", f"  paper: {t.paper}", f"params: {params}",
+             f"seed {m['seed']}, backend {m['backend']}/{m['device']}, pretextgen {m['version']}, schema {m['schema']}, "
+             f"build {'complete' if m.get('complete') else 'INCOMPLETE'}",
+             *([] if m.get("complete") else [f"  {n} of {m['samples']} samples written; "
+                                             "finish it with `pretextgen build ... --resume`"]),
+             f"samples: {n} in {len(m['shards'])} shard(s), {size / 2**20:.1f} MB ({size / max(n, 1) / 1024:.1f} KiB per sample)"]
+    params_ = make_params(t, m["params"])
+    pixels = m.get("pixels", "png")
+    fields = [f"{f.name}.{stored_ext(f, pixels)} {f.dtype} {tuple(f.shape(params_))}" for f in t.fields]
+    lines.append("fields: " + ", ".join(fields) + ", cls (label), json (the plan)")
+    lines += histogram_lines(m)
+    lines.append(f"sources: {m['source']}: {m['source_files']} file(s), {m['sources_used']} used, "
+                 f"{len(m['skipped'])} skipped")
+    from ..sources import skip_summary, slow_summary
+
+    lines += [f"  {line}" for line in skip_summary(m["skipped"])]
+    lines += [f"  redrawn {n}: {reason} (plans drawn again from other sources)"
+              for reason, n in m.get("rejected_plans", {}).items()]
+    lines += [f"  {line}" for line in slow_summary(m.get("slow_sources", []))]
+    return lines
+
+
+def histogram_lines(m: dict, width: int = 40, rows: int = 16) -> list[str]:
+    hist = {int(k): v for k, v in m.get("label_histogram", {}).items()}
+    k = m["num_classes"]
+    if not hist:
+        return [f"labels: {k} classes (one per plan: no histogram to show)" if k else "labels: none recorded"]
+    counts = np.array([hist.get(c, 0) for c in range(max(k, max(hist) + 1))])
+    total = counts.sum()
+    out = [f"labels: {k} classes, {int((counts > 0).sum())} used; per class min {counts.min()}, "
+           f"max {counts.max()}, expected {total / max(k, 1):.1f}"]
+    if len(counts) > rows:  # group classes into equal ranges
+        edges = np.linspace(0, len(counts), rows + 1).astype(int)
+        groups = [(f"{a}-{b - 1}", counts[a:b].sum()) for a, b in zip(edges[:-1], edges[1:])]
+    else:
+        groups = [(str(c), v) for c, v in enumerate(counts)]
+    top = max(v for _, v in groups) or 1
+    out += [f"  {name:>9} {'#' * int(round(width * v / top)):<{width}} {v}" for name, v in groups]
+    return out
