@@ -4,7 +4,7 @@
     manifest = pretextgen.build(task="jigsaw", out="out/jigsaw")   # scikit-image's photos by default
     pretextgen.list_tasks()
 """
-__version__ = "0.4.0"
+from .version import __version__
 
 
 def build(task: str, out, **kwargs) -> dict:

@@ -6,10 +6,9 @@ differ by decoding and interpolation.
 - ``dali``: one DALI graph (decode -> per-view ROI resize), on the GPU (``mixed`` nvJPEG decode,
   GPU resize) or the CPU (``device_id=None``); plans enter through ``fn.external_source``.
 
-``auto`` picks DALI on the GPU when DALI sees one, else OpenCV in threads: on 2 cores it made
-1.2-3.2x the samples/s of DALI-CPU for every image task, whose CPU ``fn.resize`` alone costs
-about 400 us per 224 px view against OpenCV's 100 us (benchmarks/bench_images.py, README
-"Benchmarks").
+``auto`` picks DALI on the GPU when DALI sees one, else OpenCV in threads, faster than DALI-CPU
+for every image task (its CPU ``fn.resize`` is the cost; BENCHMARKS.md). Backends register by
+name (``register_backend``); the CLI's choices are the registered names.
 """
 from __future__ import annotations
 
@@ -66,8 +65,8 @@ def _opencv_libraries() -> dict:
 
 def gpu_count() -> int:
     if sys.platform.startswith("linux") and not (glob.glob("/dev/nvidia[0-9]*") or os.path.exists("/dev/dxg")):
-        # No NVIDIA device node (nor WSL2's GPU bridge): no GPU, and no need to import DALI to know
-        # it (0.36 s of every CPU build's start-up on the development machine).
+        # No NVIDIA device node (nor WSL2's GPU bridge): no GPU, and no need to import DALI (a
+        # noticeable part of every CPU build's start-up) to know it.
         return 0
     try:
         from nvidia.dali import backend
@@ -173,8 +172,7 @@ def executed(item: WorkItem, backend: str, device: str, jpeg_scale: int = 1) -> 
 class OpenCVBackend:
     """``workers`` threads in this process (OpenCV's decode, resize and PNG encode release the GIL),
     or worker processes where ``threads`` is False (the video backend: decord readers per process).
-    Threads measured faster for all 9 image tasks on 2 cores: nothing is pickled between processes
-    (README "Benchmarks")."""
+    Threads are faster than processes for every image task: nothing is pickled (BENCHMARKS.md)."""
 
     name, device, devices, tolerance = "opencv", "cpu", ("cpu",), 0.0  # the reference: exact
     threads = True
@@ -296,7 +294,7 @@ class DaliBackend:
         """``finish``: "host" runs the task's NumPy ``finish`` per sample on the host; "device" runs its
         torch twin (``Task.torch_finish``, same samples) on whole batches where DALI's views
         are, then copies the finished batch to the host once; "auto" is "device" on a GPU for the
-        tasks where that measured faster (``Task.finish_on_device``).
+        tasks where that is faster (``Task.finish_on_device``).
         ``transient`` (default: ``encode``): batches are copied to the host into buffers reused from
         batch to batch, so the fields ``run`` yields may point into them and stay valid only until
         ``run`` is asked for the next batch's first sample; encoded members never point into them.
@@ -305,10 +303,9 @@ class DaliBackend:
         sample's batch (and with it nvJPEG's choice of decoder for it on a GPU) depends on its shard
         and ``batch_size`` alone, not on which process makes the shard or whether it is resumed.
         ``feed_ahead`` (default: on a GPU): DALI's feed (plans drawn, files read, columns made) is
-        made one batch ahead in a thread while this one waits for DALI. On a GPU one process's rate
-        was bound by its main thread, far below what the GIL allows. On CPUs DALI's own threads fill
-        the cores, and where the GIL was the limit (2 cores, 32 px samples of CIFAR-10) the feed ahead
-        made 0.79-1.19x the samples/s of the inline one (``bench_gpu.py --feed-placement``)."""
+        made one batch ahead in a thread while this one waits for DALI: on a GPU one process's rate is
+        bound by its main thread. On CPUs DALI's own threads fill the cores and a second Python
+        thread only competes for the GIL (``bench_gpu.py --feed-placement``, BENCHMARKS.md)."""
         self.task, self.params, self.root, self.device = task, params, Path(root), device
         self.batch_size, self.threads, self.encode = batch_size, threads, encode
         self.hw_decoder_load, self.batch_key, self.pixels = hw_decoder_load, batch_key, pixels
@@ -386,7 +383,7 @@ class DaliBackend:
             enc = [encoded_for_decoder(self.root, it.source) for it in batch]
             cols = [enc]
             # Numeric columns go as one (B, ...) array each: DALI converts a list of B small arrays
-            # one by one (about 25 us per sample in the main thread for three columns).
+            # one by one, in the main thread.
             for j in range(n_views):
                 views = [it.plan["views"][j] for it in batch]
                 sizes = np.array([v["size"] for v in views], np.float32)[:, ::-1]  # DALI order: (H, W)
@@ -424,9 +421,8 @@ class DaliBackend:
 
 
 class _ReusedHost:
-    """Host copies of whole batches into buffers kept from batch to batch (pinned on a GPU). A new
-    38 MB array per batch (256 views of 224 px) costs its page faults: 13.6 ms to copy into one,
-    against 2.0 ms into a reused buffer (2-core development machine), 45 us per sample."""
+    """Host copies of whole batches into buffers kept from batch to batch (pinned on a GPU): a new
+    array per batch costs its page faults at every copy (BENCHMARKS.md)."""
 
     def __init__(self, device: str):
         self.device, self.bufs = device, {}

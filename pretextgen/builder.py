@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from .version import __version__
 from .backends import get_backend
 from .config import load_params, params_to_dict
 from .errors import PretextgenError

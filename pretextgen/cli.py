@@ -11,7 +11,7 @@ import os
 import shlex
 import sys
 
-from . import __version__
+from .version import __version__
 from .errors import PretextgenError
 
 EPILOG_BUILD = """\
@@ -40,9 +40,14 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--out", required=True, help="output folder for shards and manifest.json")
     b.add_argument("--samples", type=int, default=512, help="number of samples (default: 512)")
     b.add_argument("--seed", type=int, default=0, help="sample i depends on (seed, i) alone (default: 0)")
-    b.add_argument("--backend", default="auto", choices=["auto", "dali", "opencv"],
-                   help="auto: DALI on the GPU if there is one, else OpenCV in threads (measured fastest on CPUs, see benchmarks/)")
-    b.add_argument("--device", default="auto", choices=["auto", "gpu", "cpu"], help="auto: the GPU if DALI sees one")
+    from .backends import get_backend, list_backends
+
+    backends = list_backends()
+    devices = sorted({d for n in backends for d in get_backend(n).devices})
+    b.add_argument("--backend", default="auto", choices=["auto", *backends],
+                   help="auto: DALI on the GPU if there is one, else OpenCV in threads (faster on CPUs: "
+                        "BENCHMARKS.md); video tasks read frames with decord on CPUs, DALI on a GPU")
+    b.add_argument("--device", default="auto", choices=["auto", *devices], help="auto: the GPU if DALI sees one")
     b.add_argument("--config", help="YAML file of task parameters (over the shipped defaults)")
     b.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one task parameter (repeatable)")
     b.add_argument("--resume", action="store_true", help="continue an interrupted build in --out")
@@ -54,11 +59,11 @@ def _parser() -> argparse.ArgumentParser:
                         "(default: on a GPU one per two cores, at most 8; on CPUs 1)")
     b.add_argument("--pixels", default="png", choices=["png", "npy"],
                    help="how image fields (rotation, inpainting, mae) are stored, both lossless: png (default) is "
-                        "about half the bytes; npy is written ~100x and read ~20x faster")
+                        "about half the bytes; npy is much faster to write and read (BENCHMARKS.md)")
     b.add_argument("--full-decode", action="store_true",
                    help="OpenCV backend: decode every JPEG at full size. By default a JPEG at least twice as large "
-                        "as a sample's views need is decoded at 1/2 to 1/64 scale (libjpeg's DCT scaling; 2-3x the "
-                        "samples/s on 12 MP photos), with the same boxes; the sample's JSON records jpeg_scale")
+                        "as a sample's views need is decoded at 1/2 to 1/64 scale (libjpeg's DCT scaling: faster on "
+                        "large photos), with the same boxes; the sample's JSON records jpeg_scale")
     b.add_argument("--batch-size", type=int, default=64, help="DALI batch size (default: 64)")
     b.add_argument("--shard-mb", type=float, default=256, help="maximum shard size in MB (default: 256)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")

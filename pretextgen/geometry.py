@@ -98,8 +98,8 @@ def jpeg_scale(width: int, height: int, views) -> int:
     without losing resolution: s divides both sides (so the 1/s image's pixel u covers source
     pixels [s*u, s*u + s) whatever the EXIF orientation) and every view is a box that still spans
     1 to 2 reduced pixels per output pixel on each axis (bilinear sampling stays within the box's
-    own detail). 1 where none does. Decoding a 4032x3024 JPEG of 3.6 MB takes 57 ms at full size
-    and 25 ms at 1/8 (libjpeg-turbo in OpenCV, development machine)."""
+    own detail). 1 where none does. A reduced decode costs far less than a full one on large
+    photos (BENCHMARKS.md)."""
     # Called per sample: the smallest and largest box/size ratios first, so that the usual small
     # photo returns at once (0.8 us, against 2.8 for testing every scale in turn).
     lo, hi = float("inf"), 0.0

@@ -37,6 +37,9 @@ class ImageKind:
     default_label = "skimage:data"  # scikit-image's bundled photos
     noun = "image"
     max_processes = None  # any number of build processes
+    no_replan = None  # verify redraws plans from (seed, index) over the listing
+    live = True  # the loader can make samples on the fly
+    pictures = True  # a sample's source is a picture inspect can draw its boxes on
 
     def default(self) -> tuple[Path, list[str]]:
         return default_source()

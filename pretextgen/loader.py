@@ -288,12 +288,12 @@ class LiveDataset(_torch_iterable()):
                  world_size: int | None = None, uneven: str = "keep", batch_size: int = 32):
         from .backends import resolve
         from .config import load_params
-        from .registry import get_task
+        from .registry import get_task, source_kind
         from .sources import default_source, list_files, scan
 
         self.task = get_task(task)
-        if self.task.input != "image":
-            raise PretextgenError(f"live mode reads images; task {task!r} reads videos: build shards instead")
+        if not source_kind(self.task.input).live:
+            raise PretextgenError(f"live mode reads images; task {task!r} reads {self.task.input}s: build shards instead")
         self.params = load_params(self.task, config, overrides)
         self.backend, self.device = resolve(backend, device)
         if source is None:

@@ -15,10 +15,9 @@ import numpy as np
 # Beyond 9 cells, n! permutations do not fit in memory: draw this many random candidates instead.
 CANDIDATE_POOL = 200_000
 # Largest set the config accepts (jigsaw.permutations). The greedy search costs one pass over the
-# candidates per pick; measured with permutation_set on 2 shared cores: 3x3 grid 1000 in 1.4 s,
-# 2000 in 2.6 s, 5000 in 6.4 s, 10000 in 11.6 s; 5000 on 4x4 5.0 s, 5x5 6.7 s, 6x6 9.5 s (296 MB).
-# The papers use 100-1000 (Noroozi & Favaro: 1000 best); past a few thousand the minimal Hamming
-# distance of a max-min 3x3 set is 4 at 1000 and still 4 at 5000.
+# candidates per pick, so its time grows with the set; 5000 stays within seconds on every grid the
+# config allows (BENCHMARKS.md). The papers use 100-1000 (Noroozi & Favaro: 1000 best), and the
+# minimal Hamming distance of a max-min 3x3 set is 4 at 1000 and still 4 at 5000.
 MAX_PERMUTATIONS = 5000
 
 
@@ -45,7 +44,7 @@ def permutation_set(n: int, size: int, seed: int = 0, criterion: str = "max_min"
         raise ValueError(f"permutations={size} exceeds the {len(cand)} permutations of {n} cells")
     # same[k][v]: which candidates hold value v at position k. A candidate's Hamming distance to a
     # pick is n minus the sum of n such rows: 9 additions of bytes instead of comparing every
-    # candidate's every position (3-5x faster: the set of 1000 took 7 s, now 1.5 s).
+    # candidate's every position (several times faster).
     same = [[(cand[:, k] == v).view(np.uint8) for v in range(n)] for k in range(n)]
 
     def distance_to(pick: int) -> np.ndarray:

@@ -80,10 +80,10 @@ class Task:
     # same samples as ``finish`` for whole batches where DALI's views are (live GPU loader, GPU builds).
     torch_finish: Callable | None = None
     # Whether DALI GPU builds use torch_finish by default (``DaliBackend(finish="auto")``): only where
-    # it measured faster than the host finish.
+    # it was faster than the host finish (BENCHMARKS.md).
     finish_on_device: bool = False
     # {backend: grey levels}: this task's bound in ``verify`` where it differs from the backend's
-    # (``verify.TOLERANCE``); None: the backends' bounds.
+    # (a backend's ``tolerance``); None: the backends' own bounds.
     tolerance: dict | None = None
     # baseline(path, rng, params) -> (arrays, label): the task's samples made the way the papers'
     # loaders do (plain PIL + NumPy), the reference the benchmarks time pretextgen against.
@@ -128,7 +128,11 @@ def register_task(task: Task) -> Task:
 
 
 def _load_all() -> None:
-    from . import tasks  # noqa: F401  (importing registers the built-in tasks)
+    # Importing the built-in tasks registers them; by name, as plugins are: the tasks import this
+    # module, never the other way round.
+    import importlib
+
+    importlib.import_module("pretextgen.tasks")
 
 
 def list_tasks(pattern: str = "*") -> list[str]:

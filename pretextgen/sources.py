@@ -285,7 +285,7 @@ def load_bgr(root: Path, src: Source, scale: int = 1) -> np.ndarray:
     """A plain source (``not src.host_decode``) as OpenCV decodes it, in BGR order. Views cut and
     resized from it, then turned to RGB, are byte for byte those cut from ``load_rgb`` (resizing and
     warping treat channels alike; tested), and converting a view costs a fraction of converting the
-    whole photo (0.19 ms for 500x375). ``scale`` > 1 (``geometry.jpeg_scale``, which divides both
+    whole photo. ``scale`` > 1 (``geometry.jpeg_scale``, which divides both
     sides): a JPEG decoded at 1/scale, by libjpeg in the DCT domain up to 1/8, then averaged over
     whole blocks of that image (OpenCV's area filter at an integer factor) beyond."""
     import cv2
@@ -332,8 +332,8 @@ def load_rgb(root: Path, src: Source) -> np.ndarray:
 
 
 def read_file(path: str) -> np.ndarray:
-    """A file's bytes as a uint8 array, paid per sample: 15-17 us for a 53 KB JPEG against 25 us for
-    ``np.fromfile(Path(root) / rel)`` (``benchmarks/bench_host.py``, development machine)."""
+    """A file's bytes as a uint8 array, paid per sample: one raw ``readinto``, cheaper than
+    ``np.fromfile`` (``benchmarks/bench_host.py``, BENCHMARKS.md)."""
     with open(path, "rb", buffering=0) as f:
         data = np.empty(os.fstat(f.fileno()).st_size, np.uint8)
         view, got = memoryview(data), 0

@@ -7,7 +7,7 @@
    index) with ``builder.plan_sample`` and must equal the JSON (source, boxes, permutation, label...:
    a label that does not follow from the plan is caught here); then the sample is re-derived from its
    source through its JSON alone (``reference_sample`` for images, ``pretextgen.video.rederive`` for clips) and
-   compared field by field: shape, dtype, and pixels within ``TOLERANCE`` (see below).
+   compared field by field: shape, dtype, and pixels within the backend's ``tolerance`` (see below).
 
 Tolerance (``compare``): shards built with OpenCV are re-derived by the same code and must match
 exactly, unless the manifest's ``libraries`` (OpenCV, NumPy) differ from this machine's: then they
@@ -32,7 +32,13 @@ from .errors import PretextgenError
 from .shards import SCHEMA_VERSION, decode_member, file_sha256, read_manifest, sample_key
 
 log = logging.getLogger("pretextgen.verify")
-TOLERANCE = {"opencv": 0.0, "dali": 2.5}  # grey levels, as ``compare`` measures them
+def backend_tolerance(backend: str) -> float:
+    """Grey levels ``compare`` allows for samples made by ``backend`` (its registered ``tolerance``;
+    0 for the exact OpenCV reference); an unknown name (other library versions) gets DALI's."""
+    from .backends import DaliBackend, _BACKENDS
+
+    cls = _BACKENDS.get(backend)
+    return cls.tolerance if cls is not None else DaliBackend.tolerance
 # Class-id fields (``Field.compare == "bins"``) of interpolating backends: the share of entries that
 # may differ, in percent. DALI-CPU colorization builds re-derived with OpenCV: 2-7% of nearest ab
 # bins differ (the crop's colours move by ~0.6 ab units); a wrong crop or flip differs on most.
@@ -177,7 +183,7 @@ def compare(stored: np.ndarray, derived: np.ndarray, backend: str,
     if np.issubdtype(stored.dtype, np.floating):
         d = derived.astype(np.float64)
         scale = 255.0 / max(float(d.max() - d.min()), 1e-6)
-    tol = (tolerance or {}).get(backend, TOLERANCE.get(backend, TOLERANCE["dali"]))
+    tol = (tolerance or {}).get(backend, backend_tolerance(backend))
     if tol == 0:
         return float(np.abs(stored.astype(np.float64) - derived.astype(np.float64)).max()) * scale, tol
     diff = max(float(np.abs(a - b).mean()) for a, b in zip(_blocks(stored), _blocks(derived)))
@@ -217,8 +223,8 @@ def _decoded(members: dict, name: str) -> np.ndarray:
 def verify(out_dir, count: int = 32, seed: int = 0, source=None) -> Report:
     """Check a build (see the module docstring); returns a Report whose ``problems`` name samples."""
     from .config import make_params
+    from .registry import get_task, source_kind
     from .shards import Damage, read_segment
-    from .registry import get_task
 
     out = Path(out_dir)
     if not (out / "manifest.json").exists():
@@ -245,21 +251,22 @@ def verify(out_dir, count: int = 32, seed: int = 0, source=None) -> Report:
         rederive, why = _rederiver(task, params, root)
         if rederive is None:
             rep.notes.append(f"{why}: {len(picked)} samples not re-derived")
-        if task.input == "image" and m.get("schema") != SCHEMA_VERSION:
+        kind = source_kind(task.input)
+        if kind.no_replan:
+            rep.notes.append(kind.no_replan)
+        elif m.get("schema") != SCHEMA_VERSION:
             rep.notes.append(f"built with JSON schema {m.get('schema')}, this version draws schema {SCHEMA_VERSION} "
                              "plans: plans not redrawn (pixels are still re-derived from each JSON)")
-        elif task.input == "image":
+        else:
             replan = replanner(task, params, m, root)
             if replan is None:
                 rep.notes.append(f"the files under {root} are not those of the build: plans not redrawn")
-        else:
-            rep.notes.append("video plans are not redrawn here (their index is the clips' motion index)")
-        if task.input == "image" and _listing_digest(m, root) != m.get("source_digest"):
+        if not kind.no_replan and _listing_digest(m, root) != m.get("source_digest"):
             rep.notes.append(f"the files under {root} differ from the build's listing (digest): "
                              "re-derivations may fail")
 
     relaxed = False  # re-derived with other OpenCV/NumPy than an exact (OpenCV) build's: use tolerances
-    if rederive is not None and TOLERANCE.get(m["backend"]) == 0.0 and m.get("libraries"):
+    if rederive is not None and backend_tolerance(m["backend"]) == 0.0 and m.get("libraries"):
         from .backends import get_backend
 
         here = get_backend(m["backend"]).libraries()
@@ -348,10 +355,10 @@ def _check_sample(rep: Report, shard: str, key: str, members: dict, m: dict, num
             rep.problems.append(f"{where}: member {key}.{suffix} cannot be decoded ({e})")
             continue
         backend = meta.get("backend", m["backend"])
-        if relaxed and TOLERANCE.get(backend) == 0.0:
-            backend = "other library versions"  # not in TOLERANCE: compared like interpolating backends
+        if relaxed and backend_tolerance(backend) == 0.0:
+            backend = "other library versions"  # not a backend: compared like interpolating backends
         kind = compare_kinds.get(name, "pixels")
-        if kind in ("pixels", "ordinal") or TOLERANCE.get(backend) == 0.0:  # ordinal bins: like grey levels
+        if kind in ("pixels", "ordinal") or backend_tolerance(backend) == 0.0:  # ordinal bins: like grey levels
             diff, tol = compare(np.asarray(stored), np.asarray(derived[name]), backend, tolerance)
             unit = "grey levels"
         elif kind == "bins":

@@ -14,7 +14,8 @@ from ..plan import sample_rng
 from ..errors import PretextgenError
 from .decode import FrameReader, probe
 from .motion import build_index
-from .plans import check_frames, flat_reason, read_views, read_views_batch
+from ..clips import flat_reason
+from .plans import check_frames, read_views, read_views_batch
 
 log = logging.getLogger("pretextgen.video")
 
@@ -102,7 +103,7 @@ class VideoSetup:
             self.manifest_extra["tracks_rejected"] = {
                 "kept": sum(len(t) for t in self.index.tracks), **{k: total[k] for k in sorted(total)}}
         if hooks.prepare is not None:
-            self.manifest_extra.update(hooks.prepare(params, self.index, out))
+            self.manifest_extra.update(hooks.prepare(params, self.index, out, FrameReader(self.root)))
         self._by_path = {s.path: s for s in self.sources}
 
     def plan_sample(self, seed: int, i: int) -> WorkItem:
@@ -161,7 +162,8 @@ def _run_chunk(items: list[WorkItem], state: dict = _WORKER):
 class DecordBackend(OpenCVBackend):
     """The OpenCV backend's process pool, reading frames with decord instead of images."""
 
-    name, device, devices = "decord", "cpu", ("cpu",)
+    # Compared like interpolating backends: frames a build decoded in sequence are re-derived by seeking.
+    name, device, devices, tolerance = "decord", "cpu", ("cpu",), 2.5
     threads = False  # one decord reader (and its frame cache) per process
 
     @staticmethod

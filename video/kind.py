@@ -16,6 +16,9 @@ class VideoKind:
     noun = "video"
     # A video build already runs --workers decoding processes: one build process.
     max_processes = 1
+    no_replan = "video plans are not redrawn here (their index is the clips' motion index)"
+    live = False  # samples come from built shards only
+    pictures = False  # a clip, not one picture: inspect draws the sample's own frames
 
     def default(self) -> tuple[Path, list[str]]:
         return default_video_source()

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..clips import FlowSettings, TrackSettings
 from ..errors import PretextgenError
 from .decode import VideoSource, open_reader
 from .flow import analysis_scale, magnitude, make_flow, to_analysis
@@ -27,24 +28,6 @@ from .flow import analysis_scale, magnitude, make_flow, to_analysis
 log = logging.getLogger("pretextgen.video")
 CACHE_VERSION = 2  # 2: tracks carry their ncc, and the cache the counts of rejected candidates
 _CHUNK = 32  # frames decoded at a time: memory stays bounded on long clips
-
-
-@dataclass(frozen=True)
-class FlowSettings:
-    method: str = "dis"
-    size: int = 256  # analysis frames: longer side in px
-    step: int = 2  # motion is measured between frames k*step and (k+1)*step
-
-
-@dataclass(frozen=True)
-class TrackSettings:
-    length: int = 30  # frames a patch is followed over (track_len + 1 frames)
-    patch: float = 0.25  # patch side / shorter side of the frame
-    windows: int = 6  # highest-motion non-overlapping windows tracked per clip
-    per_window: int = 4  # candidate patches per window
-    min_motion: float = 0.3  # analysis px per frame, mean over the patch and the window
-    fb_max: float = 0.15  # forward-backward error allowed, as a fraction of the patch side
-    min_ncc: float = 0.3  # NCC of the first and last patch (gray, video.track.NCC_SIDE px) needed
 
 
 def cache_dir() -> Path:
@@ -109,7 +92,7 @@ def clip_tracks(root: Path, src: VideoSource, motion: list[float], fs: FlowSetti
     ``frames`` (indices), ``boxes`` (source px per frame), ``fb_error``, ``motion`` (source px/frame),
     ``ncc`` (first vs last patch, on the source frames at the boxes a plan uses); ``rejected``: the
     candidates dropped per reason (left_frame, forward_backward, appearance)."""
-    from .plans import int_box
+    from ..clips import int_box
     from .track import patch_ncc, track_window
 
     span = ts.length + 1

@@ -46,7 +46,7 @@ def make_context(out: Path, source=None) -> Context:
     manifest says, see ``verify.source_root``), None for a source that is not on this machine (the
     context records which, for ``Context.missing_note``)."""
     from ..config import make_params
-    from ..registry import get_task
+    from ..registry import get_task, source_kind
     from ..sources import check_source, load_rgb
     from ..verify import source_root
 
@@ -62,7 +62,7 @@ def make_context(out: Path, source=None) -> Context:
     missing: list[str] = []
 
     def load(rel: str):
-        if task.input != "image":
+        if not source_kind(task.input).pictures:
             return None
         src = None if root is None else check_source(root, rel, 1)[0]
         if src is None:

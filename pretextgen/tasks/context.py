@@ -124,7 +124,7 @@ def _drop_channels(patch: np.ndarray, keep: int, offset: int, ratio: float) -> n
     kept = np.ascontiguousarray(patch[..., keep])
     mean, std = (float(v[0, 0]) for v in cv2.meanStdDev(kept))  # population std, as np.std
     noise = noise_bank(h)[offset : offset + 2 * h * w].reshape(h, w, 2)
-    # saturate(round(noise * std * ratio + mean)) in one OpenCV call: 20 us against 58 in NumPy.
+    # saturate(round(noise * std * ratio + mean)) in one OpenCV call: faster than NumPy (BENCHMARKS.md).
     channels = list(cv2.split(cv2.addWeighted(noise, std * ratio, noise, 0.0, mean, dtype=cv2.CV_8U)))
     channels.insert(keep, kept)
     return cv2.merge(channels)

@@ -9,8 +9,9 @@ The seed: ``candidates`` centres are drawn uniformly (far enough from the border
 transformation to stay inside), and the one whose seed box has the highest mean squared gradient
 (BT.601 luma, central differences) is kept; ``source_stats`` computes that energy from the source
 pixels before planning. Usable: the kept seed's energy reaches ``min_energy`` (1 grey level squared
-per px: 0.6% of random 32 px boxes of the flower photos fall below it), else the plan is refused
-(``UnusablePlan``) and drawn again from another source; the manifest counts such plans. The seed box covers ``patch * source_scale`` source px (1.0: the paper's
+per px: few random boxes of real photos fall below it, BENCHMARKS.md), else the plan is refused
+(``UnusablePlan``) and drawn again from another source; the manifest counts such plans. The seed
+box covers ``patch * source_scale`` source px (1.0: the paper's
 native-resolution patches; the affine views resample bilinearly without an antialiasing filter).
 
 Each transformation, with the paper's ranges as defaults: translation (up to ``translate`` of the
@@ -148,8 +149,8 @@ def plan(p: ExemplarParams, rng: np.random.Generator, width: int, height: int, p
                            f"{cands[seed][2]:g} < min_energy={p.min_energy:g}")
     cx, cy = cands[seed][:2]
     half = p.seed_side / 2
-    # All K transformations in one draw (columns in the order of the JSON), rounded as stored:
-    # drawing them one value at a time cost 1.8 ms per plan in the main process.
+    # All K transformations in one draw (columns in the order of the JSON), rounded as stored: one
+    # value at a time cost far more per plan in the main process (BENCHMARKS.md).
     log_pca, log_pow = np.log(p.pca_contrast), np.log(p.power)
     lo, hi = np.array([(-p.translate, p.translate), (-p.translate, p.translate), p.scale, (-p.rotate, p.rotate),
                        log_pca, log_pca, log_pca, log_pow, p.multiply, p.add, log_pow, p.multiply, p.add,

