@@ -1,15 +1,13 @@
-"""Shared test fixtures: real photos (scikit-image's, and ../shared/data when present)."""
+"""Shared test fixtures: real photos (scikit-image's, and ../shared/data when present). Helpers that
+are not fixtures live in helpers.py (test modules import them from there, never from conftest)."""
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from pretextgen.backends import gpu_count
+from helpers import SHARED_DATA
 from pretextgen.sources import default_source
-
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def pytest_configure(config):
@@ -51,37 +49,3 @@ def shared_videos() -> Path:
     if not root.is_dir():
         pytest.skip(f"{root} not present (only CI and developer machines have ../shared/data)")
     return root
-
-
-def _gpu() -> bool:
-    return gpu_count() > 0
-
-
-requires_gpu = pytest.mark.skipif(not _gpu(), reason="no CUDA GPU visible to DALI")
-
-
-def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).mean())
-
-
-def dali_difference(task_name: str, root, good, device: str, n: int, batch_size: int) -> float:
-    """The worst mean absolute difference (grey levels), over the fields of samples 0..n-1, between
-    the DALI backend on ``device`` and the OpenCV backend (as a build runs it) on the same plans;
-    every field must have its declared shape and the same dtype on both."""
-    from pretextgen.backends import DaliBackend, OpenCVBackend
-    from pretextgen.builder import plan_sample
-    from pretextgen.config import load_params
-    from pretextgen.registry import get_task
-
-    t = get_task(task_name)
-    p = load_params(t)
-    items = [plan_sample(t, p, good, 0, i, root) for i in range(n)]
-    ref = [f for _, f in OpenCVBackend(t, p, root, workers=2, encode=False).run(items)]
-    dali = DaliBackend(t, p, root, device=device, batch_size=batch_size, threads=2, encode=False)
-    worst = 0.0
-    for a, (_, b) in zip(ref, dali.run(items)):
-        for f in t.fields:
-            assert a[f.name].shape == b[f.name].shape == f.shape(p) and a[f.name].dtype == b[f.name].dtype
-            worst = max(worst, mean_abs_diff(a[f.name], b[f.name]))
-    dali.close()
-    return worst

@@ -9,9 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import dali_difference, mean_abs_diff, requires_gpu
+from helpers import dali_difference, mean_abs_diff, requires_gpu
 from pretextgen.backends import DaliBackend, OpenCVBackend, execute_plan, reference_sample, source_scale
-from pretextgen.builder import build, plan_sample
+from pretextgen.builder import build
+from pretextgen.plan import plan_sample
 from pretextgen.config import load_params, make_params
 from pretextgen.errors import PretextgenError
 from pretextgen.geometry import affine_view, crop_resize, warp_affine
@@ -51,7 +52,7 @@ def _probe_task():
 
 
 def _affine_items(sources, n):
-    from pretextgen.backends import WorkItem
+    from pretextgen.plan import WorkItem
 
     root, good = sources
     rng = np.random.default_rng(7)
@@ -107,9 +108,10 @@ def test_dali_gpu_affine_views_match_opencv(sources):
 
 
 # ------------------------------------------------------------------ backends and plans
-@pytest.mark.parametrize("name", TASKS)
-def test_dali_cpu_agrees_with_opencv(sources, name):
-    assert dali_difference(name, *sources, "cpu", n=12, batch_size=5) < TOLERANCE[name]
+def test_dali_cpu_exemplar_agrees_with_opencv_almost_exactly(sources):
+    """Tighter than verify's interpolation tolerance (test_contracts.py checks every task against
+    that): exemplar's views are affine warps, which both backends compute alike."""
+    assert dali_difference("exemplar", *sources, "cpu", n=12, batch_size=5) < TOLERANCE["exemplar"]
 
 
 @requires_gpu
@@ -117,17 +119,6 @@ def test_dali_cpu_agrees_with_opencv(sources, name):
 @pytest.mark.parametrize("name", TASKS)
 def test_dali_gpu_agrees_with_opencv(sources, name):
     assert dali_difference(name, *sources, "gpu", n=12, batch_size=5) < GPU_TOLERANCE[name]
-
-
-@pytest.mark.parametrize("name", TASKS)
-def test_plans_depend_on_seed_and_index_only(sources, name):
-    _, _, a = _items(name, sources, 6)
-    t, p, b = _items(name, sources, 6)
-    root, good = sources
-    backwards = [plan_sample(t, p, good, 0, i, root) for i in reversed(range(6))][::-1]
-    for x, y, z in zip(a, b, backwards):
-        assert x.plan == y.plan == z.plan and x.source == y.source == z.source
-    assert _items(name, sources, 1, seed=1)[2][0].plan != a[0].plan
 
 
 # ------------------------------------------------------------------ exemplar
@@ -370,9 +361,10 @@ def test_contrastive_jitter_matches_pil_enhance_and_skimage_hue():
 
 
 # ------------------------------------------------------------------ builds, JSON, errors
-@pytest.mark.parametrize("name,backend", [("exemplar", "dali"), ("inpainting", "opencv"), ("mae", "opencv"),
-                                          ("contrastive", "opencv")])
+@pytest.mark.parametrize("name,backend", [("exemplar", "dali"), ("inpainting", "opencv"), ("contrastive", "opencv")])
 def test_build_rederives_every_sample_from_its_json(tmp_path, photos, name, backend):
+    """Beyond the contracts (test_contracts.py): exemplar on DALI within its own tight tolerance,
+    inpainting's region masks, one class per plan for exemplar and contrastive."""
     root, _ = photos
     overrides = {"transforms": 4} if name == "exemplar" else {"mask": "regions"} if name == "inpainting" else {}
     m = build(name, tmp_path / name, samples=6, backend=backend, device="cpu", overrides=overrides, workers=1,

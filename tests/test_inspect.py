@@ -18,13 +18,15 @@ from pretextgen.cli import main
 from pretextgen.config import make_params
 from pretextgen.errors import PretextgenError
 from pretextgen.geometry import crop_resize, to_gray3
-from pretextgen.inspect import (DRAWERS, TAG_SIZE, _font, arrow, contact_sheet, draw, drawn_samples, html_page,
-                                make_context, put_back, read_samples, summary_lines, upright, wrap)
+from pretextgen.drawing import TAG_SIZE, _font, wrap
+from pretextgen.inspect import (contact_sheet, draw, drawn_samples, html_page, make_context, read_samples,
+                                summary_lines)
 from pretextgen.registry import get_task, list_tasks
 from pretextgen.shards import decode_member, file_sha256, read_manifest, write_json
 from pretextgen.sources import default_source, load_rgb, scan
-from pretextgen.tasks.context import NEIGHBOURS
-from pretextgen.tasks.jigsaw import cut_tiles
+from pretextgen.tasks.context import NEIGHBOURS, arrow
+from pretextgen.tasks.jigsaw import cut_tiles, put_back
+from pretextgen.tasks.rotation import upright
 
 SMALL = {"rotation": {"size": 48}, "jigsaw": {"crop": 96, "tile": 24}, "context": {"patch": 32, "gap": 16}}
 
@@ -214,8 +216,8 @@ def test_every_task_is_drawn(task, tmp_path):
     assert len(drawn) == 3
     ctx = make_context(out)
     for panel, caption, sample in drawn:
-        if task in DRAWERS:  # the task's own drawer works (draw() would fall back to the generic one)
-            DRAWERS[task]({k: v for k, v in sample.items() if k not in ("json", "label", "index")}, sample["json"], ctx)
+        if get_task(task).draw:  # the task's own drawer works (draw() would fall back to the generic one)
+            get_task(task).draw({k: v for k, v in sample.items() if k not in ("json", "label", "index")}, sample["json"], ctx)
         assert panel.dtype == np.uint8 and panel.ndim == 3 and panel.shape[2] == 3
         assert panel.std() > 5, f"{task}: an empty panel"
         assert caption.startswith(f"#{sample['index']}:")
@@ -227,7 +229,7 @@ def test_every_task_is_drawn(task, tmp_path):
     assert img is not None and img.shape[1] <= 1400 and img.shape[0] >= 150
     inked = np.flatnonzero((img < 250).any(axis=(0, 2)))
     assert inked.max() >= img.shape[1] - 8, "no empty margin on the right: the sheet is as wide as its content"
-    assert task in DRAWERS or task not in ("rotation", "jigsaw", "context")
+    assert get_task(task).draw or task not in ("rotation", "jigsaw", "context")
     assert main(["inspect", str(out), "--audit"]) == 0, "the audit runs or says why it does not apply"
     from pretextgen.verify import verify
 
@@ -306,12 +308,12 @@ def test_verify_passes_a_clean_build_with_exact_rederivation(built, capsys):
 
 def test_verify_accepts_dali_within_its_stated_tolerance(tmp_path):
     pytest.importorskip("nvidia.dali")
-    from pretextgen.verify import TOLERANCE, verify
+    from pretextgen.verify import backend_tolerance, verify
 
     out = _build(tmp_path, "jigsaw", 8, backend="dali", device="cpu")
     rep = verify(out, count=8)
     assert rep.ok, rep.problems
-    assert 0 < rep.worst["tiles"] <= TOLERANCE["dali"], "DALI differs from OpenCV by interpolation only"
+    assert 0 < rep.worst["tiles"] <= backend_tolerance("dali"), "DALI differs from OpenCV by interpolation only"
 
 
 def _rewrite(shard: Path, change) -> None:

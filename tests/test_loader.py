@@ -20,7 +20,7 @@ from pretextgen.builder import build  # noqa: E402
 from pretextgen.loader import (BufferShuffle, DamagedShardError, LiveDataset, ShardDataset,  # noqa: E402
                                epoch_slots, make_live_loader, make_loader, rank_range)
 from pretextgen.shards import read_shard  # noqa: E402
-from pretextgen.verify import TOLERANCE, compare  # noqa: E402
+from pretextgen.verify import backend_tolerance, compare  # noqa: E402
 
 N_JIGSAW = 61  # prime: no rank or worker split is even
 JIGSAW = {"crop": 96, "tile": 24, "gray_prob": 0.0}
@@ -278,7 +278,7 @@ def test_live_dali_cpu_matches_opencv_within_interpolation():
     assert torch.equal(cv["label"], dali["label"]) and torch.equal(cv["index"], dali["index"])
     for a, b in zip(cv["image"].numpy(), dali["image"].numpy()):
         diff, tol = compare(b, a, "dali")
-        assert 0 < diff <= tol == TOLERANCE["dali"], f"DALI vs OpenCV: {diff:.2f} grey levels"
+        assert 0 < diff <= tol == backend_tolerance("dali"), f"DALI vs OpenCV: {diff:.2f} grey levels"
 
 
 def test_live_refuses_video_tasks_and_unknown_ones():
@@ -298,7 +298,6 @@ def test_torch_finish_equals_the_numpy_finish(task, overrides):
     from pretextgen.backends import reference_sample
     from pretextgen.config import load_params
     from pretextgen.geometry import crop_resize
-    from pretextgen.device_finish import TORCH_FINISH
     from pretextgen.registry import get_task
     from pretextgen.sources import default_source, load_rgb, scan
 
@@ -306,7 +305,7 @@ def test_torch_finish_equals_the_numpy_finish(task, overrides):
     p = load_params(t, overrides=overrides)
     root, files = default_source()
     sources, _ = scan(root, files, t.min_side(p))
-    from pretextgen.builder import plan_sample
+    from pretextgen.plan import plan_sample
 
     grays, items, views, refs = set(), [], [], []
     for i in range(12):
@@ -316,7 +315,7 @@ def test_torch_finish_equals_the_numpy_finish(task, overrides):
         views.append([crop_resize(image, v["box"], v["size"]) for v in item.plan["views"]])
         refs.append(reference_sample(t, p, image, item.plan))
     batch = [torch.from_numpy(np.stack([v[j] for v in views])) for j in range(len(views[0]))]
-    got_batch = TORCH_FINISH[task](p, batch, [item.plan for item in items])  # the whole batch at once
+    got_batch = t.torch_finish(p, batch, [item.plan for item in items])  # the whole batch at once
     for i, (item, ref) in enumerate(zip(items, refs)):
         for name, a in ref.items():
             b = got_batch[name][i].numpy()
@@ -334,7 +333,7 @@ def _dali_run(task, overrides, device="cpu", **kw):
     encoded members by default, else fields, each copied as soon as it is yielded (what transient
     fields allow)."""
     from pretextgen.backends import DaliBackend
-    from pretextgen.builder import plan_sample
+    from pretextgen.plan import plan_sample
     from pretextgen.config import load_params
     from pretextgen.registry import get_task
     from pretextgen.sources import default_source, scan
@@ -418,9 +417,9 @@ def test_dali_gpu_device_finish_writes_the_same_bytes_as_its_host_finish(task, o
 
 @pytest.mark.parametrize("task,overrides", [("rotation", ROTATION), ("jigsaw", {**JIGSAW, "gray_prob": 0.5})])
 def test_dali_views_through_the_torch_plugin_match_opencv(task, overrides):
-    """The live GPU path (DALI plugin -> torch -> TORCH_FINISH), run on DALI's CPU device."""
+    """The live GPU path (DALI plugin -> torch -> Task.torch_finish), run on DALI's CPU device."""
     pytest.importorskip("nvidia.dali")
-    from pretextgen.builder import plan_sample
+    from pretextgen.plan import plan_sample
 
     ds = LiveDataset(task, samples=6, seed=3, overrides=overrides, backend="dali", device="cpu", batch_size=3)
     items = [plan_sample(ds.task, ds.params, ds.sources, ds.seed, i, ds.root) for i in range(6)]

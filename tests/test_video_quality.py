@@ -176,7 +176,8 @@ def test_min_ncc_is_part_of_the_track_cache_key(mixed, monkeypatch, tmp_path):
     """Another min_ncc is another cache entry (never the tracks kept under the old threshold); with the
     check off, nothing is dropped for appearance and the kept tracks' NCC goes lower."""
     from pretextgen.video.decode import probe
-    from pretextgen.video.motion import FlowSettings, TrackSettings, build_index
+    from pretextgen.clips import FlowSettings, TrackSettings
+    from pretextgen.video.motion import build_index
 
     monkeypatch.setenv("PRETEXTGEN_CACHE", str(tmp_path))
     src, _ = probe(mixed / "all", "bikes.mp4", 2, 8)

@@ -1,0 +1,90 @@
+"""Shared test utilities (imported as ``from helpers import ...``; fixtures stay in conftest.py).
+
+- ``backend_cases(task)``: the (backend, device) pairs every task is checked on (test_contracts.py);
+- ``temporary_task(task, defaults)``: register a task for the length of a test only;
+- ``requires_gpu``, ``mean_abs_diff``, ``dali_difference``: backends against the reference;
+- ``SHARED_DATA``: ../shared/data, present on CI and developer machines only.
+"""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from pretextgen.backends import gpu_count
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+requires_gpu = pytest.mark.skipif(gpu_count() == 0, reason="no CUDA GPU visible to DALI")
+_GPU = (pytest.mark.gpu, requires_gpu)
+
+
+def backend_cases(task) -> list:
+    """``pytest.param((backend, device), id=...)`` for each way a build of ``task`` (a name or a Task)
+    can run: image tasks on the OpenCV reference and on DALI (CPU device here, GPU device where one is
+    visible); video tasks on their default backend for the device (decord on CPUs, DALI/NVDEC on a
+    GPU). GPU cases carry the ``gpu`` mark and skip cleanly without a device."""
+    if isinstance(task, str):
+        from pretextgen.registry import get_task
+
+        task = get_task(task)
+    if task.input == "video":
+        return [pytest.param(("auto", "cpu"), id="auto-cpu")]
+    return [pytest.param(("opencv", "cpu"), id="opencv-cpu"),
+            pytest.param(("dali", "cpu"), id="dali-cpu"),
+            pytest.param(("dali", "gpu"), id="dali-gpu", marks=_GPU)]
+
+
+@contextlib.contextmanager
+def temporary_task(task, defaults: dict | None = None):
+    """Register ``task`` (a registry.Task) until the block ends, so that no other test (a docs test
+    iterating ``list_tasks()``) ever sees it. Builds load a task's defaults from its shipped YAML
+    (``config.default_config_path``); this points that path to a temporary file holding
+    ``defaults`` (by default the params dataclass's own) for this task only."""
+    import tempfile
+
+    import pretextgen.config as config
+    from pretextgen import registry
+
+    registry.list_tasks()  # load the shipped tasks first: their import must not meet the toy's name
+    registry.register_task(task)  # refuses a name that is taken: nothing to undo then
+    try:
+        shipped = config.default_config_path
+        values = config.params_to_dict(task.params()) if defaults is None else defaults
+        with tempfile.TemporaryDirectory(prefix=f"pretextgen-{task.name}-") as tmp, pytest.MonkeyPatch.context() as mp:
+            path = Path(tmp) / f"{task.name}.yaml"
+            path.write_text(yaml.safe_dump(values))
+            mp.setattr(config, "default_config_path", lambda name: path if name == task.name else shipped(name))
+            yield task
+    finally:
+        registry._TASKS.pop(task.name, None)
+
+
+def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).mean())
+
+
+def dali_difference(task_name: str, root, good, device: str, n: int, batch_size: int) -> float:
+    """The worst mean absolute difference (grey levels), over the fields of samples 0..n-1, between
+    the DALI backend on ``device`` and the OpenCV backend (as a build runs it) on the same plans;
+    every field must have its declared shape and the same dtype on both."""
+    from pretextgen.backends import DaliBackend, OpenCVBackend
+    from pretextgen.config import load_params
+    from pretextgen.plan import plan_sample
+    from pretextgen.registry import get_task
+
+    t = get_task(task_name)
+    p = load_params(t)
+    items = [plan_sample(t, p, good, 0, i, root) for i in range(n)]
+    ref = [f for _, f in OpenCVBackend(t, p, root, workers=2, encode=False).run(items)]
+    dali = DaliBackend(t, p, root, device=device, batch_size=batch_size, threads=2, encode=False)
+    worst = 0.0
+    for a, (_, b) in zip(ref, dali.run(items)):
+        for f in t.fields:
+            assert a[f.name].shape == b[f.name].shape == f.shape(p) and a[f.name].dtype == b[f.name].dtype
+            worst = max(worst, mean_abs_diff(a[f.name], b[f.name]))
+    dali.close()
+    return worst
