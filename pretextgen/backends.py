@@ -39,7 +39,8 @@ def register_backend(cls):
     on), ``tolerance`` (grey levels ``verify`` allows against the OpenCV reference), ``libraries()``
     (versions of the libraries whose arithmetic is in its pixels), ``default_processes(device,
     workers)``, and ``create(task, params, root, device, workers, batch_size, batch_key, encode,
-    pixels, jpeg_scaling)``; its ``run(items)`` yields (item with ``executed`` set, output)."""
+    jpeg_scaling)``; its ``run(items)`` yields (item with ``executed`` set, output): the sample's
+    fields, or what ``encode`` (the store's ``shards.FieldEncoder``, None: nothing) made of them."""
     if cls.name in _BACKENDS:
         raise ValueError(f"backend {cls.name!r} is registered twice")
     _BACKENDS[cls.name] = cls
@@ -135,20 +136,16 @@ def execute_plan(task, params, root: Path, src: Source, plan: dict, scale: int =
 _WORKER: dict = {}  # a worker process's state; in-process runs pass their own dict
 
 
-def _init_worker(task_name: str, params, root: str, encode: bool, pixels: str = "png", jpeg_scaling: bool = False,
-                 state: dict = _WORKER):
+def _init_worker(task_name: str, params, root: str, encode, jpeg_scaling: bool = False, state: dict = _WORKER):
     import cv2
 
     from .registry import get_task
 
     cv2.setNumThreads(1)  # one thread or process per core already
-    state.update(task=get_task(task_name), params=params, root=Path(root), encode=encode, pixels=pixels,
-                 jpeg_scaling=jpeg_scaling)
+    state.update(task=get_task(task_name), params=params, root=Path(root), encode=encode, jpeg_scaling=jpeg_scaling)
 
 
 def _run_chunk(items: list[WorkItem], state: dict = _WORKER):
-    from .shards import encode_fields
-
     t, p, root = state["task"], state["params"], state["root"]
     out = []
     for it in items:
@@ -158,7 +155,7 @@ def _run_chunk(items: list[WorkItem], state: dict = _WORKER):
         else:  # BGR: the views are turned to RGB once cut (the same bytes, cheaper)
             s = source_scale(it.source, it.plan, state["jpeg_scaling"])
             fields = reference_sample(t, p, load_bgr(root, it.source, s), it.plan, bgr=True, scale=s)
-        out.append((encode_fields(t, fields, state["pixels"]) if state["encode"] else fields, s))
+        out.append((state["encode"](fields) if state["encode"] else fields, s))
     return out
 
 
@@ -180,19 +177,18 @@ class OpenCVBackend:
     # Worker functions (module-level, picklable); the video backend swaps in its own.
     init_fn, chunk_fn = staticmethod(_init_worker), staticmethod(_run_chunk)
 
-    def __init__(self, task, params, root: Path, workers: int = 1, encode: bool = True, chunk: int = 16,
-                 pixels: str = "png", jpeg_scaling: bool = True):
-        """``encode``: yield the members to store (in the ``pixels`` format, ``registry.stored_ext``)
-        rather than the fields' arrays. ``jpeg_scaling``: decode large JPEGs at 1/2 to 1/64 where
+    def __init__(self, task, params, root: Path, workers: int = 1, encode=None, chunk: int = 16,
+                 jpeg_scaling: bool = True):
+        """``encode``: the store's encoder (``shards.FieldEncoder``): yield the members it makes rather
+        than the fields' arrays. ``jpeg_scaling``: decode large JPEGs at 1/2 to 1/64 where
         the views allow it (``source_scale``)."""
         self.task, self.params, self.root = task, params, Path(root)
-        self.workers, self.encode, self.chunk, self.pixels = workers, encode, chunk, pixels
+        self.workers, self.encode, self.chunk = workers, encode or None, chunk
         self.jpeg_scaling = jpeg_scaling
 
     @classmethod
-    def create(cls, task, params, root, device, workers, batch_size=64, batch_key=None, encode=True, pixels="png",
-               jpeg_scaling=True):
-        return cls(task, params, root, workers=workers, encode=encode, pixels=pixels, jpeg_scaling=jpeg_scaling)
+    def create(cls, task, params, root, device, workers, batch_size=64, batch_key=None, encode=None, jpeg_scaling=True):
+        return cls(task, params, root, workers=workers, encode=encode, jpeg_scaling=jpeg_scaling)
 
     @staticmethod
     def default_processes(device: str, workers: int) -> int:
@@ -205,7 +201,7 @@ class OpenCVBackend:
 
     def _run(self, items: Iterable[WorkItem]):
         chunks = _chunked(items, self.chunk)
-        args = (self.task.name, self.params, str(self.root), self.encode, self.pixels, self.jpeg_scaling)
+        args = (self.task.name, self.params, str(self.root), self.encode, self.jpeg_scaling)
         depth = 4 * self.workers  # chunks in flight: bounded memory
         if self.workers <= 1 or self.threads:
             state: dict = {}
@@ -273,14 +269,13 @@ class DaliBackend:
     libraries = staticmethod(_dali_libraries)
 
     @classmethod
-    def create(cls, task, params, root, device, workers, batch_size=64, batch_key=None, encode=True, pixels="png",
-               jpeg_scaling=True):
+    def create(cls, task, params, root, device, workers, batch_size=64, batch_key=None, encode=None, jpeg_scaling=True):
         try:
             import nvidia.dali  # noqa: F401
         except ImportError:
             raise PretextgenError("--backend dali needs nvidia-dali-cuda130 (pip install nvidia-dali-cuda130)") from None
         return cls(task, params, root, device=device, batch_size=batch_size, threads=workers, encode=encode,
-                   batch_key=batch_key, pixels=pixels)
+                   batch_key=batch_key)
 
     @staticmethod
     def default_processes(device: str, workers: int) -> int:
@@ -289,8 +284,8 @@ class DaliBackend:
         return max(1, min(8, workers // 2)) if device == "gpu" else 1
 
     def __init__(self, task, params, root: Path, device: str = "cpu", batch_size: int = 64,
-                 threads: int = 2, encode: bool = True, hw_decoder_load: float = 0.65, finish: str = "auto",
-                 transient: bool | None = None, batch_key=None, pixels: str = "png", feed_ahead: bool | None = None):
+                 threads: int = 2, encode=None, hw_decoder_load: float = 0.65, finish: str = "auto",
+                 transient: bool | None = None, batch_key=None, feed_ahead: bool | None = None):
         """``finish``: "host" runs the task's NumPy ``finish`` per sample on the host; "device" runs its
         torch twin (``Task.torch_finish``, same samples) on whole batches where DALI's views
         are, then copies the finished batch to the host once; "auto" is "device" on a GPU for the
@@ -307,15 +302,15 @@ class DaliBackend:
         bound by its main thread. On CPUs DALI's own threads fill the cores and a second Python
         thread only competes for the GIL (``bench_gpu.py --feed-placement``, BENCHMARKS.md)."""
         self.task, self.params, self.root, self.device = task, params, Path(root), device
-        self.batch_size, self.threads, self.encode = batch_size, threads, encode
-        self.hw_decoder_load, self.batch_key, self.pixels = hw_decoder_load, batch_key, pixels
+        self.batch_size, self.threads, self.encode = batch_size, threads, encode or None
+        self.hw_decoder_load, self.batch_key = hw_decoder_load, batch_key
         self.feed_ahead = device == "gpu" if feed_ahead is None else feed_ahead
         if finish == "auto":
             finish = "device" if device == "gpu" and task.finish_on_device else "host"
         if finish == "device" and task.torch_finish is None:
             raise ValueError(f"task {task.name!r} has no device finish (no Task.torch_finish)")
         self.finish = finish
-        self.transient = encode if transient is None else transient
+        self.transient = self.encode is not None if transient is None else transient
         self._post = ThreadPoolExecutor(max(1, threads))
         if self.finish == "host":
             import cv2
@@ -332,8 +327,6 @@ class DaliBackend:
                               kinds=kinds, post=self.task.dali_view_post)
 
     def run(self, items: Iterable[WorkItem]) -> Iterator[tuple[WorkItem, object]]:
-        from .shards import encode_fields
-
         t, p = self.task, self.params
 
         if self.finish == "device":
@@ -343,7 +336,7 @@ class DaliBackend:
 
         def post(it, got):  # got: the sample's views (host finish) or its fields (device finish)
             fields = got if self.finish == "device" else t.finish(p, got, it.plan)
-            return encode_fields(t, fields, self.pixels) if self.encode else fields
+            return self.encode(fields) if self.encode else fields
 
         for batch, outs in self.run_views(items):
             if self.finish == "device":
@@ -475,7 +468,7 @@ def _prepend(x, it):
 
 
 def make_backend(name: str, device: str, task, params, root: Path, workers: int, batch_size: int = 64,
-                 encode: bool = True, batch_key=None, pixels: str = "png", jpeg_scaling: bool = True):
+                 encode=None, batch_key=None, jpeg_scaling: bool = True):
     """The registered backend ``name``, made for ``task`` (see ``register_backend``)."""
     return get_backend(name).create(task, params, root, device, workers, batch_size=batch_size, batch_key=batch_key,
-                                    encode=encode, pixels=pixels, jpeg_scaling=jpeg_scaling)
+                                    encode=encode, jpeg_scaling=jpeg_scaling)

@@ -26,8 +26,8 @@ from .parallel import default_workers
 from .plan import WorkItem
 from .progress import Progress
 from .registry import get_task, source_kind
-from .shards import (PIXEL_FORMATS, SCHEMA_VERSION, file_sha256, read_manifest, sample_key, sample_members, shard_name,
-                     write_json, write_shard)
+from .shards import (PIXEL_FORMATS, SCHEMA_VERSION, FieldEncoder, file_sha256, read_manifest, sample_key,
+                     sample_members, shard_name, write_json, write_shard)
 from .sources import listing_digest
 
 log = logging.getLogger("pretextgen")
@@ -159,8 +159,9 @@ def write_shards(task, runner, items, out: Path, per_shard: int, samples: int, s
 def make_shards(job: ShardJob, shards: list[int], on_sample, on_shard) -> None:
     """Make and write ``shards`` of the build ``job`` describes: plan, execute, store."""
     t = get_task(job.task)
-    runner = job.sources.runner(t, job.params, job.backend, job.device, job.workers, job.batch_size, job.pixels,
-                                batch_key=lambda item: item.index // job.per_shard, jpeg_scaling=job.jpeg_scaling)
+    runner = job.sources.runner(t, job.params, job.backend, job.device, job.workers, job.batch_size,
+                                FieldEncoder(t, job.pixels), batch_key=lambda item: item.index // job.per_shard,
+                                jpeg_scaling=job.jpeg_scaling)
     items = (job.sources.plan(t, job.params, job.seed, i) for i in shard_indices(shards, job.per_shard, job.samples))
     try:
         write_shards(t, runner, items, job.out, job.per_shard, job.samples, job.seed, on_sample, on_shard)

@@ -26,10 +26,10 @@ class ImageSet:
     def plan(self, task, params, seed: int, i: int) -> WorkItem:
         return plan_sample(task, params, self.sources, seed, i, self.root)
 
-    def runner(self, task, params, backend: str, device: str, workers: int, batch_size: int, pixels: str,
+    def runner(self, task, params, backend: str, device: str, workers: int, batch_size: int, encode=None,
                batch_key=None, jpeg_scaling: bool = True):
         return make_backend(backend, device, task, params, self.root, workers, batch_size, batch_key=batch_key,
-                            pixels=pixels, jpeg_scaling=jpeg_scaling)
+                            encode=encode, jpeg_scaling=jpeg_scaling)
 
 
 class ImageKind:

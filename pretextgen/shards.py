@@ -89,14 +89,21 @@ def decode_member(name: str, data: bytes):
     return codec[1](data) if codec else data
 
 
+class FieldEncoder:
+    """A sample's fields -> its members to store ({"<field>.<ext>": bytes}), per the task's schema and
+    the build's pixel format (``stored_ext``). What a backend gets from the store: it encodes in its
+    worker threads without knowing formats; picklable (names and extensions only)."""
+
+    def __init__(self, task, pixels: str = "png"):
+        self.specs = [(f.name, stored_ext(f, pixels)) for f in task.fields]
+
+    def __call__(self, fields: dict) -> dict:
+        return {f"{name}.{ext}": encode_array(ext, fields[name]) for name, ext in self.specs}
+
+
 def encode_fields(task, fields: dict, pixels: str = "png") -> dict:
-    """{field name: array} -> {"<field>.<ext>": bytes}, per the task's schema and the build's pixel
-    format (``stored_ext``)."""
-    out = {}
-    for f in task.fields:
-        ext = stored_ext(f, pixels)
-        out[f"{f.name}.{ext}"] = encode_array(ext, fields[f.name])
-    return out
+    """{field name: array} -> the members to store (``FieldEncoder``)."""
+    return FieldEncoder(task, pixels)(fields)
 
 
 def sample_members(members: dict, meta: dict) -> dict:

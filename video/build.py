@@ -116,15 +116,15 @@ class VideoSetup:
         """``plan_sample`` under the source-kind interface (``pretextgen.images.ImageSet.plan``)."""
         return self.plan_sample(seed, i)
 
-    def runner(self, task, params, backend: str, device: str, workers: int, batch_size: int, pixels: str = "png",
+    def runner(self, task, params, backend: str, device: str, workers: int, batch_size: int, encode=None,
                batch_key=None, jpeg_scaling: bool = False):
         """DALI (NVDEC) on a GPU, decord in ``workers`` processes on CPUs. Frames are not JPEG files:
         ``jpeg_scaling`` does not apply, and DALI's video batches need no shard key."""
         if device == "gpu":
             from .dali import DaliVideoBackend
 
-            return DaliVideoBackend(self.task, self.params, self.root, "gpu", batch_size, workers, pixels=pixels)
-        return DecordBackend(self.task, self.params, self.root, workers=workers, chunk=64, pixels=pixels)
+            return DaliVideoBackend(self.task, self.params, self.root, "gpu", batch_size, workers, encode=encode)
+        return DecordBackend(self.task, self.params, self.root, workers=workers, chunk=64, encode=encode)
 
 
 def backend_name(device: str) -> str:
@@ -136,25 +136,22 @@ def backend_name(device: str) -> str:
 _WORKER: dict = {}
 
 
-def _init_worker(task_name: str, params, root: str, encode: bool, pixels: str = "png", jpeg_scaling: bool = False,
+def _init_worker(task_name: str, params, root: str, encode, jpeg_scaling: bool = False,
                  state: dict = _WORKER):  # jpeg_scaling: for the image backend's signature; frames are not JPEG files
     import cv2
 
     from ..registry import get_task
 
     cv2.setNumThreads(1)
-    state.update(task=get_task(task_name), params=params, reader=FrameReader(Path(root)), encode=encode,
-                 pixels=pixels)
+    state.update(task=get_task(task_name), params=params, reader=FrameReader(Path(root)), encode=encode)
 
 
 def _run_chunk(items: list[WorkItem], state: dict = _WORKER):
-    from ..shards import encode_fields
-
     t, p = state["task"], state["params"]
     out = []
     for it, views in zip(items, read_views_batch(state["reader"], [it.plan for it in items])):
         fields = t.finish(p, views, it.plan)
-        out.append((encode_fields(t, fields, state["pixels"]) if state["encode"] else fields, 1))
+        out.append((state["encode"](fields) if state["encode"] else fields, 1))
     return out
 
 

@@ -64,10 +64,9 @@ class DaliVideoBackend:
     name = "dali"
 
     def __init__(self, task, params, root: Path, device: str = "gpu", batch_size: int = 16, threads: int = 2,
-                 encode: bool = True, pixels: str = "png"):
+                 encode=None):
         self.task, self.params, self.root, self.device = task, params, Path(root), device
-        self.batch_size, self.threads, self.encode = max(1, batch_size), max(1, threads), encode
-        self.pixels = pixels
+        self.batch_size, self.threads, self.encode = max(1, batch_size), max(1, threads), encode or None
         self.fallbacks = 0  # batches decoded by decord because DALI could not
         self._bytes: OrderedDict = OrderedDict()
 
@@ -81,10 +80,8 @@ class DaliVideoBackend:
         return data
 
     def _finish(self, it: WorkItem, views: list[np.ndarray]):
-        from ..shards import encode_fields
-
         fields = self.task.finish(self.params, views, it.plan)
-        return encode_fields(self.task, fields, self.pixels) if self.encode else fields
+        return self.encode(fields) if self.encode else fields
 
     def run(self, items: Iterable[WorkItem]) -> Iterator[tuple[WorkItem, object]]:
         batches = _chunked(items, self.batch_size)
