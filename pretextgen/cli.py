@@ -164,9 +164,29 @@ def _cmd_inspect(args) -> int:
 
 
 def _cmd_prior(args) -> int:
-    from .tasks.colorization import prior_command
+    """``pretextgen prior``: scan ``--source`` (default: scikit-image's photos), write the ab prior."""
+    from pathlib import Path
 
-    print(prior_command(args.source, args.out, args.config, args.set or [], args.workers))
+    from .config import load_params
+    from .parallel import default_workers
+    from .progress import Progress
+    from .registry import get_task
+    from .sources import default_source, list_files, scan
+    from .tasks.colorization import write_prior
+
+    p = load_params(get_task("colorization"), args.config, args.set or [])
+    if args.workers is not None and args.workers < 1:
+        raise PretextgenError("--workers must be at least 1")
+    workers = args.workers or default_workers()
+    root, files = default_source() if args.source is None else (Path(args.source), list_files(Path(args.source)))
+    sources, skipped = scan(root, files, p.min_side, workers)
+    if not sources:
+        raise PretextgenError(f"no usable image in {args.source or 'skimage:data'} ({len(skipped)} files skipped)")
+    bar = Progress(len(sources), "ab prior", "images")
+    data = write_prior(p, root, sources, args.out, workers, bar)
+    bar.close()
+    print(f"ab prior: {len(data['bins'])} bins (grid {p.grid_step}), {data['pixels']:,} pixels of {data['images']} "
+          f"images; {len(data['gray'])} near-grayscale and {len(skipped)} unusable files skipped -> {args.out}")
     return 0
 
 

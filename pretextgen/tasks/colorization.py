@@ -349,24 +349,3 @@ TASK = register_task(Task(
     draw=draw,
     baseline=paper_baseline,
 ))
-
-
-def prior_command(source=None, out="ab_prior.json", config=None, overrides=None, workers=None) -> str:
-    """``pretextgen prior``: scan ``source`` (default: scikit-image's photos), write the prior to
-    ``out``; returns the line to print."""
-    from ..config import load_params
-    from ..parallel import default_workers
-    from ..progress import Progress
-    from ..sources import default_source, list_files, scan
-
-    p = load_params(TASK, config, overrides)
-    workers = workers or default_workers()
-    root, files = default_source() if source is None else (Path(source), list_files(Path(source)))
-    sources, skipped = scan(root, files, p.min_side, workers)
-    if not sources:
-        raise PretextgenError(f"no usable image in {source or 'skimage:data'} ({len(skipped)} files skipped)")
-    bar = Progress(len(sources), "ab prior", "images")
-    data = write_prior(p, root, sources, out, workers, bar)
-    bar.close()
-    return (f"ab prior: {len(data['bins'])} bins (grid {p.grid_step}), {data['pixels']:,} pixels of {data['images']} "
-            f"images; {len(data['gray'])} near-grayscale and {len(skipped)} unusable files skipped -> {out}")
