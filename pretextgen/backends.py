@@ -172,6 +172,7 @@ class OpenCVBackend:
     Threads are faster than processes for every image task: nothing is pickled (BENCHMARKS.md)."""
 
     name, device, devices, tolerance = "opencv", "cpu", ("cpu",), 0.0  # the reference: exact
+    batched = False  # samples do not depend on --batch-size
     threads = True
     libraries = staticmethod(_opencv_libraries)
     # Worker functions (module-level, picklable); the video backend swaps in its own.
@@ -266,6 +267,7 @@ class DaliBackend:
     # DALI's antialiased resize differs from OpenCV's area filter: verify compares after a light blur
     # and allows this many grey levels per piece (interpolation against real errors: BENCHMARKS.md).
     name, devices, tolerance = "dali", ("cpu", "gpu"), 2.5
+    batched = True  # --batch-size is part of the build's identity (nvJPEG may split a batch by it)
     libraries = staticmethod(_dali_libraries)
 
     @classmethod

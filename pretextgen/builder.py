@@ -298,7 +298,7 @@ def _build(task: str, out: Path, source, o: BuildOptions) -> dict:
         "task": t.name, "params": params_to_dict(params), "seed": o.seed, "samples": o.samples,
         "version": __version__, "schema": SCHEMA_VERSION, "backend": backend, "device": device,
         "libraries": get_backend(backend).libraries(),
-        "batch_size": o.batch_size if backend == "dali" else None,
+        "batch_size": o.batch_size if get_backend(backend).batched else None,
         "source": label, **({"source_path": str(Path(root).resolve())} if source is not None else {}),
         "source_files": len(files), "source_digest": listing_digest(root, files),
         "sources_used": len(usable.sources), "skipped": usable.skipped, "samples_per_shard": per_shard,
