@@ -38,6 +38,21 @@ class Field:
 
 
 @dataclass(frozen=True)
+class TrainerSpec:
+    """How a task trains (read by ``pretextgen.train``; declaring it imports no torch).
+
+    ``recipe``: "module:Class" of its ``pretextgen.train.recipe.Recipe``. ``presets``: per preset
+    ("cpu", "gpu"), the ``TrainConfig`` values. ``samples``: per preset, the sample params a build
+    for that preset uses (``pretextgen compare`` builds with them). ``eval_input``: what the trunk
+    sees of a labeled RGB image at evaluation ("rgb", "L", "L+ab"), stated in the eval table."""
+
+    recipe: str
+    presets: dict
+    samples: dict = field(default_factory=dict)
+    eval_input: str = "rgb"
+
+
+@dataclass(frozen=True)
 class Task:
     name: str
     params: type  # a dataclass; defaults mirrored in pipelines/configs/<name>.yaml
@@ -88,6 +103,8 @@ class Task:
     # baseline(path, rng, params) -> (arrays, label): the task's samples made the way the papers'
     # loaders do (plain PIL + NumPy), the reference the benchmarks time pretextgen against.
     baseline: Callable | None = None
+    # How the task trains (``TrainerSpec``); None: no bundled trainer yet (the video tasks).
+    trainer: TrainerSpec | None = None
 
     def __post_init__(self):
         if not self.usable:
