@@ -41,7 +41,7 @@ class Field:
 class TrainerSpec:
     """How a task trains (read by ``pretextgen.train``; declaring it imports no torch).
 
-    ``recipe``: "module:Class" of its ``pretextgen.train.recipe.Recipe``. ``presets``: per preset
+    ``recipe``: "module:Class" of its ``pretextgen.training.recipe.Recipe``. ``presets``: per preset
     ("cpu", "gpu"), the ``TrainConfig`` values. ``samples``: per preset, the sample params a build
     for that preset uses (``pretextgen compare`` builds with them). ``eval_input``: what the trunk
     sees of a labeled RGB image at evaluation ("rgb", "L", "L+ab"), stated in the eval table."""

@@ -33,7 +33,7 @@ from ..config import MAX_SIDE, SIDE_WHY, check_fractions, check_limits, check_pr
 from .. import lab
 from ..errors import PretextgenError
 from ..geometry import random_square, view
-from ..registry import Field, Task, register_task
+from ..registry import Field, Task, TrainerSpec, register_task
 
 PRIOR_FILE = "ab_prior.json"
 PRIOR_FORMAT = "pretextgen-ab-prior/1"
@@ -348,4 +348,12 @@ TASK = register_task(Task(
     paper="Zhang, Isola & Efros 2016, Colorful Image Colorization",
     draw=draw,
     baseline=paper_baseline,
+    # Training (pretextgen train): CPU preset for 32 px CIFAR-like photos on 2 cores; GPU preset
+    # ResNet-18 (CIFAR stem) with AMP. Sample params per preset: what `pretextgen compare` builds.
+    trainer=TrainerSpec(
+        recipe="pretextgen.training.recipes:Colorization", eval_input="L",
+        presets={"cpu": dict(trunk="small", epochs=8, batch_size=64, optimizer="adamw", lr=0.001, weight_decay=0.0001, warmup_epochs=0.5),
+                 "gpu": dict(trunk="resnet18", epochs=100, batch_size=256, optimizer="adamw", lr=0.001, weight_decay=0.0001, warmup_epochs=1, amp=True, num_workers=8)},
+        samples={"cpu": {"size": 32, "target_stride": 2},
+                 "gpu": {"size": 32, "target_stride": 2}}),
 ))

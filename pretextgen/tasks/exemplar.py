@@ -39,7 +39,7 @@ from .. import hsv
 from ..config import check_limits
 from ..errors import PretextgenError, UnusablePlan
 from ..geometry import affine_views
-from ..registry import Field, Task, register_task
+from ..registry import Field, Task, TrainerSpec, register_task
 
 
 @dataclass(frozen=True)
@@ -260,4 +260,12 @@ TASK = register_task(Task(
     paper="Dosovitskiy et al. 2014, Discriminative Unsupervised Feature Learning with CNNs",
     draw=draw,
     baseline=paper_baseline,
+    # Training (pretextgen train): CPU preset for 32 px CIFAR-like photos on 2 cores; GPU preset
+    # ResNet-18 (CIFAR stem) with AMP. Sample params per preset: what `pretextgen compare` builds.
+    trainer=TrainerSpec(
+        recipe="pretextgen.training.recipes:Exemplar", eval_input="rgb",
+        presets={"cpu": dict(trunk="small", epochs=8, batch_size=32, optimizer="adamw", lr=0.001, weight_decay=0.0001, warmup_epochs=1, extra={"temperature": 0.1}),
+                 "gpu": dict(trunk="resnet18", epochs=100, batch_size=64, optimizer="adamw", lr=0.001, weight_decay=0.0001, warmup_epochs=2, amp=True, num_workers=8, extra={"temperature": 0.1})},
+        samples={"cpu": {"patch": 16, "transforms": 8, "min_side": 32},
+                 "gpu": {"patch": 16, "transforms": 8, "min_side": 32}}),
 ))

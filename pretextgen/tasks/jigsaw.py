@@ -21,7 +21,7 @@ import numpy as np
 from ..config import MAX_SIDE, check_fractions, check_limits, check_probabilities
 from ..geometry import map_boxes, random_square, to_gray3, view
 from ..permutations import MAX_PERMUTATIONS, hamming_stats, n_permutations, permutation_set, set_digest
-from ..registry import Field, Task, register_task
+from ..registry import Field, Task, TrainerSpec, register_task
 
 
 @dataclass(frozen=True)
@@ -242,4 +242,12 @@ TASK = register_task(Task(
     torch_finish=torch_finish,
     finish_on_device=True,  # GPU builds: faster than the host finish (README, GPU builds; bench_gpu.py)
     baseline=paper_baseline,
+    # Training (pretextgen train): CPU preset for 32 px CIFAR-like photos on 2 cores; GPU preset
+    # ResNet-18 (CIFAR stem) with AMP. Sample params per preset: what `pretextgen compare` builds.
+    trainer=TrainerSpec(
+        recipe="pretextgen.training.recipes:Jigsaw", eval_input="rgb",
+        presets={"cpu": dict(trunk="small", epochs=8, batch_size=64, optimizer="sgd", lr=0.05, weight_decay=0.0005, warmup_epochs=0.5),
+                 "gpu": dict(trunk="resnet18", epochs=100, batch_size=128, optimizer="sgd", lr=0.05, weight_decay=0.0005, warmup_epochs=1, amp=True, num_workers=8)},
+        samples={"cpu": {"crop": 54, "tile": 16, "min_side": 32},
+                 "gpu": {"crop": 54, "tile": 16, "min_side": 32}}),
 ))

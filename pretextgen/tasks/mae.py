@@ -25,7 +25,7 @@ import numpy as np
 
 from ..config import MAX_SIDE, SIDE_WHY, check_fractions, check_limits, check_probabilities
 from ..geometry import random_resized_box, view
-from ..registry import Field, Task, register_task
+from ..registry import Field, Task, TrainerSpec, register_task
 
 
 @dataclass(frozen=True)
@@ -184,4 +184,12 @@ TASK = register_task(Task(
     paper="He et al. 2022, Masked Autoencoders Are Scalable Vision Learners",
     draw=draw,
     baseline=paper_baseline,
+    # Training (pretextgen train): CPU preset for 32 px CIFAR-like photos on 2 cores; GPU preset
+    # ResNet-18 (CIFAR stem) with AMP. Sample params per preset: what `pretextgen compare` builds.
+    trainer=TrainerSpec(
+        recipe="pretextgen.training.recipes:Mae", eval_input="rgb",
+        presets={"cpu": dict(trunk="vit_tiny", epochs=8, batch_size=128, optimizer="adamw", lr=0.001, weight_decay=0.05, warmup_epochs=1),
+                 "gpu": dict(trunk="vit_tiny", epochs=200, batch_size=256, optimizer="adamw", lr=0.0015, weight_decay=0.05, warmup_epochs=10, amp=True, num_workers=8)},
+        samples={"cpu": {"size": 32, "patch": 4},
+                 "gpu": {"size": 32, "patch": 4}}),
 ))

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..config import MAX_SIDE, SIDE_WHY, check_fractions, check_limits
 from ..geometry import random_square, view
-from ..registry import Field, Task, register_task
+from ..registry import Field, Task, TrainerSpec, register_task
 
 
 @dataclass(frozen=True)
@@ -118,4 +118,12 @@ TASK = register_task(Task(
     draw=draw,
     torch_finish=torch_finish,
     baseline=paper_baseline,
+    # Training (pretextgen train): CPU preset for 32 px CIFAR-like photos on 2 cores; GPU preset
+    # ResNet-18 (CIFAR stem) with AMP. Sample params per preset: what `pretextgen compare` builds.
+    trainer=TrainerSpec(
+        recipe="pretextgen.training.recipes:Rotation", eval_input="rgb",
+        presets={"cpu": dict(trunk="small", epochs=8, batch_size=128, optimizer="sgd", lr=0.05, weight_decay=0.0005, warmup_epochs=0.5),
+                 "gpu": dict(trunk="resnet18", epochs=100, batch_size=256, optimizer="sgd", lr=0.1, weight_decay=0.0005, warmup_epochs=1, amp=True, num_workers=8)},
+        samples={"cpu": {"size": 32, "crop_scale": [0.8, 1.0], "all_rotations": True},
+                 "gpu": {"size": 32, "crop_scale": [0.8, 1.0], "all_rotations": True}}),
 ))

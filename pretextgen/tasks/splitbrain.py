@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import lab
-from ..registry import Field, Task, register_task
+from ..registry import Field, Task, TrainerSpec, register_task
 from . import colorization as col
 
 
@@ -104,4 +104,12 @@ TASK = register_task(Task(
     paper="Zhang, Isola & Efros 2017, Split-Brain Autoencoders: Unsupervised Learning by Cross-Channel Prediction",
     draw=draw,
     baseline=paper_baseline,
+    # Training (pretextgen train): CPU preset for 32 px CIFAR-like photos on 2 cores; GPU preset
+    # ResNet-18 (CIFAR stem) with AMP. Sample params per preset: what `pretextgen compare` builds.
+    trainer=TrainerSpec(
+        recipe="pretextgen.training.recipes:SplitBrain", eval_input="L+ab",
+        presets={"cpu": dict(trunk="small", epochs=8, batch_size=64, optimizer="adamw", lr=0.001, weight_decay=0.0001, warmup_epochs=0.5),
+                 "gpu": dict(trunk="resnet18", epochs=100, batch_size=256, optimizer="adamw", lr=0.001, weight_decay=0.0001, warmup_epochs=1, amp=True, num_workers=8)},
+        samples={"cpu": {"size": 32, "target_stride": 2},
+                 "gpu": {"size": 32, "target_stride": 2}}),
 ))

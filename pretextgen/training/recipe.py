@@ -1,6 +1,6 @@
 """The recipe interface: what a task trains, and how its trunk is read at evaluation.
 
-A task declares ``Task.trainer = TrainerSpec(recipe="pretextgen.train.recipes:Rotation", ...)`` in its
+A task declares ``Task.trainer = TrainerSpec(recipe="pretextgen.training.recipes:Rotation", ...)`` in its
 own file (no torch import there); ``build_recipe`` imports the class when training starts. A recipe
 is an ``nn.Module`` holding ``trunk`` (a ``models.Trunk``: the part that is evaluated) and its
 head, and implements:
@@ -13,6 +13,9 @@ head, and implements:
 - ``eval_features(x) -> {stage: tensor}``: every stage's map (B, C, h, w) or vector (B, D) for the
   input ``eval_input`` made (split-brain concatenates its two halves' features per stage).
 - ``eval_size``: the side labeled images are resized to (the size the trunk trained on).
+
+``forward(batch)`` is ``loss(batch)``; ``prepare(data_dir, dataset)`` reads what a build wrote beside
+its shards before training. The nine image tasks' recipes are in ``recipes``.
 """
 from __future__ import annotations
 
@@ -39,6 +42,7 @@ class TrainConfig:
     warmup_epochs: float = 0.0  # linear warm-up, then cosine decay to 0 (per step)
     amp: bool = False  # bfloat16/float16 autocast on CUDA
     num_workers: int = 1  # DataLoader workers
+    threads: int = 0  # torch intra-op threads while training (0: torch's default, all cores)
     seed: int = 0  # model initialisation and the loader's shuffle
     extra: dict = field(default_factory=dict)  # recipe-specific settings (temperature, widths...)
 
@@ -58,6 +62,16 @@ class Recipe(nn.Module):
 
     def loss(self, batch: dict):
         raise NotImplementedError
+
+    def forward(self, batch: dict):
+        """``loss(batch)``: the trainer calls the module (so that a DDP wrapper sees a forward)."""
+        return self.loss(batch)
+
+    def prepare(self, data_dir, dataset) -> None:
+        """Called once by the trainer before the first step (not by ``load_run``): ``data_dir`` is
+        the build folder (None for live samples), ``dataset`` the loader's dataset. Recipes read what
+        a build writes beside its shards here (colorization's ab_prior.json) into buffers, so that
+        the checkpoint carries it."""
 
     @property
     def eval_size(self) -> int:

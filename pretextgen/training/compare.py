@@ -1,0 +1,75 @@
+"""``pretextgen compare``: build, train and evaluate several tasks on the same photos, and rank them by
+what their trunks learned against a random trunk of the same architecture.
+
+For each task: a build from ``source`` with the preset's sample params (``TrainerSpec.samples``),
+a training run at the preset (``TrainerSpec.presets``), then ``evaluate`` on ``labeled``. Each step
+is skipped when its output is already there (a build with a complete manifest, a run whose
+checkpoint reached its last epoch, an evaluation JSON), so an interrupted comparison continues.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from ..errors import PretextgenError
+
+
+def _best(stages: dict) -> tuple[str, float]:
+    """(stage, linear top-1) of the stage whose linear probe is best."""
+    name = max(stages, key=lambda s: stages[s]["linear"])
+    return name, stages[name]["linear"]
+
+
+def compare(tasks: list[str], source, labeled, out="compare", preset: str = "cpu", samples: int = 20000,
+            epochs: int | None = None, seed: int = 0, progress: bool | None = None) -> list[dict]:
+    """One row per task: its evaluation (``evaluate``'s dict) with the build and training times;
+    rows ranked by the best pretext stage's gain over the best random stage, in linear top-1."""
+    from ..builder import build
+    from ..registry import get_task
+    from .probe import evaluate
+    from .trainer import train
+
+    out = Path(out)
+    rows = []
+    for name in tasks:
+        task = get_task(name)
+        if task.trainer is None:
+            raise PretextgenError(f"task {name!r} has no trainer; choose among the image tasks")
+        here = out / name
+        t0 = time.perf_counter()
+        build_dir, run_dir, result = here / "build", here / "run", here / "eval.json"
+        manifest = build_dir / "manifest.json"
+        if not (manifest.exists() and json.loads(manifest.read_text()).get("complete")):
+            build(name, build_dir, source=source, samples=samples, seed=seed, progress=progress,
+                  overrides=dict(task.trainer.samples.get(preset, {})), resume=build_dir.exists())
+        t1 = time.perf_counter()
+        summary = train(data=build_dir, out=run_dir, preset=preset, epochs=epochs, progress=progress,
+                        resume=(run_dir / "checkpoint.pt").exists())
+        t2 = time.perf_counter()
+        ev = evaluate(run_dir / "checkpoint.pt", labeled, json_path=result, progress=progress)
+        rows.append({**ev, "build_seconds": round(t1 - t0, 1), "train_seconds": round(t2 - t1, 1),
+                     "eval_seconds": round(time.perf_counter() - t2, 1), "train_summary": summary})
+    for r in rows:
+        stage, acc = _best(r["pretext"])
+        _, random_acc = _best(r["random"])
+        r["best_stage"], r["gain"] = stage, acc - random_acc
+    rows.sort(key=lambda r: r["gain"], reverse=True)
+    (out / "compare.json").write_text(json.dumps(rows, indent=1, default=str) + "\n")
+    return rows
+
+
+def table(rows: list[dict]) -> list[str]:
+    """The ranked comparison as Markdown lines."""
+    lines = ["| task | pretext acc | best stage | linear: pretext / random / pixels | gain | kNN: pretext / random "
+             "/ pixels | train s |", "|---|---:|---|---|---:|---|---:|"]
+    for r in rows:
+        stage, acc = _best(r["pretext"])
+        rstage, racc = _best(r["random"])
+        knn_p = max(s["knn"] for s in r["pretext"].values())
+        knn_r = max(s["knn"] for s in r["random"].values())
+        pa = "" if r.get("pretext_accuracy") is None else f"{100 * r['pretext_accuracy']:.1f}"
+        lines.append(f"| {r['task']} | {pa} | {stage} | {100 * acc:.1f} / {100 * racc:.1f} / "
+                     f"{100 * r['pixels']['linear']:.1f} | {100 * (acc - racc):+.1f} | {100 * knn_p:.1f} / "
+                     f"{100 * knn_r:.1f} / {100 * r['pixels']['knn']:.1f} | {r['train_seconds']:.0f} |")
+    return lines

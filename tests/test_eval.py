@@ -1,0 +1,314 @@
+"""``pretextgen eval`` (pretextgen.training.probe) on real photos: a tiny labeled folder cut from
+scikit-image's photos (one class per photo), a tiny run of a rotation-like toy task that this module
+registers (its own small recipe), saved with the trainer's ``save_run``."""
+from __future__ import annotations
+
+import csv
+import importlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from helpers import temporary_task
+from pretextgen.cli import main
+from pretextgen.training.models import SmallConvTrunk
+from pretextgen.training.recipe import Recipe
+from pretextgen.training.trainer import METRICS_COLUMNS
+
+ev = importlib.import_module("pretextgen.training.probe")
+TASK = "toy_eval_rotation"
+PHOTOS = ("astronaut.png", "coins.png", "chelsea.png")  # colour portrait, gray coins, a cat: one class each
+N_TRAIN, N_TEST = 12, 6
+
+
+# ---------------------------------------------------------------- a toy task with its own tiny recipe
+@dataclass(frozen=True)
+class ToyParams:
+    min_side: int = 32
+
+
+class ToyRotation(Recipe):
+    """RotNet in miniature: a two-block SmallConvTrunk (8-16 channels) and a 4-way head."""
+
+    def __init__(self, params, config):
+        super().__init__(params, config)
+        self.trunk = SmallConvTrunk(3, widths=(8, 16))
+        self.head = torch.nn.Linear(16, 4)
+
+    @property
+    def eval_size(self) -> int:
+        return 32
+
+    def eval_input(self, images):
+        return images.float() / 127.5 - 1.0
+
+    def eval_features(self, x):
+        return self.trunk.features(x)
+
+    def loss(self, batch):
+        logits = self.head(self.trunk(self.eval_input(batch["image"])))
+        return F.cross_entropy(logits, batch["label"]), {"accuracy": (logits.argmax(1) == batch["label"]).float().mean().item()}
+
+
+def _toy_task():
+    from pretextgen.registry import Task, TrainerSpec
+
+    return Task(name=TASK, params=ToyParams, plan=lambda p, rng, width, height: {}, finish=lambda p, views, plan: {},
+                fields=(), num_classes=lambda p: 4, summary="rotation in miniature (a test's task)", paper="none",
+                trainer=TrainerSpec(recipe="test_eval:ToyRotation", presets={"cpu": {"epochs": 1, "batch_size": 16}}))
+
+
+# ---------------------------------------------------------------- fixtures: a labeled folder and a run
+def _crops(photo: np.ndarray, n: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """n random crops of a photo, some of them not square (eval center-crops those)."""
+    h, w = photo.shape[:2]
+    out = []
+    for _ in range(n):
+        side = int(rng.integers(48, min(h, w) // 2))
+        cw = side if rng.random() < 0.5 else min(w, int(side * 1.5))
+        y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - cw + 1))
+        out.append(photo[y:y + side, x:x + cw])
+    return out
+
+
+@pytest.fixture(scope="module")
+def labeled(tmp_path_factory, photos) -> Path:
+    """LABELED_DIR with train/ (PNG) and val/ (JPEG) crops of three photos; coins stays gray."""
+    root, _ = photos
+    out = tmp_path_factory.mktemp("labeled")
+    rng = np.random.default_rng(0)
+    for name in PHOTOS:
+        flag = cv2.IMREAD_GRAYSCALE if name == "coins.png" else cv2.IMREAD_COLOR
+        photo = cv2.imread(str(root / name), flag)
+        for split, n, ext in (("train", N_TRAIN, "png"), ("val", N_TEST, "jpg")):
+            (out / split / Path(name).stem).mkdir(parents=True)
+            for i, crop in enumerate(_crops(photo, n, rng)):
+                assert cv2.imwrite(str(out / split / Path(name).stem / f"{i:03d}.{ext}"), crop)
+    return out
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, labeled):
+    """RUN_DIR/checkpoint.pt of the toy task after a few rotation steps on the labeled train crops
+    (batch-norm statistics moved off their initial values), and a metrics.csv; the toy task stays
+    registered while this module's tests run."""
+    from pretextgen.config import params_to_dict
+    from pretextgen.training.checkpoint import save_run
+    from pretextgen.training.recipe import TrainConfig, build_recipe
+
+    run_dir = tmp_path_factory.mktemp("run")
+    with temporary_task(_toy_task()) as task:
+        params, config = ToyParams(), TrainConfig(epochs=1, batch_size=16, lr=0.05)
+        recipe = build_recipe(task, params, config)
+        items = ev.labeled_split(labeled)[1]
+        images = torch.from_numpy(np.stack([ev.load_square(p, 32) for p, _ in items]).transpose(0, 3, 1, 2).copy())
+        rotated = torch.cat([torch.rot90(images, r, dims=(2, 3)) for r in range(4)])
+        labels = torch.arange(4).repeat_interleave(len(images))
+        opt = torch.optim.SGD(recipe.parameters(), lr=config.lr, momentum=0.9)
+        gen = torch.Generator().manual_seed(0)
+        recipe.train()
+        for step in range(12):
+            idx = torch.randperm(len(rotated), generator=gen)[:32]
+            loss, metrics = recipe.loss({"image": rotated[idx], "label": labels[idx]})
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        save_run(run_dir / "checkpoint.pt", task=TASK, params=params_to_dict(params), config=config.to_dict(),
+                 model=recipe.state_dict(), epoch=1, step=12)
+        with open(run_dir / "metrics.csv", "w", newline="") as f:  # as the trainer writes it
+            w = csv.DictWriter(f, fieldnames=METRICS_COLUMNS)
+            w.writeheader()
+            w.writerows([{"epoch": 1, "step": 6, "loss": 1.2, "accuracy": 0.41, "kind": "epoch"},
+                         {"epoch": 2, "step": 9, "loss": 0.2, "accuracy": 0.97, "kind": "steps"},
+                         {"epoch": 2, "step": 12, "loss": 0.1, "accuracy": 0.99, "kind": "epoch"}])
+        yield run_dir
+
+
+@pytest.fixture(scope="module")
+def result(run, labeled, tmp_path_factory):
+    path = tmp_path_factory.mktemp("eval") / "eval.json"
+    out = ev.evaluate(run / "checkpoint.pt", labeled, json_path=path, progress=False)
+    return out, json.loads(path.read_text())
+
+
+# ---------------------------------------------------------------- (b) end to end, the JSON
+def test_evaluate_writes_the_json_with_every_row(result):
+    out, data = result
+    assert data == out  # the returned dict is the JSON, JSON-native
+    assert {"task", "pretext", "random", "pixels", "pretext_accuracy"} <= set(data)
+    assert data["task"] == TASK
+    assert list(data["pretext"]) == list(data["random"]) == ["block1", "block2"]
+    rows = [*data["pretext"].values(), *data["random"].values(), data["pixels"]]
+    for row in rows:
+        assert set(row) == {"linear", "knn"}
+        assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in row.values())
+    assert data["pretext_accuracy"] == pytest.approx(0.99)  # metrics.csv's last epoch
+    assert (data["k"], data["temperature"], data["pool"]) == (20, 0.07, {"stages": 4, "pixels": 8})
+    assert data["classes"] == sorted(Path(p).stem for p in PHOTOS) and data["test_folder"] == "val"
+    assert (data["train_images"], data["test_images"], data["unreadable"]) == (3 * N_TRAIN, 3 * N_TEST, [])
+    # Three photos are easy to tell apart from their colours: far better than chance, even
+    # with 12 train images a class.
+    assert data["pixels"]["linear"] >= 0.6 and data["pixels"]["knn"] >= 0.6  # chance: 1/3
+
+
+def test_report_shows_all_rows_protocol_and_the_shortcut_flag(result):
+    out, _ = result
+    lines = ev.report(out)
+    assert not any("\n" in line for line in lines)
+    text = " ".join(line.strip() for line in lines)
+    for row in ("pretext block1", "pretext block2", "random block1", "random block2", "raw pixels"):
+        assert row in text
+    assert "k=20, T=0.07" in text and "4x4" in text and "8x8" in text and "80/20" in text
+    assert "pretext accuracy (last epoch): 99.0%" in text and "points over the random trunk" in text
+    best_p = max(v["linear"] for v in out["pretext"].values())
+    best_r = max(v["linear"] for v in out["random"].values())
+    assert out["shortcut"] == (best_p <= best_r)  # pretext accuracy is 0.99 here
+    assert ("likely shortcut:" in text) == out["shortcut"]
+    flagged = " ".join(line.strip() for line in ev.report({**out, "shortcut": True}))
+    assert "likely shortcut: pretext accuracy 99.0%" in flagged
+    assert not ev.shortcut(None, out["random"], out["random"])
+    assert not ev.shortcut(0.9, out["random"], out["random"])
+    assert ev.shortcut(0.95, out["random"], out["random"])  # at random counts as a shortcut
+
+
+def test_the_top_level_functions_stay_functions_after_the_package_is_imported():
+    import pretextgen
+    import pretextgen.training.probe  # noqa: F401
+    import pretextgen.training.trainer  # noqa: F401
+
+    assert pretextgen.evaluate.__module__ == "pretextgen" and pretextgen.train.__module__ == "pretextgen"
+
+
+def test_pretext_accuracy_reads_the_last_epoch_row_with_one(tmp_path):
+    assert ev.pretext_accuracy(tmp_path) is None
+    head = ",".join(METRICS_COLUMNS)
+    # A run stopped during epoch 3: its steps rows do not count, epoch 2's mean does.
+    (tmp_path / "metrics.csv").write_text(f"{head}\n2,10,0.5,0.8,0.1,9,epoch,0\n3,12,0.4,0.9,0.1,9,steps,0\n")
+    assert ev.pretext_accuracy(tmp_path) == 0.8
+    (tmp_path / "metrics.csv").write_text(f"{head}\n1,5,1.0,,0.1,9,steps,0\n1,5,1.0,,0.1,9,epoch,0\n")
+    assert ev.pretext_accuracy(tmp_path) is None  # a task without a pretext accuracy
+
+
+# ---------------------------------------------------------------- (c) frozen trunk, fixed BN statistics
+def test_evaluation_leaves_batch_norm_statistics_alone(run, labeled):
+    from pretextgen.training.checkpoint import load_run
+
+    _, _, _, recipe = load_run(run / "checkpoint.pt")
+    _, _, _, twin = load_run(run / "checkpoint.pt")
+    recipe.train()  # as a caller might leave it: evaluation must still not touch the statistics
+    before = ev.bn_state(recipe)
+    assert before and any(k.endswith("running_mean") and v.abs().sum() > 0 for k, v in before.items())
+    items = ev.labeled_split(labeled)[1][:20]
+    feats, labels, bad = ev.features(recipe, twin, items, recipe.eval_size, "cpu", batch_size=8)
+    after = ev.bn_state(recipe)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not recipe.training and not any(p.requires_grad for p in recipe.parameters())
+    assert len(labels) == 20 and not bad and feats["pretext"]["block1"].shape == (20, 8 * 4 * 4)
+    assert feats["pixels"]["pixels"].shape == (20, 3 * 8 * 8)
+    # The check can fail: the same pass in train mode moves the statistics.
+    recipe.train()
+    with torch.no_grad():
+        recipe.eval_features(recipe.eval_input(torch.from_numpy(np.stack(
+            [ev.load_square(p, 32) for p, _ in items]).transpose(0, 3, 1, 2).copy())))
+    moved = ev.bn_state(recipe)
+    assert not all(torch.equal(before[k], moved[k]) for k in before if k.endswith("running_mean"))
+
+
+# ---------------------------------------------------------------- (d) the probe and kNN are honest
+def _pixel_set(photos, names, n_train, n_test, seed):
+    """(train x, train y, test x, test y): raw-pixel features (8x8 pooled) of random crops of photos."""
+    root, _ = photos
+    rng = np.random.default_rng(seed)
+    xs = {"train": [], "test": []}
+    ys = {"train": [], "test": []}
+    for c, name in enumerate(names):
+        photo = cv2.cvtColor(cv2.imread(str(root / name), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        for split, n in (("train", n_train), ("test", n_test)):
+            for crop in _crops(photo, n, rng):
+                s = min(crop.shape[:2])
+                xs[split].append(cv2.resize(crop[:s, :s], (32, 32), interpolation=cv2.INTER_AREA))
+                ys[split].append(c)
+    out = []
+    for split in ("train", "test"):
+        x = torch.from_numpy(np.stack(xs[split]).transpose(0, 3, 1, 2).copy()).float() / 255
+        out += [ev.pixel_features(x), torch.tensor(ys[split])]
+    return out
+
+
+def test_linear_probe_and_knn_separate_photos_and_fall_to_chance_on_shuffled_labels(photos):
+    # A gray photo and an orange cat: linearly separable in raw pixels (red minus blue is 0 on every
+    # coins crop, above 0.12 on every cat crop).
+    tx, ty, sx, sy = _pixel_set(photos, ("coins.png", "chelsea.png"), 60, 20, seed=1)
+    probe = ev.linear_probe(tx, ty, sx, sy, 2)
+    assert probe["accuracy"] == 1.0 and probe["converged"] and probe["l2"] in ev.L2_GRID
+    a, b = ev.standardise(tx, sx)
+    assert ev.knn_top1(a, ty, b, sy, 2) == 1.0
+    # Four photos: well above chance with the true labels; train labels shuffled leave nothing to learn,
+    # and test, scored with its true labels, falls to chance (1/4): the probe fits on train only.
+    tx, ty, sx, sy = _pixel_set(photos, ("astronaut.png", "coins.png", "chelsea.png", "grass.png"), 40, 40, seed=0)
+    assert ev.linear_probe(tx, ty, sx, sy, 4)["accuracy"] >= 0.7
+    shuffled = ty[torch.randperm(len(ty), generator=torch.Generator().manual_seed(0))]
+    a, b = ev.standardise(tx, sx)
+    assert abs(ev.linear_probe(tx, shuffled, sx, sy, 4)["accuracy"] - 0.25) <= 0.15
+    assert abs(ev.knn_top1(a, shuffled, b, sy, 4) - 0.25) <= 0.15
+
+
+def test_the_holdout_split_is_stratified_disjoint_and_fixed():
+    y = torch.tensor([0] * 10 + [1] * 5 + [2] * 1)
+    fit, held = ev._holdout(y, 0.2, seed=0)
+    assert sorted(fit.tolist() + held.tolist()) == list(range(16))
+    assert y[held].tolist() == [0, 0, 1]  # 20% of each class (at least one of a class of two or more)
+    assert torch.equal(held, ev._holdout(y, 0.2, seed=0)[1])
+
+
+def test_load_square_center_crops_then_resizes(photos, tmp_path):
+    root, _ = photos
+    rgb = cv2.cvtColor(cv2.imread(str(root / "astronaut.png"), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    path = tmp_path / "wide.png"
+    cv2.imwrite(str(path), cv2.cvtColor(rgb[:256], cv2.COLOR_RGB2BGR))  # 256 x 512
+    square = rgb[:256, 128:384]
+    assert np.array_equal(ev.load_square(str(path), 256), square)
+    assert np.array_equal(ev.load_square(str(path), 64), cv2.resize(square, (64, 64), interpolation=cv2.INTER_AREA))
+    assert np.array_equal(ev.load_square(str(path), 300), cv2.resize(square, (300, 300), interpolation=cv2.INTER_LINEAR))
+
+
+# ---------------------------------------------------------------- (e) the command line
+def _eval(capsys, *argv):
+    code = main(["eval", *argv, "--no-progress"])
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def test_cli_prints_the_table_and_writes_json(run, labeled, tmp_path, capsys):
+    code, out, err = _eval(capsys, "--checkpoint", str(run / "checkpoint.pt"), "--data", str(labeled),
+                           "--json", str(tmp_path / "e.json"))
+    assert code == 0, err
+    assert "raw pixels" in out and "random block2" in out and "k=20, T=0.07" in out
+    assert json.loads((tmp_path / "e.json").read_text())["task"] == TASK
+
+
+def test_cli_errors_are_one_line(run, labeled, tmp_path, capsys):
+    ckpt = str(run / "checkpoint.pt")
+    code, _, err = _eval(capsys, "--checkpoint", str(tmp_path / "nope" / "checkpoint.pt"), "--data", str(labeled))
+    assert code == 2 and err.count("\n") == 1 and "does not exist" in err and "pretextgen train" in err
+
+    (tmp_path / "flat" / "images").mkdir(parents=True)
+    code, _, err = _eval(capsys, "--checkpoint", ckpt, "--data", str(tmp_path / "flat"))
+    assert code == 2 and err.count("\n") == 1 and "train/<class>/" in err and "val" in err
+
+    one = tmp_path / "one"
+    for split in ("train", "test"):
+        (one / split / "astronaut").mkdir(parents=True)
+        cv2.imwrite(str(one / split / "astronaut" / "a.png"), np.full((40, 40, 3), 90, np.uint8))
+    code, _, err = _eval(capsys, "--checkpoint", ckpt, "--data", str(one))
+    assert code == 2 and err.count("\n") == 1 and "at least 2" in err
+
+    if not torch.cuda.is_available():
+        code, _, err = _eval(capsys, "--checkpoint", ckpt, "--data", str(labeled), "--device", "cuda")
+        assert code == 2 and "no CUDA device" in err

@@ -1,0 +1,208 @@
+"""``pretextgen train`` (pretextgen.training.trainer) and the nine image recipes, on tiny real builds of
+scikit-image's photos (OpenCV backend, 16 samples at each task's smallest sensible sizes).
+
+Parametrised over the registry: every task with a trainer gets (a) its loss finite and falling on
+one fixed batch, (b) a run that writes checkpoint.pt / metrics.csv / config.json, whose checkpoint
+``load_run`` rebuilds for the evaluation, and which resumed after an interruption ends with the same
+weights and losses as an uninterrupted run. The presets are checked to be valid, and user mistakes
+to be one ``pretextgen: error:`` line."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+import pretextgen
+from pretextgen.cli import main
+from pretextgen.config import load_params
+from pretextgen.registry import get_task, list_tasks
+
+IMAGE_TASKS = {"rotation", "jigsaw", "context", "exemplar", "colorization", "splitbrain", "inpainting", "mae",
+               "contrastive"}
+TRAINABLE = [n for n in list_tasks() if get_task(n).trainer]
+# The smallest sizes each task trains at here (the small trunk needs 8 px: three 2x2 pools).
+TINY = {
+    "rotation": {"size": 16},
+    "jigsaw": {"crop": 27, "tile": 8, "permutations": 10},
+    "context": {"patch": 8, "gap": 2, "jitter": 1, "min_pixels": 16},
+    "exemplar": {"patch": 8, "transforms": 4},
+    "colorization": {"size": 16, "target_stride": 2, "prior_side": 64},
+    "splitbrain": {"size": 16, "target_stride": 2, "prior_side": 64, "l_bins": 10},
+    "inpainting": {"size": 16, "overlap": 1},
+    "mae": {"size": 16, "patch": 4},
+    "contrastive": {"size": 16, "blur_kernel": 3},
+}
+FAST = ["num_workers=0"]  # DataLoader workers cost a process start per epoch; one test keeps the preset's
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: on CI's two shared cores two threads wait on each other for a time slice
+    per operation (tens of times slower when another process holds a core)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory):
+    made = {}
+
+    def get(name):
+        if name not in made:
+            out = tmp_path_factory.mktemp(f"build-{name}")
+            pretextgen.build(task=name, out=out, samples=16, overrides=TINY.get(name, {}), backend="opencv",
+                             progress=False)
+            made[name] = out
+        return made[name]
+
+    return get
+
+
+def test_every_image_task_has_a_trainer():
+    assert set(TRAINABLE) == IMAGE_TASKS
+    assert {n for n in list_tasks() if get_task(n).input == "image"} == IMAGE_TASKS
+    assert set(TRAINABLE) <= set(TINY), "give a new trainable task its tiny sizes in TINY"
+
+
+@pytest.mark.parametrize("name", TRAINABLE)
+def test_presets_are_valid(name):
+    """Both presets: sample params pass the task's validation, the config resolves, the recipe builds."""
+    from pretextgen.training.recipe import build_recipe, resolve_config
+
+    task = get_task(name)
+    spec = task.trainer
+    assert set(spec.presets) == {"cpu", "gpu"} == set(spec.samples)
+    assert spec.eval_input in ("rgb", "L", "L+ab")
+    for preset in ("cpu", "gpu"):
+        params = load_params(task, overrides=spec.samples[preset])
+        cfg = resolve_config(task, preset)
+        assert cfg.trunk == ("vit_tiny" if name == "mae" else "small" if preset == "cpu" else "resnet18")
+        assert cfg.amp == (preset == "gpu")
+        recipe = build_recipe(task, params, cfg)
+        assert recipe.eval_size >= 8
+        assert list(recipe.eval_features(recipe.eval_input(torch.zeros(2, 3, recipe.eval_size, recipe.eval_size,
+                                                                         dtype=torch.uint8))))
+
+
+@pytest.mark.parametrize("name", TRAINABLE)
+def test_loss_falls_on_a_fixed_batch(name, builds):
+    from pretextgen.config import make_params
+    from pretextgen.loader import make_loader
+    from pretextgen.shards import read_manifest
+    from pretextgen.training.recipe import build_recipe, resolve_config
+
+    out = builds(name)
+    task = get_task(name)
+    params = make_params(task, read_manifest(out)["params"])
+    cfg = resolve_config(task, "cpu", {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.0})
+    recipe = build_recipe(task, params, cfg)
+    loader = make_loader(out, batch_size=8, num_workers=0)
+    recipe.prepare(out, loader.dataset)
+    batch = next(iter(loader))
+    opt = torch.optim.AdamW(recipe.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(8):
+        loss, metrics = recipe(batch)
+        assert torch.isfinite(loss), (name, losses)
+        assert set(metrics) <= {"accuracy", "accuracy_ab", "accuracy_L"}
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0], (name, losses)
+
+
+def _metrics(run) -> list[dict]:
+    with open(run / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("name", TRAINABLE)
+def test_train_writes_a_run_and_resumes_exactly(name, builds, tmp_path):
+    from pretextgen.training.checkpoint import load_run, read_checkpoint
+    from pretextgen.training.trainer import METRICS_COLUMNS
+
+    data = builds(name)
+    fast = [] if name == "rotation" else FAST  # rotation keeps the preset's DataLoader worker
+    kw = dict(data=data, epochs=2, batch_size=6, overrides=fast, progress=False, device="cpu")  # bitwise: CPU
+    straight = pretextgen.train(out=tmp_path / "a", **kw)
+    cut = pretextgen.train(out=tmp_path / "b", until_epoch=1, **kw)
+    run = tmp_path / "b"
+    assert {p.name for p in run.iterdir()} == {"checkpoint.pt", "metrics.csv", "config.json"}
+    rows = _metrics(run)
+    assert tuple(rows[0]) == METRICS_COLUMNS and rows[-1]["kind"] == "epoch" and rows[-1]["epoch"] == "1"
+    has_accuracy = name not in ("inpainting", "mae")
+    assert (rows[-1]["accuracy"] != "") == has_accuracy
+    assert (cut["accuracy"] is not None) == has_accuracy
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["task"] == name and saved["config"]["epochs"] == 2 and saved["params"]["min_side"] >= 1
+    state = read_checkpoint(run / "checkpoint.pt")
+    assert (state["task"], state["epoch"], state["step"]) == (name, 1, cut["step"]) and cut["step"] == 3
+
+    # the evaluation's entry: the trunk rebuilt in eval mode, its stages on converted labeled images
+    task, params, cfg, recipe = load_run(run / "checkpoint.pt")
+    assert task.name == name and not recipe.training and cfg.epochs == 2
+    images = torch.randint(0, 256, (2, 3, recipe.eval_size, recipe.eval_size), dtype=torch.uint8)
+    feats = recipe.eval_features(recipe.eval_input(images))
+    assert len(feats) >= 3 and all(torch.isfinite(v).all() and v.shape[0] == 2 for v in feats.values())
+
+    resumed = pretextgen.train(out=run, resume=True, **kw)
+    assert (resumed["epoch"], resumed["step"]) == (straight["epoch"], straight["step"]) == (2, 6)
+    a, b = read_checkpoint(tmp_path / "a" / "checkpoint.pt")["model"], read_checkpoint(run / "checkpoint.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a), f"{name}: the resumed run's weights differ"
+    same = ("epoch", "step", "loss", "accuracy", "lr", "kind")
+    assert [[r[k] for k in same] for r in _metrics(tmp_path / "a")] == [[r[k] for k in same] for r in _metrics(run)]
+    assert resumed["loss"] == straight["loss"] and resumed["line"].startswith(f"{name}: epoch 2/2")
+
+
+def test_live_samples_and_settings(tmp_path):
+    """Live samples (scikit-image's photos, fresh each epoch), --set with extra.KEY and sample.KEY."""
+    r = pretextgen.train(task="contrastive", samples=8, out=tmp_path / "run", epochs=2, batch_size=4,
+                         overrides=FAST + ["extra.temperature=0.2", "sample.size=16", "sample.blur_kernel=3",
+                                           "lr=2e-3"], progress=False, device="cpu")
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["data"] == "live:skimage:data" and saved["params"]["size"] == 16
+    assert saved["config"]["extra"]["temperature"] == 0.2 and saved["config"]["lr"] == 0.002
+    assert r["step"] == 4 and r["loss"] is not None
+
+
+def test_cli_trains(builds, tmp_path, capsys):
+    assert main(["train", "--data", str(builds("rotation")), "--out", str(tmp_path / "r"), "--epochs", "1",
+                 "--batch-size", "8", "--set", "num_workers=0", "--no-progress"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith("rotation: epoch 1/1, 2 steps, loss ")
+
+
+def _error(capsys, argv) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("pretextgen: error: "), err
+    return err[0]
+
+
+def test_cli_errors_are_one_line(builds, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    run = str(tmp_path / "run")
+    assert "holds no manifest.json" in _error(capsys, ["train", "--data", str(empty), "--out", run])
+    assert "no bundled trainer" in _error(capsys, ["train", "--task", "frame_order", "--samples", "4", "--out", run])
+    assert "unknown task" in _error(capsys, ["train", "--task", "nope", "--samples", "4", "--out", run])
+    data = str(builds("rotation"))
+    assert "holds rotation samples" in _error(capsys, ["train", "--task", "jigsaw", "--data", data, "--out", run])
+    assert "unknown setting 'nope'" in _error(capsys, ["train", "--data", data, "--out", run, "--set", "nope=1"])
+    assert "lr must be float" in _error(capsys, ["train", "--data", data, "--out", run, "--set", "lr=fast"])
+    assert "does not exist" in _error(capsys, ["train", "--data", data, "--out", run, "--resume"])
+    assert "--samples N" in _error(capsys, ["train", "--task", "rotation", "--out", run])
+    assert "a build's samples are fixed" in _error(capsys, ["train", "--data", data, "--out", run,
+                                                             "--set", "sample.size=8"])
+    assert main(["train", "--data", data, "--out", run, "--epochs", "1", "--batch-size", "8", "--set",
+                 "num_workers=0", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert "already holds a run" in _error(capsys, ["train", "--data", data, "--out", run])
+    assert "lr differs" in _error(capsys, ["train", "--data", data, "--out", run, "--resume", "--set", "lr=0.5"])
+    assert "mae trains a ViT" in _error(capsys, ["train", "--data", str(builds("mae")), "--out", str(tmp_path / "m"),
+                                                 "--set", "trunk=small"])
