@@ -312,3 +312,26 @@ def test_cli_errors_are_one_line(run, labeled, tmp_path, capsys):
     if not torch.cuda.is_available():
         code, _, err = _eval(capsys, "--checkpoint", ckpt, "--data", str(labeled), "--device", "cuda")
         assert code == 2 and "no CUDA device" in err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["rotation", "colorization"])
+def test_a_bundled_recipe_trains_then_evaluates_end_to_end(task, labeled, tmp_path):
+    """A real task's run through the CLI (its CPU preset's sample params, one short epoch), then
+    `pretextgen eval` on it: the JSON has every stage of the recipe's trunk (colorization's trunk
+    sees L, converted from the labeled RGB images)."""
+    import pretextgen
+    from pretextgen.cli import main
+    from pretextgen.registry import get_task
+
+    spec = get_task(task).trainer
+    pretextgen.build(task, tmp_path / "b", samples=16, seed=0, backend="opencv", progress=False,
+                     overrides=dict(spec.samples["cpu"]))
+    assert main(["train", "--data", str(tmp_path / "b"), "--out", str(tmp_path / "r"), "--epochs", "1",
+                 "--batch-size", "8", "--set", "threads=1", "--no-progress"]) == 0
+    assert main(["eval", "--checkpoint", str(tmp_path / "r" / "checkpoint.pt"), "--data", str(labeled),
+                 "--json", str(tmp_path / "e.json"), "--no-progress"]) == 0
+    out = json.loads((tmp_path / "e.json").read_text())
+    assert out["task"] == task and list(out["pretext"]) == list(out["random"]) == ["block1", "block2", "block3"]
+    accs = [v for s in ("pretext", "random") for st in out[s].values() for v in st.values()]
+    assert all(0 <= a <= 1 for a in accs + list(out["pixels"].values()))

@@ -44,12 +44,20 @@ def compare(tasks: list[str], source, labeled, out="compare", preset: str = "cpu
             build(name, build_dir, source=source, samples=samples, seed=seed, progress=progress,
                   overrides=dict(task.trainer.samples.get(preset, {})), resume=build_dir.exists())
         t1 = time.perf_counter()
+        times_file = here / "times.json"
+        times = json.loads(times_file.read_text()) if times_file.exists() else {}
+        times.setdefault("build_seconds", round(t1 - t0, 1))
         summary = train(data=build_dir, out=run_dir, preset=preset, epochs=epochs, progress=progress,
                         resume=(run_dir / "checkpoint.pt").exists())
         t2 = time.perf_counter()
-        ev = evaluate(run_dir / "checkpoint.pt", labeled, json_path=result, progress=progress)
-        rows.append({**ev, "build_seconds": round(t1 - t0, 1), "train_seconds": round(t2 - t1, 1),
-                     "eval_seconds": round(time.perf_counter() - t2, 1), "train_summary": summary})
+        times["train_seconds"] = round(times.get("train_seconds", 0.0) + t2 - t1, 1)  # over resumed parts too
+        if result.exists():
+            ev = json.loads(result.read_text())
+        else:
+            ev = evaluate(run_dir / "checkpoint.pt", labeled, json_path=result, progress=progress)
+            times["eval_seconds"] = round(time.perf_counter() - t2, 1)
+        times_file.write_text(json.dumps(times) + "\n")
+        rows.append({**ev, **times, "train_summary": summary})
     for r in rows:
         stage, acc = _best(r["pretext"])
         _, random_acc = _best(r["random"])
