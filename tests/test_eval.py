@@ -335,3 +335,20 @@ def test_a_bundled_recipe_trains_then_evaluates_end_to_end(task, labeled, tmp_pa
     assert out["task"] == task and list(out["pretext"]) == list(out["random"]) == ["block1", "block2", "block3"]
     accs = [v for s in ("pretext", "random") for st in out[s].values() for v in st.values()]
     assert all(0 <= a <= 1 for a in accs + list(out["pixels"].values()))
+
+
+@pytest.mark.slow
+def test_compare_builds_trains_evaluates_and_reuses_what_exists(labeled, tmp_path, capsys, photos):
+    from pretextgen.cli import main
+
+    args = ["compare", "--tasks", "rotation", "--source", str(photos[0]), "--labeled", str(labeled),
+            "--out", str(tmp_path / "cmp"), "--samples", "16", "--epochs", "1", "--no-progress"]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert "| rotation |" in first and "gain" in first
+    for name in ("build/manifest.json", "run/checkpoint.pt", "eval.json", "times.json"):
+        assert (tmp_path / "cmp" / "rotation" / name).exists(), name
+    stamp = (tmp_path / "cmp" / "rotation" / "eval.json").stat().st_mtime_ns
+    assert main(args) == 0  # everything exists: reused, the same table
+    assert capsys.readouterr().out.splitlines()[:3] == first.splitlines()[:3]
+    assert (tmp_path / "cmp" / "rotation" / "eval.json").stat().st_mtime_ns == stamp
