@@ -20,7 +20,8 @@ def default_config_path(task_name: str) -> Path:
     return Path(str(resources.files("pretextgen.pipelines") / "configs" / f"{task_name}.yaml"))
 
 
-def _read_yaml(path: Path, what: str) -> dict:
+def read_yaml(path: Path, what: str, entries: str = "parameter: value") -> dict:
+    """A YAML file holding a mapping; one ConfigError line naming ``what`` and the path otherwise."""
     try:
         data = yaml.safe_load(Path(path).read_text()) or {}
     except FileNotFoundError:
@@ -28,7 +29,7 @@ def _read_yaml(path: Path, what: str) -> dict:
     except yaml.YAMLError as e:
         raise ConfigError(f"{what} {path} is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{what} {path} must hold a mapping of parameter: value")
+        raise ConfigError(f"{what} {path} must hold a mapping of {entries}")
     return data
 
 
@@ -107,9 +108,9 @@ def parse_set(items: list[str] | None) -> dict:
 
 def load_params(task, config: str | Path | None = None, overrides: dict | list | None = None):
     """Params of ``task``: its shipped YAML, updated by ``config`` then by ``overrides``."""
-    values = _read_yaml(default_config_path(task.name), "default config")
+    values = read_yaml(default_config_path(task.name), "default config")
     if config is not None:
-        values.update(_read_yaml(Path(config), "config file"))
+        values.update(read_yaml(Path(config), "config file"))
     if isinstance(overrides, list):
         overrides = parse_set(overrides)
     values.update(overrides or {})

@@ -53,17 +53,9 @@ CHECKPOINT = "checkpoint.pt"
 
 # ---------------------------------------------------------------- settings
 def _read_config_file(path) -> dict:
-    import yaml
+    from ..config import read_yaml
 
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"training config {path} does not exist") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"training config {path} is not valid YAML: {str(e).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"training config {path} must hold a mapping of setting: value")
-    return data
+    return read_yaml(path, "training config", "setting: value")
 
 
 def config_values(config=None, overrides=None) -> tuple[dict, dict]:
