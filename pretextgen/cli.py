@@ -194,8 +194,6 @@ def _cmd_tasks(args) -> int:
 def _cmd_build(args) -> int:
     from .builder import build
 
-    if args.workers is not None and args.workers < 1:
-        raise PretextgenError("--workers must be at least 1")
     m = build(task=args.task, out=args.out, source=args.source, samples=args.samples, seed=args.seed,
               backend=args.backend, device=args.device, config=args.config, overrides=args.set or [],
               resume=args.resume, workers=args.workers, batch_size=args.batch_size, processes=args.processes,

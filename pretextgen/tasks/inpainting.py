@@ -208,11 +208,9 @@ def paper_baseline(path, rng, p):
     """Context-encoder-style loader (Pathak et al.): PIL crop + resize, NumPy mask, hole set to the mean."""
     from PIL import Image
 
-    im = Image.open(path).convert("RGB")
-    w, h = im.size
-    side = int(min(w, h) * rng.uniform(*p.crop_scale))
-    x0, y0 = rng.integers(0, w - side + 1), rng.integers(0, h - side + 1)
-    crop = np.asarray(im.resize((p.size, p.size), Image.BILINEAR, box=(x0, y0, x0 + side, y0 + side)))
+    from .rotation import pil_square_crop
+
+    crop = np.asarray(pil_square_crop(path, rng, p))
     mask = np.zeros((p.size, p.size), bool)
     q = p.size // 4
     if p.mask == "center":
