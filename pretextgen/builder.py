@@ -1,172 +1,41 @@
-"""``pretextgen build``: the orchestration of the three seams. It lists the sources through their
-kind (``registry.source_kind``), writes the manifest, and has shards made by ``make_shards``, the one
-code path of a build in this process, in N processes, or (next) on other machines: each sample is
-planned from (seed, i) (``plan``), executed by a backend (``backends``) and stored (``shards``).
-Resumable: complete shards are kept (sha256-checked), the rest redone.
+"""``pretextgen build``: the front door of a build, and where it runs.
+
+A build is a plan step and independent shard jobs (``jobs``: ``make_plan``, ``make_shards``); here
+they run
+- in this process or in N processes (``_build_local``; resumable: complete shards are kept,
+  sha256-checked, the rest redone),
+- as one worker of a job array (``_build_worker``: worker k of W makes every W-th shard from the plan
+  files in the output folder and writes its partial manifest; ``pretextgen merge`` joins them),
+- or as one Ray task per shard (``ray_build``).
+Every way makes the same bytes: sample i is planned from (seed, i) (``plan``), executed by a backend
+(``backends``) and stored (``shards``).
 """
 from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 import logging
 import os
 import shutil
 import time
-from collections import Counter
-from dataclasses import dataclass
+from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
-
-from .version import __version__
 from .backends import get_backend
-from .config import load_params, params_to_dict
+from .config import load_params
 from .errors import PretextgenError
-from .parallel import default_workers
-from .plan import WorkItem
+from .jobs import (PLAN_FILE, BuildOptions, ShardJob, collect_records, finish_manifest, identity_diff, make_plan,
+                   make_shards, merge, parse_shards, part_info, part_name, read_header, read_plan, samples_per_shard,
+                   stale_temporaries, write_plan)
 from .progress import Progress
 from .registry import get_task, source_kind
-from .shards import (PIXEL_FORMATS, SCHEMA_VERSION, FieldEncoder, file_sha256, read_manifest, sample_key,
-                     sample_members, shard_name, write_json, write_shard)
-from .sources import listing_digest
+from .shards import file_sha256, read_manifest, write_json
 
 log = logging.getLogger("pretextgen")
-DEFAULT_SHARD_BYTES = 256 * 2**20
+PLAN_WAIT_S = 3600  # how long worker k > 0 waits for worker 0's plan before it gives up
 
-
-@dataclass(frozen=True)
-class BuildOptions:
-    """How a build runs (the CLI's flags; these defaults are its defaults).
-
-    ``processes`` > 1 splits the shards among that many processes, each with its own backend and
-    ``workers // processes`` threads, for a GPU that one Python process cannot feed; None: the
-    backend's ``default_processes``. Shards are the same bytes whatever the number: DALI batches
-    never span two shards, so a sample's batch depends on its shard and ``batch_size`` alone (nvJPEG
-    may split a batch between its decoders by the batch, so ``batch_size`` is part of the build's
-    identity). ``pixels``: how the fields a task declares as PNG images are stored
-    (``shards.PIXEL_FORMATS``). ``full_decode``: the OpenCV backend decodes every JPEG at full size
-    (by default a JPEG at least twice as large as a sample's views need is decoded at 1/2 to 1/64:
-    ``backends.source_scale``; a resumed build keeps what it started with)."""
-
-    samples: int = 512
-    seed: int = 0
-    backend: str = "auto"
-    device: str = "auto"
-    config: object = None  # a YAML file of task parameters
-    overrides: object = None  # {name: value} or ["name=value", ...]
-    resume: bool = False
-    workers: int | None = None  # CPU threads (image tasks) or processes (video tasks); None: all cores
-    batch_size: int = 64
-    shard_bytes: int = DEFAULT_SHARD_BYTES
-    progress: bool | None = None
-    processes: int | None = None
-    pixels: str = "png"
-    full_decode: bool = False
-
-    def check(self) -> None:
-        """One clear error for an option out of range, before any work."""
-        if self.samples < 1:
-            raise PretextgenError("--samples must be at least 1")
-        if self.seed < 0:
-            raise PretextgenError("--seed must be 0 or more (NumPy seeds are non-negative integers)")
-        if self.batch_size < 1:
-            raise PretextgenError("--batch-size must be at least 1")
-        if self.shard_bytes <= 0:
-            raise PretextgenError("--shard-mb must be above 0")
-        if self.pixels not in PIXEL_FORMATS:
-            raise PretextgenError(f"--pixels must be one of {', '.join(PIXEL_FORMATS)}, not {self.pixels!r}")
-        if self.processes is not None and self.processes < 1:
-            raise PretextgenError("--processes must be at least 1")
-        if self.workers is not None and self.workers < 1:
-            raise PretextgenError("--workers must be at least 1")
-
-
-@dataclass(frozen=True)
-class ShardJob:
-    """What a process needs to make some of a build's shards (picklable)."""
-
-    task: str
-    params: object
-    sources: object  # the kind's usable sources: images.ImageSet, video.build.VideoSetup
-    out: Path
-    seed: int
-    samples: int
-    per_shard: int
-    backend: str
-    device: str
-    workers: int
-    batch_size: int
-    pixels: str
-    jpeg_scaling: bool
-
-
-def sample_meta(task, item: WorkItem, seed: int) -> dict:
-    """A sample's JSON: provenance, what its backend executed (``WorkItem.executed``), its plan."""
-    return {"task": task.name, "schema": SCHEMA_VERSION, "version": __version__, "index": item.index,
-            "seed": seed, **item.executed, "source": item.source.path,
-            "source_size": [item.source.width, item.source.height], **item.plan}
-
-
-_ITEMSIZE = {"uint8": 1, "int8": 1, "uint16": 2, "int16": 2, "float16": 2, "int32": 4, "float32": 4, "int64": 8, "float64": 8}
-
-
-def sample_bytes_bound(task, params) -> int:
-    """An upper bound of one sample's size in a shard (raw pixels + encoder and tar overheads)."""
-    total = 16 * 1024  # json, cls, tar headers
-    for f in task.fields:
-        shape = f.shape(params)
-        # The widest dtype the field may have ("uint8 (float16 with tile_norm)" counts 2 bytes).
-        item = max(n for name, n in _ITEMSIZE.items() if name in f.dtype) if any(n in f.dtype for n in _ITEMSIZE) else 8
-        total += int(np.prod(shape)) * item + (shape[0] if shape else 0) + 1024
-    return total
-
-
-def _identity(m: dict) -> dict:
-    keys = ("task", "params", "seed", "samples", "backend", "device", "source_digest", "samples_per_shard", "batch_size",
-            "pixels")
-    return {k: m.get(k, "png" if k == "pixels" else None) for k in keys}  # builds of 0.2.0 stored PNG
-
-
-def shard_indices(shards, per_shard: int, samples: int):
-    """The sample indices of ``shards``, in order."""
-    return (i for s in shards for i in range(s * per_shard, min((s + 1) * per_shard, samples)))
-
-
-def write_shards(task, runner, items, out: Path, per_shard: int, samples: int, seed: int, on_sample, on_shard) -> None:
-    """Run ``items`` through ``runner``; write each shard once its last sample is made and call
-    ``on_shard(number, record)``; ``on_sample()`` after every sample."""
-    current: list = []
-    hist: Counter = Counter()
-    refused: Counter = Counter()
-    for item, members in runner.run(items):
-        meta = sample_meta(task, item, seed)
-        current.append((sample_key(item.index), sample_members(members, meta)))
-        if not task.label_is_plan_index:  # one class per plan: a histogram of ones says nothing
-            hist[int(meta["label"])] += 1
-        refused.update(r["reason"].split(":")[0] for r in meta.get("rejected", ()))
-        on_sample()
-        s = item.index // per_shard
-        if item.index == min((s + 1) * per_shard, samples) - 1:
-            rec = write_shard(out / shard_name(task.name, s), current)
-            rec.update(number=s, first_index=s * per_shard,
-                       label_histogram={str(k): v for k, v in sorted(hist.items())})
-            if refused:
-                rec["rejected_plans"] = dict(sorted(refused.items()))
-            on_shard(s, rec)
-            current, hist, refused = [], Counter(), Counter()
-
-
-def make_shards(job: ShardJob, shards: list[int], on_sample, on_shard) -> None:
-    """Make and write ``shards`` of the build ``job`` describes: plan, execute, store."""
-    t = get_task(job.task)
-    runner = job.sources.runner(t, job.params, job.backend, job.device, job.workers, job.batch_size,
-                                FieldEncoder(t, job.pixels), batch_key=lambda item: item.index // job.per_shard,
-                                jpeg_scaling=job.jpeg_scaling)
-    items = (job.sources.plan(t, job.params, job.seed, i) for i in shard_indices(shards, job.per_shard, job.samples))
-    try:
-        write_shards(t, runner, items, job.out, job.per_shard, job.samples, job.seed, on_sample, on_shard)
-    finally:
-        runner.close()
+__all__ = ["BuildOptions", "build", "plan", "merge"]
 
 
 def _build_part(job: ShardJob, shards: list[int], parent: int, queue) -> None:
@@ -241,10 +110,34 @@ def build(task: str, out, source=None, options: BuildOptions | None = None, **op
     the build made it, emptied if it was empty): it never blocks the same command again."""
     options = dataclasses.replace(options or BuildOptions(), **option_values)
     out_path = Path(out)
+    with _cleaned_on_failure(out_path):
+        return _build_local(task, out_path, source, options)
+
+
+def plan(task: str, out, source=None, options: BuildOptions | None = None, **option_values) -> dict:
+    """The plan step alone (``pretextgen plan-sources``): list and scan ``source``, run the task's own
+    pass, and write ``plan.json`` and ``sources.json`` into ``out`` for job-array workers; returns the
+    plan's header."""
+    options = dataclasses.replace(options or BuildOptions(), **option_values)
+    out_path = Path(out)
+    if out_path.exists() and any(out_path.iterdir()):
+        what = f"a plan for {read_header(out_path)['task']}" if (out_path / PLAN_FILE).exists() else "files"
+        raise PretextgenError(f"{out_path} already holds {what}; choose a new directory")
+    with _cleaned_on_failure(out_path):
+        out_path.mkdir(parents=True, exist_ok=True)
+        planned = make_plan(task, out_path, source, options)
+        write_plan(out_path, planned)
+    return planned.header
+
+
+@contextmanager
+def _cleaned_on_failure(out_path: Path):
+    """A build that fails before its first shard leaves ``out_path`` as it was: removed if it made it,
+    emptied if it was empty."""
     made = not out_path.exists()
     empty = made or (out_path.is_dir() and not any(out_path.iterdir()))
     try:
-        return _build(task, out_path, source, options)
+        yield
     except BaseException:
         if empty and out_path.is_dir() and not any(out_path.glob("*.tar")):
             if made:
@@ -262,71 +155,74 @@ build.__signature__ = inspect.Signature(  # help(build) lists every option
        for f in dataclasses.fields(BuildOptions)])
 
 
-def _build(task: str, out: Path, source, o: BuildOptions) -> dict:
-    t = get_task(task)
-    kind = source_kind(t.input)
-    params = load_params(t, o.config, o.overrides)
-    o.check()
-    if o.processes is not None and kind.max_processes is not None and o.processes > kind.max_processes:
-        raise PretextgenError(f"--processes: task {task!r} reads {kind.noun}s, whose builds already use --workers "
-                              "processes")
-    workers = o.workers or default_workers()
-    backend, device = kind.resolve(o.backend, o.device)
-    if source is None:
-        (root, files), label = kind.default(), kind.default_label
-    else:
-        root, label = Path(source), str(source)
-        files = kind.list(root)
-    if source is not None and out.resolve().is_relative_to(Path(root).resolve()):
-        raise PretextgenError(f"--out {out} is inside --source {root}: its shards would be listed as sources "
-                              "(and change the listing a --resume checks); choose an output folder outside it")
+def build(task: str | None, out, source=None, options: BuildOptions | None = None, **option_values) -> dict:
+    """Build ``options.samples`` samples of ``task`` from ``source`` (a folder, a file listing paths or
+    a glob; None: the task's kind's bundled default) into shards under ``out``; returns the manifest.
+    Options come as a ``BuildOptions`` or as its fields by name (``samples=1000, backend="opencv"``).
+
+    With ``num_workers``/``worker_index`` or ``shards``, makes those shards only and returns this
+    worker's partial manifest (then ``merge``); ``task`` may be None when ``out`` holds a plan.
+    A build that fails before any shard is complete leaves the output folder as it was (removed if
+    the build made it, emptied if it was empty): it never blocks the same command again."""
+    options = dataclasses.replace(options or BuildOptions(), **option_values)
+    out_path = Path(out)
+    if options.num_workers is not None or options.shards is not None or task is None:
+        options.check()
+        return _build_worker(task, out_path, source, options)
+    made = not out_path.exists()
+    empty = made or (out_path.is_dir() and not any(out_path.iterdir()))
+    try:
+        return _build_local(task, out_path, source, options)
+    except BaseException:
+        if empty and out_path.is_dir() and not any(out_path.glob("*.tar")):
+            if made:
+                shutil.rmtree(out_path, ignore_errors=True)
+            else:
+                for p in out_path.iterdir():
+                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        raise
+
+
+build.__signature__ = inspect.Signature(  # help(build) lists every option
+    [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=d) for n, d in
+     (("task", inspect.Parameter.empty), ("out", inspect.Parameter.empty), ("source", None), ("options", None))]
+    + [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default)
+       for f in dataclasses.fields(BuildOptions)])
+
+
+def _build_local(task: str, out: Path, source, o: BuildOptions) -> dict:
+    """The whole build here (in this process, N processes, or Ray tasks), resumable."""
     old = None
     if out.exists() and any(out.iterdir()):
         if not o.resume:
             raise PretextgenError(f"{out} is not empty; pass --resume to continue the build there, or choose a new directory")
         if (out / "manifest.json").exists():
             old = read_manifest(out)
+        elif (out / PLAN_FILE).exists():  # a job-array build, finished here
+            old = read_header(out)
     out.mkdir(parents=True, exist_ok=True)
-    for tmp in out.glob("*.tmp"):
+    for tmp in stale_temporaries(out):
         tmp.unlink()
 
     t0 = time.perf_counter()
-    usable = kind.prepare(t, params, root, files, out, workers, o.progress, label)
-    per_shard = max(1, min(o.samples, o.shard_bytes // sample_bytes_bound(t, params)))
-    n_shards = -(-o.samples // per_shard)
-    manifest = {
-        "task": t.name, "params": params_to_dict(params), "seed": o.seed, "samples": o.samples,
-        "version": __version__, "schema": SCHEMA_VERSION, "backend": backend, "device": device,
-        "libraries": get_backend(backend).libraries(),
-        "batch_size": o.batch_size if get_backend(backend).batched else None,
-        "source": label, **({"source_path": str(Path(root).resolve())} if source is not None else {}),
-        "source_files": len(files), "source_digest": listing_digest(root, files),
-        "sources_used": len(usable.sources), "skipped": usable.skipped, "samples_per_shard": per_shard,
-        "num_classes": -(-o.samples // t.samples_per_plan(params)) if t.label_is_plan_index else t.num_classes(params),
-        "pixels": o.pixels, "fields": t.doc_fields(o.pixels) + ["cls", "json"],
-        "jpeg_scaling": kind.jpeg_scaling(backend, o.full_decode),
-        "shards": [], "label_histogram": {}, "complete": False,
-    }
-    if t.prepare is not None:
-        manifest.update(t.prepare(params, out))
-    manifest.update(usable.manifest_extra)
+    plan = make_plan(task, out, source, o)
+    manifest, t = plan.header, get_task(plan.job.task)
     kept: dict[int, dict] = {}
     if old is not None:
         # A resumed build decodes as it started (builds of 0.2.0 decoded every JPEG at full size).
         manifest["jpeg_scaling"] = bool(old.get("jpeg_scaling", False))
-        if _identity(old) != _identity(manifest):
-            diff = [k for k in _identity(manifest) if _identity(old)[k] != _identity(manifest)[k]]
+        plan = dataclasses.replace(plan, job=dataclasses.replace(plan.job, jpeg_scaling=manifest["jpeg_scaling"]))
+        diff = identity_diff(old, manifest)
+        if diff:
             raise PretextgenError(f"--resume: {out} was built with different settings ({', '.join(diff)}); "
                                   "use the same command or a new directory")
-        for rec in old.get("shards", []):
-            p = out / rec["name"]
-            if p.exists() and file_sha256(p) == rec["sha256"]:
-                kept[rec["number"]] = rec
-        log.info("resuming: %d of %d shards complete", len(kept), n_shards)
+        kept = collect_records(out, manifest)[0]
+        log.info("resuming: %d of %d shards complete", len(kept), plan.shards)
+    write_plan(out, plan)
     write_json(out / "manifest.json", {**manifest, "shards": [kept[k] for k in sorted(kept)]})
 
-    todo = [s for s in range(n_shards) if s not in kept]
-    bar = Progress(o.samples, f"{t.name} ({backend}/{device})", "samples", o.progress)
+    todo = [s for s in range(plan.shards) if s not in kept]
+    bar = Progress(o.samples, f"{t.name} ({manifest['backend']}/{manifest['device']})", "samples", o.progress)
     bar.update(sum(r["samples"] for r in kept.values()))
     records = dict(kept)
 
@@ -334,28 +230,113 @@ def _build(task: str, out: Path, source, o: BuildOptions) -> dict:
         records[s] = rec
         write_json(out / "manifest.json", {**manifest, "shards": [records[k] for k in sorted(records)]})
 
-    processes = o.processes or get_backend(backend).default_processes(device, workers)
-    processes = min(processes, kind.max_processes or processes, len(todo))
-    job = ShardJob(t.name, params, usable, out, o.seed, o.samples, per_shard, backend, device, workers, o.batch_size,
-                   o.pixels, manifest["jpeg_scaling"])
+    job, kind = plan.job, source_kind(t.input)
+    processes = o.processes or get_backend(job.backend).default_processes(job.device, job.workers)
+    processes = min(processes, kind.max_processes or processes, max(1, len(todo)))
     try:
-        if processes > 1:
-            job = dataclasses.replace(job, workers=max(1, workers // processes))
+        if o.ray is not None:
+            from .ray_build import run_on_ray
+
+            run_on_ray(plan, todo, o, source, bar.update, on_shard)
+        elif processes > 1:
+            job = dataclasses.replace(job, workers=max(1, job.workers // processes))
             _run_processes([(job, todo[k::processes]) for k in range(processes)], bar.update, on_shard)
         else:
             make_shards(job, todo, bar.update, on_shard)
     finally:
         bar.close()
-    total: Counter = Counter()
-    refused: Counter = Counter()
-    for rec in records.values():
-        total.update({int(k): v for k, v in rec["label_histogram"].items()})
-        refused.update(rec.get("rejected_plans", {}))
-    manifest["shards"] = [records[k] for k in sorted(records)]
-    manifest["label_histogram"] = {str(k): total[k] for k in sorted(total)}
-    if refused:  # plans drawn again because they were not worth a sample, by reason
-        manifest["rejected_plans"] = dict(sorted(refused.items()))
-    manifest["complete"] = True
+    manifest = finish_manifest(manifest, records)
     write_json(out / "manifest.json", manifest)
     manifest["_seconds"] = time.perf_counter() - t0  # not stored: runs must stay byte-identical
     return manifest
+
+
+def _check_command(header: dict, task: str, o: BuildOptions) -> None:
+    """A worker's command must describe its plan's build (the listing is the plan's, not relisted)."""
+    t = get_task(task)
+    kind = source_kind(t.input)
+    params = load_params(t, o.config, o.overrides)
+    backend, device = kind.resolve(o.backend, o.device)
+    mine = {"task": t.name, "params": json.loads(json.dumps(dataclasses.asdict(params))), "seed": o.seed,
+            "samples": o.samples, "backend": backend, "device": device,
+            "samples_per_shard": samples_per_shard(t, params, o.samples, o.shard_bytes),
+            "batch_size": o.batch_size if get_backend(backend).batched else None, "pixels": o.pixels}
+    diff = [k for k, v in mine.items() if json.loads(json.dumps(header.get(k))) != v]
+    if diff:
+        raise PretextgenError(f"this command differs from the plan in {PLAN_FILE} ({', '.join(diff)}): give every worker "
+                              "the same command, or leave out --task to take everything from the plan")
+
+
+def _wait_for_plan(out: Path, worker_index: int) -> None:
+    path, waited = out / PLAN_FILE, 0.0
+    while not path.exists():
+        if waited == 0:
+            log.warning("worker %d: waiting for worker 0 to write %s (or run pretextgen plan-sources first)",
+                        worker_index, path)
+        if waited >= PLAN_WAIT_S:
+            raise PretextgenError(f"no {path} after {PLAN_WAIT_S} s: worker 0 plans the build (did it fail?); or run "
+                                  "pretextgen plan-sources with the same options first")
+        time.sleep(2.0)
+        waited += 2.0
+
+
+def _build_worker(task: str | None, out: Path, source, o: BuildOptions) -> dict:
+    """One worker of a job array (``num_workers``/``worker_index``) or a ``shards`` range: make this
+    worker's shards from the plan in ``out`` (worker 0 plans when none is there; the others wait for
+    it) and write its partial manifest under ``parts/``. Reruns keep the worker's shards that are
+    complete (sha256-checked)."""
+    workers_n, k = o.num_workers or 1, o.worker_index or 0
+    if not (out / PLAN_FILE).exists():
+        if task is None:
+            raise PretextgenError(f"{out} holds no {PLAN_FILE}: give --task (and the build's options), or plan it "
+                                  "with pretextgen plan-sources")
+        if k == 0:
+            if out.exists() and any(out.iterdir()):
+                raise PretextgenError(f"{out} is not empty and holds no {PLAN_FILE}: choose a new directory")
+            out.mkdir(parents=True, exist_ok=True)
+            write_plan(out, make_plan(task, out, source, o))
+        else:
+            _wait_for_plan(out, k)
+    t0 = time.perf_counter()
+    header = read_header(out)
+    if task is not None:
+        _check_command(header, task, o)
+    info = part_info(header["backend"])
+    if (info["version"], info["libraries"]) != (header["version"], header["libraries"]):
+        raise PretextgenError(f"this machine has pretextgen {info['version']} with {json.dumps(info['libraries'])}; the "
+                              f"plan was made with {header['version']} and {json.dumps(header['libraries'])}: install "
+                              "the plan's versions (bytes depend on them)")
+    plan = read_plan(out, source, o.workers)
+    numbers = parse_shards(o.shards, plan.shards) if o.shards is not None else list(range(plan.shards))
+    mine = numbers[k::workers_n]
+    name = part_name(workers_n, k, o.shards)
+    path = out / name
+    records: dict[int, dict] = {}
+    if path.exists():  # a rerun of this worker: keep its complete shards
+        for rec in json.loads(path.read_text()).get("shards", []):
+            if rec["number"] in mine and (out / rec["name"]).exists() and file_sha256(out / rec["name"]) == rec["sha256"]:
+                records[rec["number"]] = rec
+    part = {**info, "worker_index": k, "num_workers": workers_n, "shards_selected": o.shards, "complete": False}
+    path.parent.mkdir(exist_ok=True)
+
+    def on_shard(s, rec):
+        records[s] = rec
+        write_json(path, {**part, "shards": [records[n] for n in sorted(records)]})
+
+    todo = [s for s in mine if s not in records]
+    t = get_task(header["task"])
+    bar = Progress(sum(min(plan.job.per_shard, plan.job.samples - s * plan.job.per_shard) for s in mine),
+                   f"{t.name} worker {k}/{workers_n}", "samples", o.progress)
+    bar.update(sum(r["samples"] for r in records.values()))
+    try:
+        make_shards(plan.job, todo, bar.update, on_shard)
+    finally:
+        bar.close()
+    part = {**part, "shards": [records[n] for n in sorted(records)], "complete": True}
+    write_json(path, part)
+    if workers_n == 1 and o.shards is None:  # the whole plan, made here: nothing else to wait for
+        manifest = merge(out)
+        manifest["_seconds"] = time.perf_counter() - t0
+        return manifest
+    return {**part, "part": name, "task": t.name, "shards_total": plan.shards, "_made": len(todo),
+            "_seconds": time.perf_counter() - t0}

@@ -44,6 +44,61 @@ pretextgen/training/recipes.py.
 """
 
 
+# Options the plan of a build fixes: with a planned --out and no --task, they come from plan.json.
+PLAN_OPTIONS = ("source", "samples", "seed", "backend", "device", "config", "set", "pixels", "full_decode",
+                "batch_size", "shard_mb")
+
+
+def _build_arguments(b: argparse.ArgumentParser) -> None:
+    """The options of a build's plan (``build`` and ``plan-sources``). Left out, they are absent from
+    the namespace (SUPPRESS): ``build --out PLANNED`` tells an option given from a default."""
+    b.add_argument("--task", help="task name (see `pretextgen tasks`); may be left out when --out holds a plan")
+    b.add_argument("--out", required=True, help="output folder for shards and manifest.json")
+    d = argparse.SUPPRESS
+    b.add_argument("--source", default=d,
+                   help="images or videos: a folder (searched recursively), a text file listing paths, or a quoted "
+                        "glob ('photos/**/*.jpg') (default: scikit-image's bundled photos)")
+    b.add_argument("--samples", type=int, default=d, help="number of samples (default: 512)")
+    b.add_argument("--seed", type=int, default=d, help="sample i depends on (seed, i) alone (default: 0)")
+    from .backends import get_backend, list_backends
+
+    backends = list_backends()
+    devices = sorted({d for n in backends for d in get_backend(n).devices})
+    b.add_argument("--backend", default=d, choices=["auto", *backends],
+                   help="auto (default): DALI on the GPU if there is one, else OpenCV in threads (faster on CPUs: "
+                        "BENCHMARKS.md); video tasks read frames with decord on CPUs, DALI on a GPU")
+    b.add_argument("--device", default=d, choices=["auto", *devices], help="auto (default): the GPU if DALI sees one")
+    b.add_argument("--config", default=d, help="YAML file of task parameters (over the shipped defaults)")
+    b.add_argument("--set", action="append", default=d, metavar="KEY=VALUE",
+                   help="override one task parameter (repeatable)")
+    b.add_argument("--workers", type=int, help="CPU threads for image tasks, processes for video tasks (default: all "
+                   "cores; split among --processes)")
+    b.add_argument("--pixels", default=d, choices=["png", "npy"],
+                   help="how image fields (rotation, inpainting, mae) are stored, both lossless: png (default) is "
+                        "about half the bytes; npy is much faster to write and read (BENCHMARKS.md)")
+    b.add_argument("--full-decode", action="store_true", default=d,
+                   help="OpenCV backend: decode every JPEG at full size. By default a JPEG at least twice as large "
+                        "as a sample's views need is decoded at 1/2 to 1/64 scale (libjpeg's DCT scaling: faster on "
+                        "large photos), with the same boxes; the sample's JSON records jpeg_scale")
+    b.add_argument("--batch-size", type=int, default=d, help="DALI batch size (default: 64)")
+    b.add_argument("--shard-mb", type=float, default=d, help="maximum shard size in MB (default: 256)")
+
+
+def _build_options(args) -> dict:
+    """BuildOptions fields from the plan options given on the command line (and --workers, progress)."""
+    given = {k: getattr(args, k) for k in PLAN_OPTIONS if hasattr(args, k)}
+    if args.task is None and given:
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise PretextgenError(f"without --task the build is the plan's in --out: leave out {flags} (or give --task "
+                              "and the plan's options)")
+    opts = {k: v for k, v in given.items() if k not in ("source", "set", "shard_mb")}
+    if "set" in given:
+        opts["overrides"] = given["set"]
+    if "shard_mb" in given:
+        opts["shard_bytes"] = int(given["shard_mb"] * 2**20)
+    return {**opts, "workers": args.workers, "progress": False if args.no_progress else None}
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pretextgen", description="Labeled samples for self-supervised pretext tasks, stored as verifiable WebDataset shards.")
     p.add_argument("--version", action="version", version=f"pretextgen {__version__}")
@@ -52,38 +107,40 @@ def _parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("build", help="generate samples of a task into shards", epilog=EPILOG_BUILD,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    b.add_argument("--task", required=True, help="task name (see `pretextgen tasks`)")
-    b.add_argument("--source", help="folder of images, searched recursively (default: scikit-image's bundled photos)")
-    b.add_argument("--out", required=True, help="output folder for shards and manifest.json")
-    b.add_argument("--samples", type=int, default=512, help="number of samples (default: 512)")
-    b.add_argument("--seed", type=int, default=0, help="sample i depends on (seed, i) alone (default: 0)")
-    from .backends import get_backend, list_backends
-
-    backends = list_backends()
-    devices = sorted({d for n in backends for d in get_backend(n).devices})
-    b.add_argument("--backend", default="auto", choices=["auto", *backends],
-                   help="auto: DALI on the GPU if there is one, else OpenCV in threads (faster on CPUs: "
-                        "BENCHMARKS.md); video tasks read frames with decord on CPUs, DALI on a GPU")
-    b.add_argument("--device", default="auto", choices=["auto", *devices], help="auto: the GPU if DALI sees one")
-    b.add_argument("--config", help="YAML file of task parameters (over the shipped defaults)")
-    b.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one task parameter (repeatable)")
+    _build_arguments(b)
     b.add_argument("--resume", action="store_true", help="continue an interrupted build in --out")
-    b.add_argument("--workers", type=int, help="CPU threads for image tasks, processes for video tasks (default: all "
-                   "cores; split among --processes)")
     b.add_argument("--processes", type=int,
                    help="build shards in this many processes, each with its own backend: one Python process "
                         "cannot keep a GPU busy. The shards are the same bytes whatever the number "
                         "(default: on a GPU one per two cores, at most 8; on CPUs 1)")
-    b.add_argument("--pixels", default="png", choices=["png", "npy"],
-                   help="how image fields (rotation, inpainting, mae) are stored, both lossless: png (default) is "
-                        "about half the bytes; npy is much faster to write and read (BENCHMARKS.md)")
-    b.add_argument("--full-decode", action="store_true",
-                   help="OpenCV backend: decode every JPEG at full size. By default a JPEG at least twice as large "
-                        "as a sample's views need is decoded at 1/2 to 1/64 scale (libjpeg's DCT scaling: faster on "
-                        "large photos), with the same boxes; the sample's JSON records jpeg_scale")
-    b.add_argument("--batch-size", type=int, default=64, help="DALI batch size (default: 64)")
-    b.add_argument("--shard-mb", type=float, default=256, help="maximum shard size in MB (default: 256)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g = b.add_argument_group("scale-out (docs/scale-out.md)")
+    g.add_argument("--num-workers", type=int, metavar="W",
+                   help="job array of W workers: this one makes every W-th shard and writes parts/worker-K-of-W.json; "
+                        "then pretextgen merge OUT (default: SLURM_ARRAY_TASK_COUNT, else torchrun's WORLD_SIZE)")
+    g.add_argument("--worker-index", type=int, metavar="K",
+                   help="this worker's index, 0..W-1 (default: SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN, else RANK)")
+    g.add_argument("--shards", metavar="SPEC", help="make only these shard numbers: A:B (A to B-1), A:, N, comma-separated "
+                   "(rebuilds what pretextgen merge names); then pretextgen merge OUT")
+    g.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="one Ray task per shard: without ADDRESS on a Ray instance started here for the build; with "
+                        "it (auto, HOST:6379, ray://HOST:10001) on that cluster, whose nodes must all see --out and "
+                        "--source. Needs pip install 'pretextgen[ray]'")
+    g.add_argument("--ray-cpus", type=float, default=1.0, help="CPUs (and threads) per Ray task (default: 1)")
+    g.add_argument("--ray-gpus", type=float, default=0.25,
+                   help="fraction of a GPU per Ray task on the GPU device: several build processes share one "
+                        "(default: 0.25)")
+
+    pl = sub.add_parser("plan-sources", help="the plan step of a distributed build: list, scan, prepare, once",
+                        description="List and scan the sources and run the task's own pass (colour prior, k-means\n"
+                        "centres, permutation set) once, writing plan.json and sources.json into --out: the\n"
+                        "files every worker of pretextgen build --out OUT --num-workers W --worker-index K reads\n"
+                        "instead of listing the sources again.", formatter_class=argparse.RawDescriptionHelpFormatter)
+    _build_arguments(pl)
+    pl.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    mg = sub.add_parser("merge", help="check a job-array build's shards and write its one manifest.json")
+    mg.add_argument("out", metavar="OUT_DIR", help="the build's folder (holds plan.json and parts/)")
 
     t = sub.add_parser("tasks", help="list the tasks and their default parameters")
     t.add_argument("pattern", nargs="?", default="*", help="glob over task names")
@@ -193,12 +250,26 @@ def _cmd_tasks(args) -> int:
 
 def _cmd_build(args) -> int:
     from .builder import build
+    from .jobs import environment_position
 
-    m = build(task=args.task, out=args.out, source=args.source, samples=args.samples, seed=args.seed,
-              backend=args.backend, device=args.device, config=args.config, overrides=args.set or [],
-              resume=args.resume, workers=args.workers, batch_size=args.batch_size, processes=args.processes,
-              pixels=args.pixels, full_decode=args.full_decode, shard_bytes=int(args.shard_mb * 2**20),
-              progress=False if args.no_progress else None)
+    opts = _build_options(args)
+    num, index = args.num_workers, args.worker_index
+    if num is None and index is None and args.ray is None and args.shards is None:
+        found = environment_position()
+        if found is not None:
+            index, num, where = found
+            print(f"pretextgen: worker {index} of {num} (from {where})", file=sys.stderr)
+    m = build(task=args.task, out=args.out, source=getattr(args, "source", None), resume=args.resume,
+              processes=args.processes, num_workers=num, worker_index=index, shards=args.shards, ray=args.ray,
+              ray_cpus=args.ray_cpus, ray_gpus=args.ray_gpus, **opts)
+    if "part" in m:  # one worker's (or one range's) shards: the build is complete once merged
+        samples = sum(r["samples"] for r in m["shards"])
+        kept = len(m["shards"]) - m["_made"]
+        print(f"{m['task']}: worker {m['worker_index']} of {m['num_workers']}: {len(m['shards'])} of "
+              f"{m['shards_total']} shards ({samples} samples; {m['_made']} made, {kept} kept from an earlier run) "
+              f"-> {Path(args.out) / m['part']}\n"
+              f"next: when every worker is done: pretextgen merge {shlex.quote(args.out)}")
+        return 0
     from .sources import skip_summary, slow_summary
 
     size = sum(s["bytes"] for s in m["shards"]) / 2**20
@@ -215,6 +286,39 @@ def _cmd_build(args) -> int:
           "   # look at samples\n"
           f"      pretextgen verify {out}   # re-derive samples from their sources, check labels\n"
           f"      pretextgen.loader.make_loader({str(args.out)!r}, batch_size=64)   # batches for training, in Python")
+    return 0
+
+
+def _cmd_plan_sources(args) -> int:
+    from .builder import plan
+
+    if args.task is None:
+        raise PretextgenError("plan-sources needs --task")
+    h = plan(args.task, args.out, getattr(args, "source", None), **_build_options(args))
+    from .sources import skip_summary
+
+    out = shlex.quote(args.out)
+    print(f"{h['task']}: planned {h['samples']} samples in {h['shards_total']} shard(s) on {h['backend']}/{h['device']}; "
+          f"sources: {h['sources_used']} used, {len(h['skipped'])} skipped -> {Path(args.out) / 'plan.json'}")
+    for line in skip_summary(h["skipped"]):
+        print(f"  {line}")
+    print(f"next: pretextgen build --out {out} --num-workers W --worker-index K   # on each of W workers "
+          "(a Slurm array: docs/scale-out.md)\n"
+          f"      pretextgen merge {out}   # when all are done")
+    return 0
+
+
+def _cmd_merge(args) -> int:
+    from .jobs import merge, stale_temporaries
+
+    m = merge(args.out)
+    size = sum(s["bytes"] for s in m["shards"]) / 2**20
+    print(f"{m['task']}: {m['samples']} samples in {len(m['shards'])} shards, {size:.1f} MB, every sha256 checked "
+          f"-> {Path(args.out) / 'manifest.json'}")
+    stale = stale_temporaries(Path(args.out))
+    if stale:
+        print(f"  {len(stale)} temporary files of attempts that died are left (e.g. {stale[0].name}): safe to delete")
+    print(f"next: pretextgen verify {shlex.quote(args.out)}   # re-derive samples from their sources, check labels")
     return 0
 
 
@@ -300,7 +404,8 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(name)s: %(message)s")
     try:
-        code = {"build": _cmd_build, "tasks": _cmd_tasks, "verify": _cmd_verify,
+        code = {"build": _cmd_build, "plan-sources": _cmd_plan_sources, "merge": _cmd_merge,
+                "tasks": _cmd_tasks, "verify": _cmd_verify,
                 "inspect": _cmd_inspect, "prior": _cmd_prior, "eval": _cmd_eval,
                 "train": _cmd_train, "compare": _cmd_compare}[args.command](args)
         sys.stdout.flush()  # here, so that a closed pipe is caught below, not at exit

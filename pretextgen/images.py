@@ -1,20 +1,22 @@
 """Photos as a source kind: what the builder, ``verify`` and the loader need from a folder of images.
 
-A source kind lists a folder, turns the listing into the usable sources of one build (``prepare``:
-the scan, the task's own pass such as colorization's ab prior), plans sample i over them, makes the
-backend that executes the plans, and re-derives a stored sample from its JSON. Clips are the other
+A source kind turns a listing into the usable sources of one build (``prepare``: the scan, the task's
+own pass such as colorization's ab prior), stores them for workers (``to_json``, ``load_sources``),
+plans sample i over them, makes the backend that executes the plans, and re-derives a stored sample
+from its JSON. Clips are the other
 kind (``pretextgen.video.kind``); ``registry.source_kind(task.input)`` finds either.
 """
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import fields
 from functools import lru_cache
 from pathlib import Path
 
 from .backends import execute_plan, make_backend, resolve
 from .errors import PretextgenError
 from .plan import WorkItem, plan_sample
-from .sources import Source, check_source, default_source, list_files, scan_cached, slow_sources
+from .sources import Source, check_source, default_source, scan_cached, slow_sources
 
 
 class ImageSet:
@@ -25,6 +27,12 @@ class ImageSet:
 
     def plan(self, task, params, seed: int, i: int) -> WorkItem:
         return plan_sample(task, params, self.sources, seed, i, self.root)
+
+    def to_json(self) -> dict:
+        """What workers plan over (``jobs.write_plan``): the usable photos in order, one row each."""
+        columns = [f.name for f in fields(Source)]
+        return {"kind": "image", "columns": columns,
+                "rows": [[getattr(s, c) for c in columns] for s in self.sources]}
 
     def runner(self, task, params, backend: str, device: str, workers: int, batch_size: int, encode=None,
                batch_key=None, jpeg_scaling: bool = True):
@@ -43,9 +51,6 @@ class ImageKind:
 
     def default(self) -> tuple[Path, list[str]]:
         return default_source()
-
-    def list(self, root: Path) -> list[str]:
-        return list_files(root)
 
     def resolve(self, backend: str, device: str) -> tuple[str, str]:
         return resolve(backend, device)
@@ -69,6 +74,11 @@ class ImageKind:
         if slow:
             extra = {**extra, "slow_sources": slow}
         return ImageSet(root, sources, skipped, extra)
+
+    def load_sources(self, task, params, root: Path, data: dict) -> ImageSet:
+        """The usable photos of a planned build (``ImageSet.to_json``), under ``root`` on this machine;
+        their skips and extras are in the plan's header."""
+        return ImageSet(root, [Source(**dict(zip(data["columns"], row))) for row in data["rows"]], [], {})
 
     def rederive(self, task, params, root: Path, meta: dict) -> dict:
         """A stored sample's fields, re-made by the OpenCV reference from its source and JSON."""

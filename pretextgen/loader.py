@@ -193,8 +193,6 @@ class ShardDataset(_torch_iterable()):
     def __init__(self, out_dir, shuffle_buffer: int = 1000, seed: int = 0, rank: int | None = None,
                  world_size: int | None = None, uneven: str = "keep", skip_damaged: bool = False):
         out = Path(out_dir)
-        if not (out / "manifest.json").exists():
-            raise PretextgenError(f"{out} holds no manifest.json; build it first with `pretextgen build --out {out}`")
         m = read_manifest(out)
         if not m.get("complete"):
             raise PretextgenError(f"{out}: the build is incomplete; finish it with `pretextgen build ... --resume`")

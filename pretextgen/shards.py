@@ -11,6 +11,7 @@ import io
 import itertools
 import json
 import os
+import secrets
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,11 +136,18 @@ def ustar_header(name: str, size: int) -> bytes:
     return bytes(h)
 
 
+def temporary_name(path: Path) -> Path:
+    """``path``'s temporary name, per writer: two attempts at one shard (a Ray retry racing an attempt
+    thought dead, two workers given one range) never write into the same file; the last rename wins,
+    and both hold the same bytes."""
+    return path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+
+
 def write_shard(path: Path, samples: list[tuple[str, dict]]) -> dict:
-    """Write ``samples`` [(key, {suffix: bytes})] to ``path`` via ``path.tmp`` as a tar whose bytes
+    """Write ``samples`` [(key, {suffix: bytes})] to ``path`` via a temporary file as a tar whose bytes
     equal tarfile's (USTAR); returns its record, sha256 computed while writing."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = temporary_name(path)
     digest, size = hashlib.sha256(), 0
     with open(tmp, "wb") as fh:
         def put(b: bytes):
@@ -280,13 +288,26 @@ class Truncated(Exception):
 def write_json(path: Path, data: dict) -> None:
     """Atomic JSON write (temporary file, then rename)."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = temporary_name(path)
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     os.replace(tmp, path)
 
 
+# The plan step's files (``jobs.write_plan``) and the job-array workers' partial manifests.
+PLAN_FILE, SOURCES_FILE, PARTS_DIR = "plan.json", "sources.json", "parts"
+
+
 def read_manifest(out: Path) -> dict:
-    return json.loads((Path(out) / "manifest.json").read_text())
+    from .errors import PretextgenError
+
+    path = Path(out) / "manifest.json"
+    if not path.exists() and (Path(out) / PLAN_FILE).exists():
+        raise PretextgenError(f"{out} holds a planned build without manifest.json: when its workers are done, "
+                              f"run pretextgen merge {out}")
+    if not path.exists():
+        raise PretextgenError(f"{out} holds no manifest.json: not a pretextgen build (make one with "
+                              f"pretextgen build --task TASK --out {out})")
+    return json.loads(path.read_text())
 
 
 def read_samples(out: Path, positions) -> list[dict]:

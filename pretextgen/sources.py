@@ -86,6 +86,46 @@ def list_files(root: Path) -> list[str]:
     return out
 
 
+GLOB_CHARS = "*?["
+
+
+def list_source(source) -> tuple[Path, list[str]]:
+    """(root, sorted relative paths) of ``--source``: a folder (``list_files``), a text file listing one
+    path per line (absolute, or relative to the list's folder; ``#`` starts a comment), or a glob
+    (``photos/**/*.jpg``). Paths are stored relative to the root: the folder, the listed files' common
+    folder, or the glob's folder before its first wildcard; so a build can move with its sources."""
+    text = str(source)
+    if any(c in text for c in GLOB_CHARS) and not Path(text).exists():
+        import glob
+
+        parts = Path(text).parts
+        fixed = next(i for i, p in enumerate(parts) if any(c in p for c in GLOB_CHARS))
+        root = Path(*parts[:fixed]) if fixed else Path(".")
+        hits = [Path(h) for h in glob.glob(text, recursive=True)]
+        files = sorted({h.relative_to(root).as_posix() for h in hits if h.is_file()
+                        and not any(p.startswith(".") for p in h.relative_to(root).parts)})
+        if not files:
+            raise PretextgenError(f"source {text}: the glob matches no file")
+        return root, files
+    path = Path(text)
+    if path.is_file():
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (UnicodeDecodeError, ValueError):
+            raise PretextgenError(f"source {path} is a file but not a text file listing paths; give a folder, a glob "
+                                  "(quoted: 'photos/**/*.jpg') or a text file with one path per line") from None
+        listed = [(path.parent / p).resolve() for p in (ln.split("#")[0].strip() for ln in lines) if p]
+        if not listed:
+            raise PretextgenError(f"source {path} lists no path")
+        missing = [str(p) for p in listed if not p.is_file()]
+        if missing:
+            raise PretextgenError(f"source {path}: {len(missing)} listed files do not exist (e.g. "
+                                  f"{', '.join(missing[:3])}); fix the list")
+        root = Path(os.path.commonpath([p.parent for p in listed]))
+        return root, sorted({p.relative_to(root).as_posix() for p in listed})
+    return path, list_files(path)
+
+
 def listing_digest(root: Path, files: list[str]) -> str:
     h = hashlib.sha256()
     for f in files:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import PretextgenError
-from .shards import SCHEMA_VERSION, decode_member, file_sha256, read_manifest, sample_key
+from .shards import SOURCES_FILE, SCHEMA_VERSION, decode_member, file_sha256, read_manifest, sample_key
 
 log = logging.getLogger("pretextgen.verify")
 def backend_tolerance(backend: str) -> float:
@@ -115,9 +115,8 @@ class _UsedSources:
     """The build's usable sources in scan order (the listing minus the skipped files), each read
     only when a plan asks for it: ``builder.plan_sample`` indexes it like the scanned list."""
 
-    def __init__(self, m: dict, root: Path):
-        skipped = {s["source"] for s in m["skipped"]}
-        self.root, self.names = root, [f for f in _files(m, root) if f not in skipped]
+    def __init__(self, names: list[str], root: Path):
+        self.root, self.names = root, names
 
     def __len__(self):
         return len(self.names)
@@ -129,12 +128,12 @@ class _UsedSources:
 PROVENANCE = ("task", "schema", "version", "index", "seed", "backend", "device", "source", "source_size", "jpeg_scale")
 
 
-def replanner(task, params, m: dict, root: Path):
+def replanner(task, params, m: dict, root: Path, out: Path):
     """A function meta -> list of differences between a sample's JSON and the plan drawn again from
     (seed, index) with ``builder.plan_sample``: the check that its label is the plan's, by construction."""
     from .plan import plan_sample
 
-    used = _UsedSources(m, root)
+    used = _UsedSources(_used_names(m, root, out), root)
     if len(used) != m["sources_used"]:
         return None
 
@@ -227,8 +226,6 @@ def verify(out_dir, count: int = 32, seed: int = 0, source=None) -> Report:
     from .shards import Damage, read_segment
 
     out = Path(out_dir)
-    if not (out / "manifest.json").exists():
-        raise PretextgenError(f"{out} holds no manifest.json: not a pretextgen build")
     m = read_manifest(out)
     rep = Report()
     if not m.get("complete"):
@@ -258,10 +255,10 @@ def verify(out_dir, count: int = 32, seed: int = 0, source=None) -> Report:
             rep.notes.append(f"built with JSON schema {m.get('schema')}, this version draws schema {SCHEMA_VERSION} "
                              "plans: plans not redrawn (pixels are still re-derived from each JSON)")
         else:
-            replan = replanner(task, params, m, root)
+            replan = replanner(task, params, m, root, out)
             if replan is None:
                 rep.notes.append(f"the files under {root} are not those of the build: plans not redrawn")
-        if not kind.no_replan and _listing_digest(m, root) != m.get("source_digest"):
+        if not kind.no_replan and _listing_digest(m, root, out) != m.get("source_digest"):
             rep.notes.append(f"the files under {root} differ from the build's listing (digest): "
                              "re-derivations may fail")
 
@@ -300,18 +297,34 @@ def verify(out_dir, count: int = 32, seed: int = 0, source=None) -> Report:
     return rep
 
 
-def _files(m: dict, root: Path) -> list[str]:
-    """The build's source listing, as the builder made it."""
+def _used_names(m: dict, root: Path, out: Path) -> list[str]:
+    """The build's usable sources in plan order: its ``sources.json``, or (builds before 0.5.0) the
+    folder listed again minus the skipped files."""
+    path = Path(out) / SOURCES_FILE
+    if path.exists():
+        data = json.loads(path.read_text())
+        return ([row[data["columns"].index("path")] for row in data["rows"]] if "rows" in data
+                else [s["path"] for s in data["sources"]])
+    skipped = {s["source"] for s in m["skipped"]}
+    return [f for f in _files(m, root) if f not in skipped]
+
+
+def _files(m: dict, root: Path, out: Path | None = None) -> list[str]:
+    """The build's source listing, as the builder made it: the used and skipped sources of its
+    ``sources.json`` (sorted, as listed), else the folder listed again."""
     from .registry import get_task, source_kind
+    from .sources import list_files
 
+    if out is not None and (Path(out) / SOURCES_FILE).exists():
+        return sorted(_used_names(m, root, out) + [s["source"] for s in m["skipped"]])
     kind = source_kind(get_task(m["task"]).input)
-    return kind.default()[1] if m["source"] == kind.default_label else kind.list(root)
+    return kind.default()[1] if m["source"] == kind.default_label else list_files(root)
 
 
-def _listing_digest(m: dict, root: Path) -> str:
+def _listing_digest(m: dict, root: Path, out: Path) -> str:
     from .sources import listing_digest
 
-    return listing_digest(root, _files(m, root))
+    return listing_digest(root, _files(m, root, out))
 
 
 def _check_sample(rep: Report, shard: str, key: str, members: dict, m: dict, num_classes: int, rederive,

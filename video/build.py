@@ -4,6 +4,7 @@ manifest and resume are the image builder's own code.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter
 from pathlib import Path
@@ -105,6 +106,29 @@ class VideoSetup:
         if hooks.prepare is not None:
             self.manifest_extra.update(hooks.prepare(params, self.index, out, FrameReader(self.root)))
         self._by_path = {s.path: s for s in self.sources}
+
+    def to_json(self) -> dict:
+        """What workers plan over (``jobs.write_plan``): the clips in order and their motion index."""
+        ix = self.index
+        return {"kind": "video", "sources": [s.to_dict() for s in self.sources], "motion": ix.motion,
+                "flow": dataclasses.asdict(ix.flow), "tracks": ix.tracks, "extras": ix.extras}
+
+    @classmethod
+    def from_json(cls, task, params, root: Path, data: dict) -> VideoSetup:
+        """A planned build's clips and index (``to_json``), read back without probing or indexing again;
+        skips and manifest extras are in the plan's header."""
+        from ..clips import FlowSettings
+        from .decode import VideoSource
+        from .motion import VideoIndex
+
+        self = cls.__new__(cls)
+        self.task, self.params, self.root = task, params, Path(root)
+        self.sources = [VideoSource(**s) for s in data["sources"]]
+        self.index = VideoIndex(self.root, self.sources, data["motion"], FlowSettings(**data["flow"]), data["tracks"],
+                                extras=data["extras"])
+        self.skipped, self.manifest_extra = [], {}
+        self._by_path = {s.path: s for s in self.sources}
+        return self
 
     def plan_sample(self, seed: int, i: int) -> WorkItem:
         """Sample i's plan, from ``sample_rng(seed, i)`` (``default_rng([seed, i])``'s stream) and the

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..backends import resolve
-from ..sources import list_files
 from .build import VideoSetup, backend_name, rederive
 from .decode import default_video_source
 
@@ -23,9 +22,6 @@ class VideoKind:
     def default(self) -> tuple[Path, list[str]]:
         return default_video_source()
 
-    def list(self, root: Path) -> list[str]:
-        return list_files(root)
-
     def resolve(self, backend: str, device: str) -> tuple[str, str]:
         """Frames come from decord on CPUs and from DALI (NVDEC) on a GPU, whatever --backend says."""
         backend, device = resolve(backend, device)
@@ -37,6 +33,10 @@ class VideoKind:
     def prepare(self, task, params, root: Path, files: list[str], out: Path, workers: int, progress, label: str):
         """The clips' probe, their usability rules and motion index, the task's artefacts."""
         return VideoSetup(task, params, root, files, out, workers)
+
+    def load_sources(self, task, params, root: Path, data: dict) -> VideoSetup:
+        """The clips and motion index of a planned build (``VideoSetup.to_json``), under ``root`` here."""
+        return VideoSetup.from_json(task, params, root, data)
 
     def rederive(self, task, params, root: Path, meta: dict) -> dict:
         return rederive(task, params, root, meta)

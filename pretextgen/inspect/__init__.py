@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import PretextgenError
-from ..shards import read_samples
+from ..shards import read_manifest, read_samples
 from .page import html_page
 from .sheet import Context, contact_sheet, draw, draw_generic, drawn_samples, make_context, pick, png_bytes
 from .summary import histogram_lines, summary_lines, written
@@ -25,8 +25,7 @@ def inspect_cmd(out_dir, sheet=None, page=None, samples: int = 12, audit: bool =
     """The ``pretextgen inspect`` command: prints the summary; writes the sheet / page if asked.
     ``source``: where the build's sources are now (default: the manifest's)."""
     out = Path(out_dir)
-    if not (out / "manifest.json").exists():
-        raise PretextgenError(f"{out} holds no manifest.json: not a pretextgen build")
+    read_manifest(out)  # one clear error for a folder that is not a (merged) build
     if samples < 1:
         raise PretextgenError("--samples must be at least 1")
     lines = summary_lines(out)

@@ -153,9 +153,6 @@ def _open_data(task, data, source, samples, preset, sample_overrides):
             raise PretextgenError(f"--set sample.{next(iter(sample_overrides))}: a build's samples are fixed; "
                                   "rebuild it with other params, or train from live samples (--source)")
         data = Path(data)
-        if not (data / "manifest.json").exists():
-            raise PretextgenError(f"{data} holds no manifest.json; build it first with "
-                                  f"`pretextgen build --task TASK --out {data}`")
         m = read_manifest(data)
         if not m.get("complete"):
             raise PretextgenError(f"{data}: the build is incomplete; finish it with `pretextgen build ... --resume`")
