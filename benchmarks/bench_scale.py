@@ -4,8 +4,9 @@
     python benchmarks/bench_scale.py --task rotation --samples 4000 --source ../shared/data/images
 
 Every run builds the same shards (checked: byte-identical to the plain build). The plain build
-uses ``--workers`` threads in this process; the job array runs ``--workers`` worker processes of
-one thread each side by side, as a cluster would (worker 0 first: it plans), then ``merge``; each Ray run starts a local instance with that many CPUs (its start-up is
+uses ``--workers`` threads in this process (and one thread, for the per-worker figures); the job
+array plans (``plan``), runs ``--workers`` worker processes of one thread each side by side, as a
+cluster would, then ``merge``; each Ray run starts a local instance with that many CPUs (its start-up is
 timed apart) and one thread per task. The scan cache is warmed first, so no run pays for the scan.
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pretextgen.builder import build
+from pretextgen.builder import build, plan
 from pretextgen.jobs import merge
 from pretextgen.parallel import default_workers
 
@@ -51,24 +52,24 @@ def main(argv=None) -> int:
         reference = shard_bytes(tmp / "plain")
         rows.append({"run": f"plain build, {args.workers} threads", "seconds": plain, "start_s": 0.0})
         print(f"{m['shards_total']} shards of {m['samples_per_shard']} samples", file=sys.stderr)
-
-        # A job array of --workers processes, one thread each, started together, then merged.
-        out = tmp / "array"
-        cmd = [sys.executable, "-m", "pretextgen.cli", "build", "--task", args.task, "--out", str(out),
-               "--samples", str(args.samples), "--backend", args.backend, "--shard-mb", str(args.shard_mb),
-               "--workers", "1", "--no-progress", "--num-workers", str(args.workers)]
-        if args.source:
-            cmd += ["--source", args.source]
         t0 = time.perf_counter()
-        subprocess.run(cmd + ["--worker-index", "0"], check=True, stdout=subprocess.DEVNULL)  # plans
-        planned = time.perf_counter()
+        build(args.task, tmp / "plain1", source=args.source, workers=1, **opts)
+        rows.append({"run": "plain build, 1 thread", "seconds": time.perf_counter() - t0, "start_s": 0.0})
+
+        # A job array: the plan step, then --workers processes of one thread each, side by side, then merge.
+        out = tmp / "array"
+        t0 = time.perf_counter()
+        plan(args.task, out, source=args.source, **opts)
+        planned = time.perf_counter() - t0
+        cmd = [sys.executable, "-m", "pretextgen.cli", "build", "--out", str(out), "--workers", "1", "--no-progress",
+               "--num-workers", str(args.workers)]
         procs = [subprocess.Popen(cmd + ["--worker-index", str(k)], stdout=subprocess.DEVNULL)
-                 for k in range(1, args.workers)]
+                 for k in range(args.workers)]
         for p in procs:
             assert p.wait() == 0
         merge(out)
-        rows.append({"run": f"job array, {args.workers} workers x 1 thread (worker 0 first: it plans)",
-                     "seconds": time.perf_counter() - t0, "start_s": 0.0, "plan_and_worker0_s": planned - t0})
+        rows.append({"run": f"job array: plan-sources, {args.workers} workers x 1 thread, merge",
+                     "seconds": time.perf_counter() - t0, "start_s": 0.0, "plan_s": planned})
         assert shard_bytes(out) == reference
 
         import ray

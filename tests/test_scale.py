@@ -247,7 +247,7 @@ def test_verify_passes_on_a_merged_build(single, tmp_path):
 # ---------------------------------------------------------------- Ray
 @pytest.fixture(scope="module")
 def ray_instance(tmp_path_factory):
-    """One local Ray instance for the module (starting one takes seconds and holds ~700 MiB): loopback
+    """One local Ray instance for the module (starting one takes seconds and holds hundreds of MiB): loopback
     only, no dashboard, no token auth file, a small object store. Its workers inherit the fault
     injection that kills the first attempt at shard 1."""
     ray = pytest.importorskip("ray")
