@@ -102,34 +102,6 @@ def _run_processes(parts: list[tuple[ShardJob, list[int]]], on_sample, on_shard)
             p.join()
 
 
-def build(task: str, out, source=None, options: BuildOptions | None = None, **option_values) -> dict:
-    """Build ``options.samples`` samples of ``task`` from ``source`` (a folder; None: the task's
-    kind's bundled default) into shards under ``out``; returns the manifest. Options come as a
-    ``BuildOptions`` or as its fields by name (``samples=1000, backend="opencv"``).
-    A build that fails before any shard is complete leaves the output folder as it was (removed if
-    the build made it, emptied if it was empty): it never blocks the same command again."""
-    options = dataclasses.replace(options or BuildOptions(), **option_values)
-    out_path = Path(out)
-    with _cleaned_on_failure(out_path):
-        return _build_local(task, out_path, source, options)
-
-
-def plan(task: str, out, source=None, options: BuildOptions | None = None, **option_values) -> dict:
-    """The plan step alone (``pretextgen plan-sources``): list and scan ``source``, run the task's own
-    pass, and write ``plan.json`` and ``sources.json`` into ``out`` for job-array workers; returns the
-    plan's header."""
-    options = dataclasses.replace(options or BuildOptions(), **option_values)
-    out_path = Path(out)
-    if out_path.exists() and any(out_path.iterdir()):
-        what = f"a plan for {read_header(out_path)['task']}" if (out_path / PLAN_FILE).exists() else "files"
-        raise PretextgenError(f"{out_path} already holds {what}; choose a new directory")
-    with _cleaned_on_failure(out_path):
-        out_path.mkdir(parents=True, exist_ok=True)
-        planned = make_plan(task, out_path, source, options)
-        write_plan(out_path, planned)
-    return planned.header
-
-
 @contextmanager
 def _cleaned_on_failure(out_path: Path):
     """A build that fails before its first shard leaves ``out_path`` as it was: removed if it made it,
@@ -148,13 +120,6 @@ def _cleaned_on_failure(out_path: Path):
         raise
 
 
-build.__signature__ = inspect.Signature(  # help(build) lists every option
-    [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=d) for n, d in
-     (("task", inspect.Parameter.empty), ("out", inspect.Parameter.empty), ("source", None), ("options", None))]
-    + [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default)
-       for f in dataclasses.fields(BuildOptions)])
-
-
 def build(task: str | None, out, source=None, options: BuildOptions | None = None, **option_values) -> dict:
     """Build ``options.samples`` samples of ``task`` from ``source`` (a folder, a file listing paths or
     a glob; None: the task's kind's bundled default) into shards under ``out``; returns the manifest.
@@ -169,18 +134,8 @@ def build(task: str | None, out, source=None, options: BuildOptions | None = Non
     if options.num_workers is not None or options.shards is not None or task is None:
         options.check()
         return _build_worker(task, out_path, source, options)
-    made = not out_path.exists()
-    empty = made or (out_path.is_dir() and not any(out_path.iterdir()))
-    try:
+    with _cleaned_on_failure(out_path):
         return _build_local(task, out_path, source, options)
-    except BaseException:
-        if empty and out_path.is_dir() and not any(out_path.glob("*.tar")):
-            if made:
-                shutil.rmtree(out_path, ignore_errors=True)
-            else:
-                for p in out_path.iterdir():
-                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-        raise
 
 
 build.__signature__ = inspect.Signature(  # help(build) lists every option
@@ -188,6 +143,22 @@ build.__signature__ = inspect.Signature(  # help(build) lists every option
      (("task", inspect.Parameter.empty), ("out", inspect.Parameter.empty), ("source", None), ("options", None))]
     + [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default)
        for f in dataclasses.fields(BuildOptions)])
+
+
+def plan(task: str, out, source=None, options: BuildOptions | None = None, **option_values) -> dict:
+    """The plan step alone (``pretextgen plan-sources``): list and scan ``source``, run the task's own
+    pass, and write ``plan.json`` and ``sources.json`` into ``out`` for job-array workers; returns the
+    plan's header."""
+    options = dataclasses.replace(options or BuildOptions(), **option_values)
+    out_path = Path(out)
+    if out_path.exists() and any(out_path.iterdir()):
+        what = f"a plan for {read_header(out_path)['task']}" if (out_path / PLAN_FILE).exists() else "files"
+        raise PretextgenError(f"{out_path} already holds {what}; choose a new directory")
+    with _cleaned_on_failure(out_path):
+        out_path.mkdir(parents=True, exist_ok=True)
+        planned = make_plan(task, out_path, source, options)
+        write_plan(out_path, planned)
+    return planned.header
 
 
 def _build_local(task: str, out: Path, source, o: BuildOptions) -> dict:
@@ -293,8 +264,9 @@ def _build_worker(task: str | None, out: Path, source, o: BuildOptions) -> dict:
         if k == 0:
             if out.exists() and any(out.iterdir()):
                 raise PretextgenError(f"{out} is not empty and holds no {PLAN_FILE}: choose a new directory")
-            out.mkdir(parents=True, exist_ok=True)
-            write_plan(out, make_plan(task, out, source, o))
+            with _cleaned_on_failure(out):
+                out.mkdir(parents=True, exist_ok=True)
+                write_plan(out, make_plan(task, out, source, o))
         else:
             _wait_for_plan(out, k)
     t0 = time.perf_counter()

@@ -149,6 +149,13 @@ def test_a_worker_whose_command_differs_from_the_plan_is_refused(tmp_path):
         build("jigsaw", out, num_workers=2, worker_index=1, **{**options("jigsaw"), "seed": 1})
 
 
+def test_worker_0_whose_plan_fails_leaves_no_folder(tmp_path):
+    with pytest.raises(PretextgenError, match="permutations"):
+        build("jigsaw", tmp_path / "array", num_workers=2, worker_index=0,
+              **{**options("jigsaw"), "overrides": {"permutations": 10**7}})
+    assert not (tmp_path / "array").exists()
+
+
 def test_a_worker_waits_for_the_plan_and_says_so(tmp_path, monkeypatch, caplog):
     import pretextgen.builder as builder
 
