@@ -270,6 +270,8 @@ def read_plan(out: Path, source=None, workers: int | None = None) -> Plan:
         raise PretextgenError(f"the build's sources are not found: {root} is not a folder here; pass --source DIR "
                               "(where they are on this machine)")
     usable = source_kind(t.input).load_sources(t, params, root, json.loads(listing.read_text()))
+    if t.load_prepared is not None:  # the plan step's artefacts (the permutation set), not made again
+        t.load_prepared(params, out, header)
     header = {k: v for k, v in header.items() if k != "listing"}
     job = ShardJob(t.name, params, usable, out, header["seed"], header["samples"], header["samples_per_shard"],
                    header["backend"], header["device"], workers or default_workers(),

@@ -28,8 +28,25 @@ def _candidates(n: int, rng: np.random.Generator) -> np.ndarray:
     return np.unique(pool, axis=0)
 
 
-@lru_cache(maxsize=8)
+# Sets read from a planned build's file (``use_set``): workers take the plan step's set instead of
+# computing it again (seconds for thousands of permutations).
+_GIVEN: dict[tuple, np.ndarray] = {}
+
+
+def use_set(n: int, size: int, seed: int, criterion: str, perms: np.ndarray) -> None:
+    """Make ``permutation_set(n, size, seed, criterion)`` return ``perms`` in this process."""
+    _GIVEN[(n, size, seed, criterion)] = perms
+
+
 def permutation_set(n: int, size: int, seed: int = 0, criterion: str = "max_min") -> np.ndarray:
+    """``size`` permutations of ``range(n)``, shape (size, n), int64 (``_greedy_set``, or the plan's
+    file given to ``use_set``)."""
+    given = _GIVEN.get((n, size, seed, criterion))
+    return given if given is not None else _greedy_set(n, size, seed, criterion)
+
+
+@lru_cache(maxsize=8)
+def _greedy_set(n: int, size: int, seed: int = 0, criterion: str = "max_min") -> np.ndarray:
     """``size`` permutations of ``range(n)``, shape (size, n), int64.
 
     Greedy: start from a random permutation, then repeatedly add the candidate whose minimal

@@ -66,8 +66,11 @@ class Task:
     min_side: Callable[[Any], int] = field(default=lambda p: p.min_side)
     # Optional: samples_per_plan > 1 lets one plan make several samples (all four rotations).
     samples_per_plan: Callable[[Any], int] = field(default=lambda p: 1)
-    # Optional: extra artefacts written beside the shards (the jigsaw permutation set).
+    # Optional: extra artefacts written beside the shards (the jigsaw permutation set):
+    # prepare(params, out) -> manifest entries; load_prepared(params, out, header) reads them back
+    # in a worker of a distributed build (instead of computing them again).
     prepare: Callable | None = None
+    load_prepared: Callable | None = None
     # Video tasks (input="video"): a pretextgen.video.plans.VideoHooks; their plan is
     # plan(params, rng, index: VideoIndex, part) and their views name clip frames.
     video: Any = None

@@ -142,6 +142,26 @@ def test_a_worker_on_a_machine_with_other_versions_refuses_before_any_work(tmp_p
     assert not list(out.glob("*.tar"))
 
 
+def test_workers_take_the_permutation_set_from_the_plan_file(tmp_path):
+    import numpy as np
+
+    from pretextgen.jobs import read_plan
+    from pretextgen.permutations import _greedy_set
+    from pretextgen.tasks.jigsaw import permutations_of
+
+    out = tmp_path / "array"
+    plan("jigsaw", out, **{**options("jigsaw"), "overrides": {"permutations": 31}})
+    h = json.loads((out / "plan.json").read_text())
+    path = out / h["permutation_set"]["file"]
+    perms = np.load(path)
+    p = read_plan(out).job.params
+    given = permutations_of(p)  # the file's array, not the one this process computed while planning
+    assert np.array_equal(given, perms) and given is not _greedy_set(9, 31, 0, "max_min")
+    np.save(path, perms[::-1])  # a set that is not the plan's
+    with pytest.raises(PretextgenError, match="does not match the sha256"):
+        build("jigsaw", out, num_workers=2, worker_index=1, **{**options("jigsaw"), "overrides": {"permutations": 31}})
+
+
 def test_a_worker_whose_command_differs_from_the_plan_is_refused(tmp_path):
     out = tmp_path / "array"
     build("jigsaw", out, num_workers=2, worker_index=0, **options("jigsaw"))

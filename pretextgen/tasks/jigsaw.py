@@ -136,16 +136,35 @@ def finish(p: JigsawParams, views: list[np.ndarray], plan: dict) -> dict:
     return {"tiles": np.ascontiguousarray(tiles)}
 
 
+def permutations_file(p: JigsawParams) -> str:
+    return f"jigsaw_permutations_{p.grid * p.grid}x{p.permutations}_{p.permutation_criterion}_seed{p.permutation_seed}.npy"
+
+
 def prepare(p: JigsawParams, out_dir) -> dict:
     """Write the permutation set beside the shards; its description goes into the manifest."""
     from pathlib import Path
 
     perms = permutations_of(p)
     stats = hamming_stats(perms)  # before the file: a failure here must not leave a lone .npy behind
-    name = f"jigsaw_permutations_{p.grid * p.grid}x{p.permutations}_{p.permutation_criterion}_seed{p.permutation_seed}.npy"
+    name = permutations_file(p)
     np.save(Path(out_dir) / name, perms)
     return {"permutation_set": {"file": name, "sha256": set_digest(perms), "size": len(perms),
                                 "criterion": p.permutation_criterion, "seed": p.permutation_seed, **stats}}
+
+
+def load_prepared(p: JigsawParams, out_dir, header: dict) -> None:
+    """A worker of a distributed build takes the plan step's set (sha256-checked) instead of
+    computing it again."""
+    from pathlib import Path
+
+    from ..errors import PretextgenError
+    from ..permutations import use_set
+
+    path = Path(out_dir) / header["permutation_set"]["file"]
+    perms = np.load(path)
+    if set_digest(perms) != header["permutation_set"]["sha256"]:
+        raise PretextgenError(f"{path} does not match the sha256 in the plan: plan the build again")
+    use_set(p.grid * p.grid, p.permutations, p.permutation_seed, p.permutation_criterion, perms)
 
 
 # ---------------------------------------------------------------- what other parts need (Task fields)
@@ -236,6 +255,7 @@ TASK = register_task(Task(
                   "tiles in stored (shuffled) order", channels=True),),
     num_classes=lambda p: p.permutations,
     prepare=prepare,
+    load_prepared=load_prepared,
     summary="predict which permutation of a maximal-Hamming set shuffled the tiles",
     paper="Noroozi & Favaro 2016, Unsupervised Learning of Visual Representations by Solving Jigsaw Puzzles",
     draw=draw,
