@@ -176,23 +176,23 @@ def _build_local(task: str, out: Path, source, o: BuildOptions) -> dict:
         tmp.unlink()
 
     t0 = time.perf_counter()
-    plan = make_plan(task, out, source, o)
-    manifest, t = plan.header, get_task(plan.job.task)
+    planned = make_plan(task, out, source, o)
+    manifest, t = planned.header, get_task(planned.job.task)
     kept: dict[int, dict] = {}
     if old is not None:
         # A resumed build decodes as it started (builds of 0.2.0 decoded every JPEG at full size).
         manifest["jpeg_scaling"] = bool(old.get("jpeg_scaling", False))
-        plan = dataclasses.replace(plan, job=dataclasses.replace(plan.job, jpeg_scaling=manifest["jpeg_scaling"]))
+        planned = dataclasses.replace(planned, job=dataclasses.replace(planned.job, jpeg_scaling=manifest["jpeg_scaling"]))
         diff = identity_diff(old, manifest)
         if diff:
             raise PretextgenError(f"--resume: {out} was built with different settings ({', '.join(diff)}); "
                                   "use the same command or a new directory")
         kept = collect_records(out, manifest)[0]
-        log.info("resuming: %d of %d shards complete", len(kept), plan.shards)
-    write_plan(out, plan)
+        log.info("resuming: %d of %d shards complete", len(kept), planned.shards)
+    write_plan(out, planned)
     write_json(out / "manifest.json", {**manifest, "shards": [kept[k] for k in sorted(kept)]})
 
-    todo = [s for s in range(plan.shards) if s not in kept]
+    todo = [s for s in range(planned.shards) if s not in kept]
     bar = Progress(o.samples, f"{t.name} ({manifest['backend']}/{manifest['device']})", "samples", o.progress)
     bar.update(sum(r["samples"] for r in kept.values()))
     records = dict(kept)
@@ -201,14 +201,14 @@ def _build_local(task: str, out: Path, source, o: BuildOptions) -> dict:
         records[s] = rec
         write_json(out / "manifest.json", {**manifest, "shards": [records[k] for k in sorted(records)]})
 
-    job, kind = plan.job, source_kind(t.input)
+    job, kind = planned.job, source_kind(t.input)
     processes = o.processes or get_backend(job.backend).default_processes(job.device, job.workers)
     processes = min(processes, kind.max_processes or processes, max(1, len(todo)))
     try:
         if o.ray is not None:
             from .ray_build import run_on_ray
 
-            run_on_ray(plan, todo, o, source, bar.update, on_shard)
+            run_on_ray(planned, todo, o, bar.update, on_shard)
         elif processes > 1:
             job = dataclasses.replace(job, workers=max(1, job.workers // processes))
             _run_processes([(job, todo[k::processes]) for k in range(processes)], bar.update, on_shard)
@@ -278,8 +278,8 @@ def _build_worker(task: str | None, out: Path, source, o: BuildOptions) -> dict:
         raise PretextgenError(f"this machine has pretextgen {info['version']} with {json.dumps(info['libraries'])}; the "
                               f"plan was made with {header['version']} and {json.dumps(header['libraries'])}: install "
                               "the plan's versions (bytes depend on them)")
-    plan = read_plan(out, source, o.workers)
-    numbers = parse_shards(o.shards, plan.shards) if o.shards is not None else list(range(plan.shards))
+    planned = read_plan(out, source, o.workers)
+    numbers = parse_shards(o.shards, planned.shards) if o.shards is not None else list(range(planned.shards))
     mine = numbers[k::workers_n]
     name = part_name(workers_n, k, o.shards)
     path = out / name
@@ -297,18 +297,18 @@ def _build_worker(task: str | None, out: Path, source, o: BuildOptions) -> dict:
 
     todo = [s for s in mine if s not in records]
     t = get_task(header["task"])
-    bar = Progress(sum(min(plan.job.per_shard, plan.job.samples - s * plan.job.per_shard) for s in mine),
+    bar = Progress(sum(min(planned.job.per_shard, planned.job.samples - s * planned.job.per_shard) for s in mine),
                    f"{t.name} worker {k}/{workers_n}", "samples", o.progress)
     bar.update(sum(r["samples"] for r in records.values()))
     try:
-        make_shards(plan.job, todo, bar.update, on_shard)
+        make_shards(planned.job, todo, bar.update, on_shard)
     finally:
         bar.close()
     part = {**part, "shards": [records[n] for n in sorted(records)], "complete": True}
     write_json(path, part)
-    if workers_n == 1 and o.shards is None:  # the whole plan, made here: nothing else to wait for
+    if workers_n == 1 and o.shards is None:  # the whole planned, made here: nothing else to wait for
         manifest = merge(out)
         manifest["_seconds"] = time.perf_counter() - t0
         return manifest
-    return {**part, "part": name, "task": t.name, "shards_total": plan.shards, "_made": len(todo),
+    return {**part, "part": name, "task": t.name, "shards_total": planned.shards, "_made": len(todo),
             "_seconds": time.perf_counter() - t0}

@@ -21,6 +21,10 @@ examples:
   pretextgen build --task context --source photos/ --out out/ctx --samples 100000
   pretextgen build --task jigsaw --source photos/ --out out/j --set permutations=1000 --set grid=3
   pretextgen build --task rotation --source photos/ --out out/rot --resume   # after an interruption
+  pretextgen build --task rotation --source 'photos/**/*.jpg' --out out/rot    # a glob (or a file of paths)
+  pretextgen plan-sources --task jigsaw --source photos/ --out /shared/j --samples 1000000
+  pretextgen build --out /shared/j --num-workers 8 --worker-index 3    # on each of 8 workers, then:
+  pretextgen merge /shared/j
 
 Shards are <task>-NNNNNN.tar (WebDataset): <key>.<field>.npy|png, <key>.cls (label), <key>.json
 (the plan: source path and boxes in source pixels). manifest.json lists shards with sha256,

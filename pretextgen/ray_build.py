@@ -30,12 +30,13 @@ DIE_ONCE_ENV = "PRETEXTGEN_RAY_DIE_ONCE"
 _PLANS: dict = {}  # per Ray worker process: the plan of each output folder, read once
 
 
-def _plan_of(out: str, source, workers: int) -> Plan:
+def _plan_of(out: str, workers: int) -> Plan:
+    """The plan in ``out``, its sources under the plan's absolute root (every node sees it there)."""
     path = Path(out) / PLAN_FILE
-    key = (out, source, workers, path.stat().st_mtime_ns)
+    key = (out, workers, path.stat().st_mtime_ns)
     if key not in _PLANS:
         _PLANS.clear()
-        _PLANS[key] = read_plan(Path(out), source, workers)
+        _PLANS[key] = read_plan(Path(out), None, workers)
     return _PLANS[key]
 
 
@@ -55,9 +56,9 @@ def _die_once(shard: int):
     return check
 
 
-def shard_task(out: str, source, workers: int, shard: int, progress) -> dict:
+def shard_task(out: str, workers: int, shard: int, progress) -> dict:
     """One Ray task: make ``shard`` of the plan in ``out``; returns its record."""
-    plan = _plan_of(out, source, workers)
+    plan = _plan_of(out, workers)
     die = _die_once(shard)
     made = [0]
 
@@ -99,7 +100,7 @@ def _connect(address: str) -> bool:
     return False
 
 
-def run_on_ray(plan: Plan, todo: list[int], o: BuildOptions, source, on_sample, on_shard) -> None:
+def run_on_ray(plan: Plan, todo: list[int], o: BuildOptions, on_sample, on_shard) -> None:
     """Make ``todo`` as Ray tasks; ``on_shard(number, record)`` as each completes (the caller rewrites
     the manifest), ``on_sample(n)`` as tasks report progress."""
     try:
@@ -116,8 +117,7 @@ def run_on_ray(plan: Plan, todo: list[int], o: BuildOptions, source, on_sample, 
             options["num_gpus"] = o.ray_gpus
         task = ray.remote(shard_task).options(**options)
         progress = ray.remote(_Progress).options(num_cpus=0).remote()
-        src = None if source is None else str(Path(source).resolve()) if Path(source).exists() else str(source)
-        pending = {task.remote(str(Path(plan.job.out).resolve()), src, threads, s, progress): s for s in todo}
+        pending = {task.remote(str(Path(plan.job.out).resolve()), threads, s, progress): s for s in todo}
         shown: dict[int, int] = {}
 
         def show(shard: int, made: int):

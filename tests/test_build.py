@@ -510,7 +510,7 @@ def test_resume_after_kill_9(tmp_path, processes):
         try:
             if len(read_manifest(out)["shards"]) >= 3:
                 break
-        except (FileNotFoundError, json.JSONDecodeError):
+        except (PretextgenError, json.JSONDecodeError):  # no manifest yet, or one being replaced
             pass
         time.sleep(0.05)
     if processes == "1":
