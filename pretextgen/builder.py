@@ -281,12 +281,13 @@ def _build_worker(task: str | None, out: Path, source, o: BuildOptions) -> dict:
     planned = read_plan(out, source, o.workers)
     numbers = parse_shards(o.shards, planned.shards) if o.shards is not None else list(range(planned.shards))
     mine = numbers[k::workers_n]
+    wanted = set(mine)
     name = part_name(workers_n, k, o.shards)
     path = out / name
     records: dict[int, dict] = {}
     if path.exists():  # a rerun of this worker: keep its complete shards
         for rec in json.loads(path.read_text()).get("shards", []):
-            if rec["number"] in mine and (out / rec["name"]).exists() and file_sha256(out / rec["name"]) == rec["sha256"]:
+            if rec["number"] in wanted and (out / rec["name"]).exists() and file_sha256(out / rec["name"]) == rec["sha256"]:
                 records[rec["number"]] = rec
     part = {**info, "worker_index": k, "num_workers": workers_n, "shards_selected": o.shards, "complete": False}
     path.parent.mkdir(exist_ok=True)
@@ -306,7 +307,7 @@ def _build_worker(task: str | None, out: Path, source, o: BuildOptions) -> dict:
         bar.close()
     part = {**part, "shards": [records[n] for n in sorted(records)], "complete": True}
     write_json(path, part)
-    if workers_n == 1 and o.shards is None:  # the whole planned, made here: nothing else to wait for
+    if workers_n == 1 and o.shards is None:  # the whole plan, made here: nothing else to wait for
         manifest = merge(out)
         manifest["_seconds"] = time.perf_counter() - t0
         return manifest
