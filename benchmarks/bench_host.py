@@ -6,6 +6,11 @@ process (best of 5 runs of 2,000 calls each; the CPU as it is):
 - reading a source file, as the backends do (``read_file(os.path.join(root, rel))``: one raw
   ``readinto``) against what they did before (``np.fromfile(Path(root) / rel)``);
 - each image task's plan (``builder.plan_sample``), for the record;
+- with ``--writes`` (and ``--jpegs``): whole builds' shard writing (sha256 and file writes) in a writer
+  thread (``jobs.write_shards(background=True)``, the default) against the main thread, for rotation,
+  jigsaw and context on DALI-CPU and OpenCV: the main thread's CPU per sample (``time.thread_time``:
+  what limits one process that feeds a GPU) and the build's samples/s, both modes alternated, best
+  of ``--repeats``, the same shard bytes checked;
 - with ``--opaque-png FILE`` (e.g. the 12 MP one of ``bench_images.py --make-mixed``): one visit of a
   fully opaque RGBA PNG (``load_rgb``: read like a plain PNG) against its decode alone and against
   what a visit cost before (decode, then alpha composited on black in float32).
@@ -13,6 +18,7 @@ process (best of 5 runs of 2,000 calls each; the CPU as it is):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -57,13 +63,57 @@ def opaque_png_visit(path: Path) -> None:
     print(f"| its decode alone (ms) | {decode:.0f} | | ours / decode {ours / decode:.2f}x |")
 
 
+def shard_writes(root: Path, samples: int, repeats: int) -> None:
+    """Main-thread CPU per sample and samples/s of whole builds, shards written in a writer thread
+    against in the main thread (see the module docstring)."""
+    import shutil
+    import tempfile
+
+    from pretextgen.jobs import BuildOptions, make_plan, make_shards
+
+    print("| task | backend | main-thread CPU us/sample: writer thread | main thread | "
+          "samples/s: writer thread | main thread | ratio |\n|---|---|---:|---:|---:|---:|---:|")
+    for name in ("rotation", "jigsaw", "context"):
+        for backend in ("dali", "opencv"):
+            with tempfile.TemporaryDirectory() as tmp:
+                tmp = Path(tmp)
+                opts = BuildOptions(samples=samples, backend=backend, device="cpu", shard_bytes=32 * 2**20,
+                                    progress=False)
+                (tmp / "plan").mkdir()
+                job = make_plan(name, tmp / "plan", root, opts).job
+                shards = list(range(-(-samples // job.per_shard)))
+                best: dict = {}
+                digests: dict = {}
+                for r in range(repeats):
+                    for background in (True, False):
+                        out = tmp / f"out-{background}"
+                        shutil.rmtree(out, ignore_errors=True)
+                        out.mkdir()
+                        c0, w0 = time.thread_time(), time.perf_counter()
+                        recs = make_shards(dataclasses.replace(job, out=out), shards, background=background)
+                        cpu, wall = time.thread_time() - c0, time.perf_counter() - w0
+                        cur = best.get(background, (float("inf"), float("inf")))
+                        best[background] = (min(cur[0], cpu), min(cur[1], wall))
+                        digests[background] = [rec["sha256"] for rec in recs]
+                assert digests[True] == digests[False]
+                (ct, wt), (cf, wf) = best[True], best[False]
+                print(f"| {name} | {backend}-cpu | {1e6 * ct / samples:.0f} | {1e6 * cf / samples:.0f} | "
+                      f"{samples / wt:,.0f} | {samples / wf:,.0f} | {wf / wt:.2f}x |", flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--jpegs", help="a folder of JPEGs")
     ap.add_argument("--opaque-png", help="a fully opaque RGBA PNG")
+    ap.add_argument("--writes", action="store_true", help="shard writing in a writer thread against the main thread")
+    ap.add_argument("--samples", type=int, default=2048, help="samples per build with --writes")
+    ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
     if args.opaque_png:
         opaque_png_visit(Path(args.opaque_png))
+    if args.writes:
+        shard_writes(Path(args.jpegs), args.samples, args.repeats)
+        return
     if not args.jpegs:
         return
     root = Path(args.jpegs)

@@ -53,12 +53,11 @@ def _build_part(job: ShardJob, shards: list[int], parent: int, queue) -> None:
                 queue.put(("samples", made[0]))
                 made[0] = 0
 
-        def on_shard(s, rec):
-            queue.put(("samples", made[0]))
-            made[0] = 0
+        def on_shard(s, rec):  # from the writer thread: the sample count is the main thread's
             queue.put(("shard", s, rec))
 
         make_shards(job, shards, on_sample, on_shard)
+        queue.put(("samples", made[0]))
         queue.put(("done",))
     except ProcessLookupError:
         pass

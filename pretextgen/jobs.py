@@ -19,6 +19,7 @@ import os
 import platform
 import re
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -285,33 +286,58 @@ def shard_indices(shards, per_shard: int, samples: int):
     return (i for s in shards for i in range(s * per_shard, min((s + 1) * per_shard, samples)))
 
 
-def write_shards(task, runner, items, out: Path, per_shard: int, samples: int, seed: int, on_sample, on_shard) -> None:
+def write_shards(task, runner, items, out: Path, per_shard: int, samples: int, seed: int, on_sample, on_shard,
+                 background: bool = True) -> None:
     """Run ``items`` through ``runner``; write each shard once its last sample is made and call
-    ``on_shard(number, record)``; ``on_sample()`` after every sample."""
+    ``on_shard(number, record)``; ``on_sample()`` after every sample.
+
+    With ``background``, one writer thread hashes and writes each complete shard while this thread
+    makes the next (both release the GIL on large buffers): the main thread, which feeds the
+    backend, no longer stops for them. At most one shard waits for the writer, so memory stays
+    within two shards; records reach ``on_shard`` in shard order, from the writer thread, and a
+    write's error is raised here. False: every shard is written in this thread (the baseline of
+    ``benchmarks/bench_host.py --writes``)."""
+    writer = ThreadPoolExecutor(1, thread_name_prefix="pretextgen-writer") if background else None
+    pending = None
+
+    def store(s: int, shard_samples: list, hist: Counter, refused: Counter) -> None:
+        rec = write_shard(out / shard_name(task.name, s), shard_samples)
+        rec.update(number=s, first_index=s * per_shard, label_histogram={str(k): v for k, v in sorted(hist.items())})
+        if refused:
+            rec["rejected_plans"] = dict(sorted(refused.items()))
+        on_shard(s, rec)
+
     current: list = []
     hist: Counter = Counter()
     refused: Counter = Counter()
-    for item, members in runner.run(items):
-        meta = sample_meta(task, item, seed)
-        current.append((sample_key(item.index), sample_members(members, meta)))
-        if not task.label_is_plan_index:  # one class per plan: a histogram of ones says nothing
-            hist[int(meta["label"])] += 1
-        refused.update(r["reason"].split(":")[0] for r in meta.get("rejected", ()))
-        on_sample()
-        s = item.index // per_shard
-        if item.index == min((s + 1) * per_shard, samples) - 1:
-            rec = write_shard(out / shard_name(task.name, s), current)
-            rec.update(number=s, first_index=s * per_shard,
-                       label_histogram={str(k): v for k, v in sorted(hist.items())})
-            if refused:
-                rec["rejected_plans"] = dict(sorted(refused.items()))
-            on_shard(s, rec)
-            current, hist, refused = [], Counter(), Counter()
+    try:
+        for item, members in runner.run(items):
+            meta = sample_meta(task, item, seed)
+            current.append((sample_key(item.index), sample_members(members, meta)))
+            if not task.label_is_plan_index:  # one class per plan: a histogram of ones says nothing
+                hist[int(meta["label"])] += 1
+            refused.update(r["reason"].split(":")[0] for r in meta.get("rejected", ()))
+            on_sample()
+            s = item.index // per_shard
+            if item.index == min((s + 1) * per_shard, samples) - 1:
+                if writer is None:
+                    store(s, current, hist, refused)
+                else:
+                    if pending is not None:
+                        pending.result()
+                    pending = writer.submit(store, s, current, hist, refused)
+                current, hist, refused = [], Counter(), Counter()
+        if pending is not None:
+            pending.result()
+    finally:
+        if writer is not None:
+            writer.shutdown(wait=True)  # a shard being written is finished, even after an error here
 
 
-def make_shards(job: ShardJob, shards: list[int], on_sample=None, on_shard=None) -> list[dict]:
+def make_shards(job: ShardJob, shards: list[int], on_sample=None, on_shard=None, background: bool = True) -> list[dict]:
     """Make and write ``shards`` of the build ``job`` describes (plan, execute, store); returns their
-    records. The one code path of every way of running a build."""
+    records. The one code path of every way of running a build. ``on_shard`` is called from the
+    writer thread (``write_shards``)."""
     t = get_task(job.task)
     records: list[dict] = []
 
@@ -326,7 +352,7 @@ def make_shards(job: ShardJob, shards: list[int], on_sample=None, on_shard=None)
     items = (job.sources.plan(t, job.params, job.seed, i) for i in shard_indices(shards, job.per_shard, job.samples))
     try:
         write_shards(t, runner, items, job.out, job.per_shard, job.samples, job.seed, on_sample or (lambda: None),
-                     shard_done)
+                     shard_done, background)
     finally:
         runner.close()
     return records

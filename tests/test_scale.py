@@ -3,6 +3,7 @@ same bytes as a build on one machine; ``merge`` refuses what it must. Real build
 and clips, a real local Ray instance."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -211,6 +212,31 @@ def test_a_planned_build_without_task_refuses_plan_options(tmp_path, capsys):
     assert main(["build", "--out", out, "--samples", "10"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "leave out --samples" in err
+
+
+def test_shards_written_by_the_writer_thread_equal_those_written_inline(tmp_path):
+    from pretextgen.jobs import BuildOptions, make_plan, make_shards
+
+    (tmp_path / "plan").mkdir()
+    job = make_plan("jigsaw", tmp_path / "plan", None, BuildOptions(**options("jigsaw"))).job
+    records = {}
+    for background in (True, False):
+        out = tmp_path / str(background)
+        out.mkdir()
+        seen = []
+        records[background] = make_shards(dataclasses.replace(job, out=out), [4, 0, 2], background=background,
+                                          on_shard=lambda s, rec: seen.append(s))
+        assert seen == [4, 0, 2]  # in the order asked, whichever thread writes
+    assert records[True] == records[False]
+
+
+def test_a_failed_shard_write_is_raised_by_make_shards(tmp_path):
+    from pretextgen.jobs import BuildOptions, make_plan, make_shards
+
+    (tmp_path / "plan").mkdir()
+    job = make_plan("jigsaw", tmp_path / "plan", None, BuildOptions(**options("jigsaw"))).job
+    with pytest.raises(OSError):  # the writer thread cannot create its file: the error surfaces here
+        make_shards(dataclasses.replace(job, out=tmp_path / "missing"), [0, 1])
 
 
 def test_environment_position():
