@@ -8,7 +8,7 @@ process (best of 5 runs of 2,000 calls each; the CPU as it is):
 - each image task's plan (``builder.plan_sample``), for the record;
 - with ``--writes`` (and ``--jpegs``): whole builds' shard writing (sha256 and file writes) in a writer
   thread (``jobs.write_shards(background=True)``, the default) against the main thread, for rotation,
-  jigsaw and context on DALI-CPU and OpenCV: the main thread's CPU per sample (``time.thread_time``:
+  jigsaw and context on DALI (``--device``, CPU by default) and OpenCV: the main thread's CPU per sample (``time.thread_time``:
   what limits one process that feeds a GPU) and the build's samples/s, both modes alternated, best
   of ``--repeats``, the same shard bytes checked;
 - with ``--opaque-png FILE`` (e.g. the 12 MP one of ``bench_images.py --make-mixed``): one visit of a
@@ -63,7 +63,7 @@ def opaque_png_visit(path: Path) -> None:
     print(f"| its decode alone (ms) | {decode:.0f} | | ours / decode {ours / decode:.2f}x |")
 
 
-def shard_writes(root: Path, samples: int, repeats: int) -> None:
+def shard_writes(root: Path, samples: int, repeats: int, device: str = "cpu") -> None:
     """Main-thread CPU per sample and samples/s of whole builds, shards written in a writer thread
     against in the main thread (see the module docstring)."""
     import shutil
@@ -75,9 +75,10 @@ def shard_writes(root: Path, samples: int, repeats: int) -> None:
           "samples/s: writer thread | main thread | ratio |\n|---|---|---:|---:|---:|---:|---:|")
     for name in ("rotation", "jigsaw", "context"):
         for backend in ("dali", "opencv"):
+            dev = device if backend == "dali" else "cpu"
             with tempfile.TemporaryDirectory() as tmp:
                 tmp = Path(tmp)
-                opts = BuildOptions(samples=samples, backend=backend, device="cpu", shard_bytes=32 * 2**20,
+                opts = BuildOptions(samples=samples, backend=backend, device=dev, shard_bytes=32 * 2**20,
                                     progress=False)
                 (tmp / "plan").mkdir()
                 job = make_plan(name, tmp / "plan", root, opts).job
@@ -97,7 +98,7 @@ def shard_writes(root: Path, samples: int, repeats: int) -> None:
                         digests[background] = [rec["sha256"] for rec in recs]
                 assert digests[True] == digests[False]
                 (ct, wt), (cf, wf) = best[True], best[False]
-                print(f"| {name} | {backend}-cpu | {1e6 * ct / samples:.0f} | {1e6 * cf / samples:.0f} | "
+                print(f"| {name} | {backend}-{dev} | {1e6 * ct / samples:.0f} | {1e6 * cf / samples:.0f} | "
                       f"{samples / wt:,.0f} | {samples / wf:,.0f} | {wf / wt:.2f}x |", flush=True)
 
 
@@ -108,11 +109,12 @@ def main(argv=None):
     ap.add_argument("--writes", action="store_true", help="shard writing in a writer thread against the main thread")
     ap.add_argument("--samples", type=int, default=2048, help="samples per build with --writes")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "gpu"], help="DALI's device with --writes")
     args = ap.parse_args(argv)
     if args.opaque_png:
         opaque_png_visit(Path(args.opaque_png))
     if args.writes:
-        shard_writes(Path(args.jpegs), args.samples, args.repeats)
+        shard_writes(Path(args.jpegs), args.samples, args.repeats, args.device)
         return
     if not args.jpegs:
         return

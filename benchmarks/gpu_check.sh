@@ -4,7 +4,7 @@
 # the device's 10 minutes per call; run them in this order while the budget lasts:
 #   bash benchmarks/gpu_check.sh          # core: the goal's rows, pytest -m gpu, hw_decoder_load, feed (about 8 min)
 #   bash benchmarks/gpu_check.sh more     # builds + verify, whole builds and a profile, CPU builds, 12 MP JPEGs, live loader, MPS (about 8 min)
-#   bash benchmarks/gpu_check.sh tasks    # the other image tasks, GPU against OpenCV threads; feed placement (about 7 min)
+#   bash benchmarks/gpu_check.sh tasks    # the other image tasks, GPU against OpenCV threads; feed placement; shard writes (about 8 min)
 # on an H200 with 16 cores. Steps end at their own timeouts, most important first. The CPU rows and
 # the loader (benchmarks/bench_images.py, bench_loader.py) were measured there in session 3.
 # DRY_RUN_ON_CPU=1 runs the benchmark steps on DALI-CPU, to try this script without a GPU.
@@ -101,6 +101,7 @@ more)
       --finish host 2>&1 | tee "$OUT/bench_gpu_mps.log" | grep "processes\|decode only |"
     echo quit | nvidia-cuda-mps-control
   fi
+
   ;;
 tasks)
   # Does `auto` (DALI on the GPU whenever there is one) suit the tasks with heavy host finishes?
@@ -113,6 +114,12 @@ tasks)
   step "DALI's feed in the main thread against ahead in a thread, 1 and 8 processes"
   timeout 170 $BENCH --tasks rotation jigsaw context --finish host --processes 8 --max-seconds 3 \
     --feed-placement 2>&1 | tee "$OUT/bench_gpu_feed.log" | grep "^|"
+  # The main thread's CPU per sample limits one process feeding the GPU: shards written by the
+  # writer thread against in the main thread, on the GPU (2-core CPU figures: BENCHMARKS.md).
+  step "main-thread CPU per sample, shard writes in a writer thread against the main thread"
+  WRITES_DEVICE=gpu; [ -n "${DRY_RUN_ON_CPU:-}" ] && WRITES_DEVICE=cpu
+  timeout 90 $PY benchmarks/bench_host.py --jpegs /tmp/jpegs --writes --samples 8192 --repeats 2 \
+    --device $WRITES_DEVICE 2>&1 | tee "$OUT/bench_writes.log" | grep "^|"
   ;;
 *) echo "unknown part $PART: core, more or tasks"; exit 2 ;;
 esac
