@@ -30,7 +30,7 @@ from .jobs import (PLAN_FILE, BuildOptions, ShardJob, collect_records, finish_ma
                    stale_temporaries, write_plan)
 from .progress import Progress
 from .registry import get_task, source_kind
-from .shards import file_sha256, read_manifest, write_json
+from .shards import read_manifest, write_json
 
 log = logging.getLogger("pretextgen")
 PLAN_WAIT_S = 3600  # how long worker k > 0 waits for worker 0's plan before it gives up
@@ -280,14 +280,11 @@ def _build_worker(task: str | None, out: Path, source, o: BuildOptions) -> dict:
     planned = read_plan(out, source, o.workers)
     numbers = parse_shards(o.shards, planned.shards) if o.shards is not None else list(range(planned.shards))
     mine = numbers[k::workers_n]
-    wanted = set(mine)
     name = part_name(workers_n, k, o.shards)
     path = out / name
-    records: dict[int, dict] = {}
-    if path.exists():  # a rerun of this worker: keep its complete shards
-        for rec in json.loads(path.read_text()).get("shards", []):
-            if rec["number"] in wanted and (out / rec["name"]).exists() and file_sha256(out / rec["name"]) == rec["sha256"]:
-                records[rec["number"]] = rec
+    # A rerun keeps this worker's complete shards: any on disk with the sha256 of a record (its part's,
+    # another part's, the manifest's) made with the plan's versions.
+    records = collect_records(out, header, mine)[0]
     part = {**info, "worker_index": k, "num_workers": workers_n, "shards_selected": o.shards, "complete": False}
     path.parent.mkdir(exist_ok=True)
 

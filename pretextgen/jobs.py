@@ -411,17 +411,20 @@ def _records_of(out: Path) -> list[tuple[str, dict, dict]]:
     return found
 
 
-def collect_records(out: Path, header: dict) -> tuple[dict[int, dict], dict[int, str], list[tuple[int, str]]]:
-    """Records whose shard file is on disk with their sha256: (good {number: record}, {number: where} of
-    shards recorded only by parts made with other versions, [(number, why)] missing or damaged)."""
+def collect_records(out: Path, header: dict, numbers=None) -> tuple[dict[int, dict], dict[int, str], list[tuple[int, str]]]:
+    """Records whose shard file is on disk with their sha256, among the shards ``numbers`` (None: all):
+    (good {number: record}, {number: where} of shards recorded only by parts made with other versions,
+    [(number, why)] missing or damaged)."""
     out = Path(out)
+    numbers = range(header["shards_total"]) if numbers is None else numbers
+    wanted = set(numbers)
     want = (header["version"], header["libraries"])
     good: dict[int, dict] = {}
     foreign: dict[int, str] = {}
     hashes: dict[str, str] = {}
     for where, info, rec in _records_of(out):
         s = rec["number"]
-        if s in good:
+        if s in good or s not in wanted:
             continue
         path = out / rec["name"]
         if rec["name"] not in hashes and path.exists():
@@ -435,7 +438,7 @@ def collect_records(out: Path, header: dict) -> tuple[dict[int, dict], dict[int,
             foreign.setdefault(s, where)
     t = get_task(header["task"])
     bad = []
-    for s in range(header["shards_total"]):
+    for s in sorted(wanted):
         if s in good or s in foreign:
             continue
         name = shard_name(t.name, s)

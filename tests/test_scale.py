@@ -85,6 +85,15 @@ def test_a_rerun_worker_keeps_its_complete_shards(single, tmp_path):
     build("jigsaw", out, num_workers=2, worker_index=0, **options("jigsaw"))
     again = build("jigsaw", out, num_workers=2, worker_index=0, **options("jigsaw"))
     assert again["_made"] == 0 and again["shards"]
+    (out / again["shards"][0]["name"]).unlink()
+    assert build(None, out, num_workers=2, worker_index=0, progress=False)["_made"] == 1
+
+
+def test_a_worker_keeps_shards_a_whole_build_already_made(tmp_path):
+    out = tmp_path / "one"
+    build("jigsaw", out, **options("jigsaw"))
+    part = build(None, out, num_workers=3, worker_index=1, progress=False)
+    assert part["_made"] == 0 and len(part["shards"]) >= 1
 
 
 def test_inspect_and_verify_of_an_unmerged_build_say_merge(tmp_path, capsys):
