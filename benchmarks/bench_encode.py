@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from bench_host import per_call_us  # this folder is on sys.path when a script here runs
 from pretextgen.shards import _decode_png, _encode_npy, _encode_png
 from pretextgen.sources import default_source, list_files, load_rgb, scan
 
@@ -82,16 +82,6 @@ CANDIDATES = {
 }
 
 
-def best_us(fn, items, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        for x in items:
-            fn(x)
-        best = min(best, time.perf_counter() - t)
-    return 1e6 * best / len(items)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--source", help="image folder (default: scikit-image's photos)")
@@ -110,7 +100,7 @@ def main(argv=None) -> int:
     for name, (encode, decode) in CANDIDATES.items():
         blobs = [encode(a) for a in images]
         assert all(np.array_equal(decode(b), a) for a, b in zip(images, blobs)), f"{name} is not lossless"
-        enc, dec = best_us(encode, images, args.repeats), best_us(decode, blobs, args.repeats)
+        enc, dec = per_call_us(encode, images, args.repeats), per_call_us(decode, blobs, args.repeats)
         size = float(np.mean([len(b) for b in blobs]))
         rows.append({"encoding": name, "encode_us": enc, "decode_us": dec, "bytes": size})
         print(f"| {name} | {enc:,.0f} | {dec:,.0f} | {size / 1024:.0f} | {size / raw:.2f} | {enc * 25000 / 1e6:.1f} |",
