@@ -48,8 +48,9 @@ pretextgen/training/recipes.py.
 """
 
 
-# Options the plan of a build fixes: with a planned --out and no --task, they come from plan.json.
-PLAN_OPTIONS = ("source", "samples", "seed", "backend", "device", "config", "set", "pixels", "full_decode",
+# Options the plan of a build fixes: with a planned --out and no --task, they come from plan.json
+# (--source may still say where this machine sees the plan's sources).
+PLAN_OPTIONS = ("samples", "seed", "backend", "device", "config", "set", "pixels", "full_decode",
                 "batch_size", "shard_mb")
 
 
@@ -95,7 +96,7 @@ def _build_options(args) -> dict:
         flags = ", ".join("--" + k.replace("_", "-") for k in given)
         raise PretextgenError(f"without --task the build is the plan's in --out: leave out {flags} (or give --task "
                               "and the plan's options)")
-    opts = {k: v for k, v in given.items() if k not in ("source", "set", "shard_mb")}
+    opts = {k: v for k, v in given.items() if k not in ("set", "shard_mb")}
     if "set" in given:
         opts["overrides"] = given["set"]
     if "shard_mb" in given:

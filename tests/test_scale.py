@@ -248,6 +248,23 @@ def test_a_failed_shard_write_is_raised_by_make_shards(tmp_path):
         make_shards(dataclasses.replace(job, out=tmp_path / "missing"), [0, 1])
 
 
+def test_a_worker_reads_the_sources_where_its_machine_sees_them(photos, tmp_path, capsys):
+    root, files = photos
+    here = tmp_path / "mnt-a"
+    here.mkdir()
+    for f in [f for f in files if f.endswith(".png")][:4]:
+        shutil.copy(root / f, here / f)
+    out = tmp_path / "array"
+    plan("jigsaw", out, source=here, **{**options("jigsaw"), "samples": 12})
+    elsewhere = here.rename(tmp_path / "mnt-b")  # the same files, mounted elsewhere on the worker
+    assert main(["build", "--out", str(out), "--no-progress", "--num-workers", "1", "--worker-index", "0"]) == 2
+    assert "pass --source DIR" in capsys.readouterr().err
+    assert main(["build", "--out", str(out), "--source", str(elsewhere), "--no-progress", "--num-workers", "1",
+                 "--worker-index", "0"]) == 0
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["complete"] and m["source_path"] == str(here.resolve())  # the plan's record, not this machine's
+
+
 def test_environment_position():
     assert environment_position({"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_MIN": "5",
                                  "SLURM_ARRAY_TASK_COUNT": "4"}) == (2, 4, "SLURM_ARRAY_TASK_ID")
