@@ -94,7 +94,7 @@ def list_source(source) -> tuple[Path, list[str]]:
     path per line (absolute, or relative to the list's folder; ``#`` starts a comment), or a glob
     (``photos/**/*.jpg``). Paths are stored relative to the root: the folder, the listed files' common
     folder, or the glob's folder before its first wildcard; so a build can move with its sources."""
-    text = str(source)
+    text = os.path.expanduser(str(source))  # a quoted '~/photos/*.jpg' reaches us unexpanded
     if any(c in text for c in GLOB_CHARS) and not Path(text).exists():
         import glob
 
