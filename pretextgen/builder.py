@@ -23,11 +23,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .backends import get_backend
-from .config import load_params
+from .config import load_params, params_to_dict
 from .errors import PretextgenError
-from .jobs import (PLAN_FILE, BuildOptions, ShardJob, collect_records, finish_manifest, identity_diff, make_plan,
-                   make_shards, merge, parse_shards, part_info, part_name, read_header, read_plan, samples_per_shard,
-                   stale_temporaries, write_plan)
+from .jobs import (IDENTITY, PLAN_FILE, BuildOptions, ShardJob, collect_records, finish_manifest, identity_diff,
+                   make_plan, make_shards, merge, parse_shards, part_info, part_name, read_header, read_plan,
+                   same_versions, samples_per_shard, stale_temporaries, write_plan)
 from .progress import Progress
 from .registry import get_task, source_kind
 from .shards import read_manifest, write_json
@@ -222,16 +222,17 @@ def _build_local(task: str, out: Path, source, o: BuildOptions) -> dict:
 
 
 def _check_command(header: dict, task: str, o: BuildOptions) -> None:
-    """A worker's command must describe its plan's build (the listing is the plan's, not relisted)."""
+    """A worker's command must describe its plan's build: the plan's identity but its listing's digest
+    (the listing is the plan's, not listed again here)."""
     t = get_task(task)
     kind = source_kind(t.input)
     params = load_params(t, o.config, o.overrides)
     backend, device = kind.resolve(o.backend, o.device)
-    mine = {"task": t.name, "params": json.loads(json.dumps(dataclasses.asdict(params))), "seed": o.seed,
-            "samples": o.samples, "backend": backend, "device": device,
+    mine = {"task": t.name, "params": params_to_dict(params), "seed": o.seed, "samples": o.samples,
+            "backend": backend, "device": device,
             "samples_per_shard": samples_per_shard(t, params, o.samples, o.shard_bytes),
             "batch_size": o.batch_size if get_backend(backend).batched else None, "pixels": o.pixels}
-    diff = [k for k, v in mine.items() if json.loads(json.dumps(header.get(k))) != v]
+    diff = identity_diff(header, json.loads(json.dumps(mine)), [k for k in IDENTITY if k != "source_digest"])
     if diff:
         raise PretextgenError(f"this command differs from the plan in {PLAN_FILE} ({', '.join(diff)}): give every worker "
                               "the same command, or leave out --task to take everything from the plan")
@@ -273,7 +274,7 @@ def _build_worker(task: str | None, out: Path, source, o: BuildOptions) -> dict:
     if task is not None:
         _check_command(header, task, o)
     info = part_info(header["backend"])
-    if (info["version"], info["libraries"]) != (header["version"], header["libraries"]):
+    if not same_versions(info, header):
         raise PretextgenError(f"this machine has pretextgen {info['version']} with {json.dumps(info['libraries'])}; the "
                               f"plan was made with {header['version']} and {json.dumps(header['libraries'])}: install "
                               "the plan's versions (bytes depend on them)")

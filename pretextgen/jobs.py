@@ -176,6 +176,11 @@ def identity(m: dict) -> dict:
     return {k: m.get(k, "png" if k == "pixels" else None) for k in IDENTITY}  # builds of 0.2.0 stored PNG
 
 
+def same_versions(a: dict, b: dict) -> bool:
+    """Whether two builds, parts or machines have the pretextgen and library versions that decide bytes."""
+    return (a.get("version"), a.get("libraries")) == (b.get("version"), b.get("libraries"))
+
+
 def identity_diff(a: dict, b: dict, keys=IDENTITY) -> list[str]:
     ia, ib = identity(a), identity(b)
     return [k for k in keys if ia[k] != ib[k]]
@@ -418,7 +423,6 @@ def collect_records(out: Path, header: dict, numbers=None) -> tuple[dict[int, di
     out = Path(out)
     numbers = range(header["shards_total"]) if numbers is None else numbers
     wanted = set(numbers)
-    want = (header["version"], header["libraries"])
     good: dict[int, dict] = {}
     foreign: dict[int, str] = {}
     hashes: dict[str, str] = {}
@@ -431,7 +435,7 @@ def collect_records(out: Path, header: dict, numbers=None) -> tuple[dict[int, di
             hashes[rec["name"]] = file_sha256(path)
         if hashes.get(rec["name"]) != rec["sha256"]:
             continue
-        if (info.get("version"), info.get("libraries")) == want:
+        if same_versions(info, header):
             good[s] = rec
             foreign.pop(s, None)
         else:

@@ -301,10 +301,13 @@ def _used_names(m: dict, root: Path, out: Path) -> list[str]:
     """The build's usable sources in plan order: its ``sources.json``, or (builds before 0.5.0) the
     folder listed again minus the skipped files."""
     path = Path(out) / SOURCES_FILE
-    if path.exists():
-        data = json.loads(path.read_text())
-        return ([row[data["columns"].index("path")] for row in data["rows"]] if "rows" in data
-                else [s["path"] for s in data["sources"]])
+    if path.exists():  # read by the source kind that wrote it
+        from .config import make_params
+        from .registry import get_task, source_kind
+
+        t = get_task(m["task"])
+        usable = source_kind(t.input).load_sources(t, make_params(t, m["params"]), root, json.loads(path.read_text()))
+        return [s.path for s in usable.sources]
     skipped = {s["source"] for s in m["skipped"]}
     return [f for f in _files(m, root) if f not in skipped]
 
