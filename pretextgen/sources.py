@@ -8,6 +8,7 @@ OpenCV's decoders do.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -46,6 +47,10 @@ class Source:
     # Bit r * FLAT_GRID + c is set when cell (r, c) of a FLAT_GRID x FLAT_GRID grid over the image
     # as shown is one colour: a view inside such cells only is not worth a sample (``flat_view``).
     flat_cells: int = 0
+    # What the decoder said about a file kept anyway (junk between header segments, zero padding
+    # after a scan, a libpng warning about a colour profile): every decode of it is then quiet
+    # (``imdecode``), and DALI gets our decode instead of the file.
+    quirk: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -140,48 +145,61 @@ def _plain(fmt: str, mode: str, opaque: bool = False) -> bool:
     return fmt in ("JPEG", "PNG") and (mode in ("RGB", "L") or (fmt == "PNG" and mode in ("RGBA", "LA") and opaque))
 
 
-# libjpeg's only warning that leaves every pixel intact: bytes after the last scan, before the end
-# marker (camera and editor files often pad there). Any other warning means damaged entropy data,
-# which libjpeg "repairs" with flat grey blocks.
-_HARMLESS_JPEG = "extraneous bytes before marker 0xd9"
-_STDERR_LOCK = threading.Lock()
+_STDERR_LOCK = threading.RLock()  # re-entrant: a quiet decode may run inside a captured block
 
 
-def decode_reporting(buf: np.ndarray, flag: int) -> tuple[np.ndarray | None, list[str]]:
-    """``cv2.imdecode`` with what the decoder printed (libjpeg and libpng write their warnings to
-    the process's stderr, without a file name) captured and returned, not shown."""
-    import cv2
-
+@contextlib.contextmanager
+def _said_to(said: list[str]):
+    """Runs the block with the process's stderr captured; appends what was written there to
+    ``said``, line by line. libjpeg, libpng and libtiff write their warnings to stderr, without a
+    file name: they belong in a skip reason or a source's ``quirk``, not on the terminal."""
     with _STDERR_LOCK, tempfile.TemporaryFile() as sink:
         sys.stderr.flush()
         saved = os.dup(2)
         try:
             os.dup2(sink.fileno(), 2)
-            image = cv2.imdecode(buf, flag)
+            yield said
         finally:
             os.dup2(saved, 2)
             os.close(saved)
-        sink.seek(0)
-        said = sink.read().decode("utf-8", "replace")
-    return image, [line.strip() for line in said.splitlines() if line.strip()]
+            sink.seek(0)
+            said += [line.strip() for line in sink.read().decode("utf-8", "replace").splitlines() if line.strip()]
 
 
-def jpeg_damage(buf: np.ndarray, shorter_side: int = 1 << 30) -> tuple[np.ndarray | None, str | None]:
-    """(the JPEG reduced, by up to 8x while its shorter side stays >= 128 px, None), or (None, why it
-    is damaged). Decodes every byte of its entropy-coded data (reduced, the IDCT and colour work
-    shrink up to 64-fold, the Huffman decoding does not) and treats any libjpeg warning as damage,
-    except the harmless one above."""
+def decode_reporting(buf: np.ndarray, flag: int) -> tuple[np.ndarray | None, list[str]]:
+    """``cv2.imdecode`` and what the decoder said, captured, not shown."""
     import cv2
+
+    with _said_to(said := []):
+        image = cv2.imdecode(buf, flag)
+    return image, said
+
+
+def imdecode(buf: np.ndarray, flag: int, quiet: bool) -> np.ndarray | None:
+    """``cv2.imdecode``; ``quiet`` (a source with a ``quirk``): what the decoder says is dropped."""
+    import cv2
+
+    return decode_reporting(buf, flag)[0] if quiet else cv2.imdecode(buf, flag)
+
+
+def jpeg_damage(buf: np.ndarray, shorter_side: int = 1 << 30) -> tuple[np.ndarray | None, str | None, str]:
+    """(the JPEG reduced, by up to 8x while its shorter side stays >= 128 px, None, its harmless
+    quirk or ""), or (None, why it is damaged, ""). Decodes every byte of its entropy-coded data
+    (reduced, the IDCT and colour work shrink up to 64-fold, the Huffman decoding does not);
+    ``jpegs.verdict`` judges what libjpeg said by the file's structure."""
+    import cv2
+
+    from .jpegs import verdict
 
     flag = next((f for k, f in ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
                                 (2, cv2.IMREAD_REDUCED_COLOR_2)) if shorter_side // k >= 128), cv2.IMREAD_COLOR)
     image, said = decode_reporting(buf, flag)
-    bad = [line for line in said if _HARMLESS_JPEG not in line]
-    if bad:
-        return None, "corrupt JPEG data: " + bad[0].removeprefix("Corrupt JPEG data: ")
+    damage, quirk = verdict(buf.tobytes(), said)
+    if damage:
+        return None, damage, ""
     if image is None:
-        return None, "corrupt JPEG data: the decoder could not read it (truncated?)"
-    return image, None
+        return None, "corrupt JPEG data: the decoder gave up (a truncated file, or a damaged header or table)", ""
+    return image, None, quirk or ""
 
 
 # A source whose every channel spans at most this many grey levels is one colour: no view cut from
@@ -252,7 +270,9 @@ def one_colour(pixels: np.ndarray) -> str | None:
 
 def check_source(root: Path, rel: str, min_side: int) -> tuple[Source | None, str | None]:
     """(Source, None) if usable, else (None, reason). Decodes the whole file, strictly: a JPEG whose
-    decoder warns is damaged (``jpeg_damage``), other formats must load without an error."""
+    decoder warns is damaged unless the warning is a harmless quirk (``jpeg_damage``), a PNG must
+    decode in OpenCV, other formats must load without an error. Nothing reaches the terminal."""
+    import cv2
     from PIL import Image, UnidentifiedImageError
 
     path = Path(root) / rel
@@ -264,36 +284,45 @@ def check_source(root: Path, rel: str, min_side: int) -> tuple[Source | None, st
             with Image.open(path) as im:
                 fmt, mode = im.format or "?", im.mode
                 w, h = im.size
-                if fmt == "JPEG":
-                    pixels, damage = jpeg_damage(read_file(str(path)), min(w, h))
+                quirk, buf = "", read_file(str(path)) if fmt in ("JPEG", "MPO", "PNG") else None
+                if fmt in ("JPEG", "MPO"):  # MPO: a camera's JPEG with more images after its end marker
+                    pixels, damage, quirk = jpeg_damage(buf, min(w, h))
                     if damage:
                         return None, damage
+                elif fmt == "PNG":  # decoded by OpenCV, as the loaders will (libpng is stricter than PIL)
+                    pixels, said = decode_reporting(buf, cv2.IMREAD_UNCHANGED)
+                    if pixels is None:
+                        return None, "corrupt or truncated image: " + (said[0] if said else "OpenCV cannot decode it")
+                    quirk = "; ".join(said)
                 else:
                     im.load()  # strict: a truncated or damaged file raises here
                     pixels = np.asarray(im) if im.mode not in ("P", "1", "CMYK") else np.asarray(im.convert("RGB"))
                 # 8-bit PNGs only (IHDR's bit depth): decoders turn 16-bit ones to 8 bits their own way.
-                opaque = (mode in ("RGBA", "LA") and fmt == "PNG" and read_file(str(path))[24:25].tolist() == [8]
+                opaque = (mode in ("RGBA", "LA") and fmt == "PNG" and buf[24:25].tolist() == [8]
                           and bool(pixels[..., -1].min() == 255))
+                # PIL finds a PNG's EXIF by decoding it all: only where an eXIf chunk may be.
+                no_exif = fmt == "PNG" and "exif" not in im.info and b"eXIf" not in buf.tobytes()
+                orientation = 1 if no_exif else im.getexif().get(ORIENTATION, 1)
                 # The grid is over the image as shown: OpenCV's JPEG decode turned it already; other
                 # files turned by EXIF get no grid (rare; their views are then never called flat).
-                turned = fmt != "JPEG" and im.getexif().get(ORIENTATION, 1) != 1
-                cells = 0 if turned else flat_cells(pixels)
+                cells = 0 if fmt != "JPEG" and orientation != 1 else flat_cells(pixels)
                 flat = one_colour(pixels)
                 if flat:
                     return None, flat
-                if im.getexif().get(ORIENTATION, 1) in (5, 6, 7, 8):  # shown turned by 90 degrees
+                if orientation in (5, 6, 7, 8):  # shown turned by 90 degrees
                     w, h = h, w
     except UnidentifiedImageError:
         return None, "not an image (no decoder recognises it)"
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         return None, f"corrupt or truncated image: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
-    src = Source(rel, w, h, fmt, mode, host_decode=not _plain(fmt, mode, opaque), flat_cells=cells)
+    src = Source(rel, w, h, fmt, mode, host_decode=not _plain(fmt, mode, opaque), flat_cells=cells, quirk=quirk)
     if src.host_decode:  # dimensions as our loader sees them (it is the one that feeds backends)
         try:
-            hgt, wid = load_rgb(Path(root), src).shape[:2]
+            with _said_to(said := []):
+                hgt, wid = load_rgb(Path(root), src).shape[:2]
         except Exception as e:  # noqa: BLE001 - any decoder failure is a reason to skip
             return None, f"cannot convert {fmt} {mode} image to RGB: {e}"
-        src = Source(rel, wid, hgt, fmt, mode, True, cells)
+        src = Source(rel, wid, hgt, fmt, mode, True, cells, quirk or "; ".join(said))
     if min(src.width, src.height) < min_side:
         return None, f"too small: {src.width}x{src.height}, shorter side below min_side={min_side}"
     return src, None
@@ -332,7 +361,7 @@ def load_bgr(root: Path, src: Source, scale: int = 1) -> np.ndarray:
 
     flag = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4}.get(
         scale, cv2.IMREAD_REDUCED_COLOR_8)
-    bgr = cv2.imdecode(read_file(os.path.join(root, src.path)), flag)  # EXIF applied
+    bgr = imdecode(read_file(os.path.join(root, src.path)), flag, bool(src.quirk))  # EXIF applied
     if bgr is None:
         raise OSError(f"OpenCV cannot decode {src.path}")
     if scale > 8:
@@ -350,7 +379,7 @@ def load_rgb(root: Path, src: Source) -> np.ndarray:
     path = Path(root) / src.path
     buf = read_file(str(path))
     if src.format != "JPEG":
-        a = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+        a = imdecode(buf, cv2.IMREAD_UNCHANGED, bool(src.quirk))
         if a is not None and a.ndim in (2, 3):
             a = _to_uint8(a)
             if a.ndim == 2:
@@ -386,11 +415,11 @@ def read_file(path: str) -> np.ndarray:
 
 
 def encoded_for_decoder(root: Path, src: Source) -> np.ndarray:
-    """Bytes that DALI's decoder turns into exactly ``load_rgb``: the file itself when it is plain,
-    else a lossless PNG of the normalised pixels."""
+    """Bytes that DALI's decoder turns into exactly ``load_rgb``: the file itself when it is plain
+    and quiet, else a lossless PNG of the normalised pixels."""
     import cv2
 
-    if not src.host_decode:
+    if not src.host_decode and not src.quirk:
         return read_file(os.path.join(root, src.path))
     rgb = load_rgb(root, src)
     ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
@@ -441,7 +470,7 @@ def skip_summary(skipped: list[dict], examples: int = 3) -> list[str]:
     return lines
 
 
-SCAN_RULES = 2  # in the scan cache's key: raise it when check_source decides differently
+SCAN_RULES = 3  # in the scan cache's key: raise it when check_source decides differently
 
 
 def cache_dir() -> Path:
