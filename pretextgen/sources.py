@@ -194,7 +194,7 @@ def jpeg_damage(buf: np.ndarray, shorter_side: int = 1 << 30) -> tuple[np.ndarra
     flag = next((f for k, f in ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
                                 (2, cv2.IMREAD_REDUCED_COLOR_2)) if shorter_side // k >= 128), cv2.IMREAD_COLOR)
     image, said = decode_reporting(buf, flag)
-    damage, quirk = verdict(buf.tobytes(), said)
+    damage, quirk = verdict(buf.tobytes(), said) if said else (None, None)
     if damage:
         return None, damage, ""
     if image is None:
