@@ -275,7 +275,7 @@ def _cmd_build(args) -> int:
               f"-> {Path(args.out) / m['part']}\n"
               f"next: when every worker is done: pretextgen merge {shlex.quote(args.out)}")
         return 0
-    from .sources import skip_summary, slow_summary
+    from .sources import quirk_summary, skip_summary, slow_summary
 
     size = sum(s["bytes"] for s in m["shards"]) / 2**20
     rate = m["samples"] / max(m["_seconds"], 1e-9)
@@ -284,7 +284,8 @@ def _cmd_build(args) -> int:
           f"{len(m['skipped'])} skipped -> {args.out}")
     redrawn = [f"redrawn {n}: {reason} (plans drawn again from other sources)"
                for reason, n in m.get("rejected_plans", {}).items()]
-    for line in skip_summary(m["skipped"]) + redrawn + slow_summary(m.get("slow_sources", [])):
+    for line in (skip_summary(m["skipped"]) + quirk_summary(m.get("quirky_sources", [])) + redrawn
+                 + slow_summary(m.get("slow_sources", []))):
         print(f"  {line}")
     out = shlex.quote(args.out)
     print(f"next: pretextgen inspect {out} --sheet {shlex.quote(os.path.join(args.out, 'sheet.png'))}"

@@ -16,7 +16,7 @@ from pathlib import Path
 from .backends import execute_plan, make_backend, resolve
 from .errors import PretextgenError
 from .plan import WorkItem, plan_sample
-from .sources import Source, check_source, default_source, scan_cached, slow_sources
+from .sources import Source, check_source, default_source, quirky_sources, scan_cached, slow_sources
 
 
 class ImageSet:
@@ -73,6 +73,8 @@ class ImageKind:
         slow = slow_sources(sources)
         if slow:
             extra = {**extra, "slow_sources": slow}
+        if quirky := quirky_sources(sources):
+            extra = {**extra, "quirky_sources": quirky}
         return ImageSet(root, sources, skipped, extra)
 
     def load_sources(self, task, params, root: Path, data: dict) -> ImageSet:

@@ -284,7 +284,8 @@ def check_source(root: Path, rel: str, min_side: int) -> tuple[Source | None, st
             with Image.open(path) as im:
                 fmt, mode = im.format or "?", im.mode
                 w, h = im.size
-                quirk, buf = "", read_file(str(path)) if fmt in ("JPEG", "MPO", "PNG") else None
+                quirk = ""
+                buf = read_file(str(path)) if fmt in ("JPEG", "MPO", "PNG") else None
                 if fmt in ("JPEG", "MPO"):  # MPO: a camera's JPEG with more images after its end marker
                     pixels, damage, quirk = jpeg_damage(buf, min(w, h))
                     if damage:
@@ -454,6 +455,19 @@ def slow_summary(slow: list[dict], examples: int = 3) -> list[str]:
     more = f" and {len(slow) - examples} more" if len(slow) > examples else ""
     return [f"slow: {len(slow)} source(s) decoded whole on every visit: {names}{more}; "
             "as JPEGs or shrunk they would build faster"]
+
+
+def quirky_sources(sources: list[Source]) -> list[dict]:
+    """Sources kept although their decoder spoke: [{"source", "quirk"}]."""
+    return [{"source": s.path, "quirk": s.quirk} for s in sources if s.quirk]
+
+
+def quirk_summary(quirky: list[dict], examples: int = 3) -> list[str]:
+    if not quirky:
+        return []
+    some = "; ".join(f"{q['source']}: {q['quirk']}" for q in quirky[:examples])
+    more = f"; and {len(quirky) - examples} more" if len(quirky) > examples else ""
+    return [f"kept {len(quirky)} source(s) that the decoder warned about, every pixel intact ({some}{more})"]
 
 
 def skip_summary(skipped: list[dict], examples: int = 3) -> list[str]:

@@ -178,6 +178,9 @@ def test_a_mixed_folder_builds_from_good_photos_only(photos, tmp_path):
         assert skipped[name].startswith(want), (name, skipped[name])
     used = _sources_used(tmp_path / "out")
     assert used <= set(good) and len(used) > 1 and used & set(twins)
+    quirky = {q["source"] for q in m["quirky_sources"]}  # kept, and said so
+    assert {"kept/retina_padded-600.jpg", "kept/retina_header-junk.jpg", "kept/page.png"} <= quirky
+    assert "kept/retina_camera-trailer.jpg" not in quirky and "retina.jpg" not in quirky
     table = json.loads((tmp_path / "out" / "sources.json").read_text())
     sources = {row[0]: Source(**dict(zip(table["columns"], row))) for row in table["rows"]}
     for copy, clean in twins.items():  # what the backends read of a kept copy is its clean twin, pixel for pixel
@@ -206,6 +209,7 @@ def test_decoder_messages_never_reach_the_terminal(photos, tmp_path, workers, ba
         assert not [w for w in DECODER_WORDS if w in r.stderr], (args[0], r.stderr)
         if args[0] == "build":
             assert "corrupt JPEG data" in r.stdout  # the summary names the reasons instead
+            assert "that the decoder warned about" in r.stdout
 
 
 def test_scan_in_processes_agrees_with_one_process(photos, tmp_path):

@@ -35,9 +35,9 @@ def summary_lines(out: Path) -> list[str]:
     lines += histogram_lines(m)
     lines.append(f"sources: {m['source']}: {m['source_files']} file(s), {m['sources_used']} used, "
                  f"{len(m['skipped'])} skipped")
-    from ..sources import skip_summary, slow_summary
+    from ..sources import quirk_summary, skip_summary, slow_summary
 
-    lines += [f"  {line}" for line in skip_summary(m["skipped"])]
+    lines += [f"  {line}" for line in skip_summary(m["skipped"]) + quirk_summary(m.get("quirky_sources", []))]
     lines += [f"  redrawn {n}: {reason} (plans drawn again from other sources)"
               for reason, n in m.get("rejected_plans", {}).items()]
     lines += [f"  {line}" for line in slow_summary(m.get("slow_sources", []))]
