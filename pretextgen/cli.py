@@ -1,4 +1,5 @@
-"""Command line: ``pretextgen build``, ``pretextgen tasks``.
+"""The command line: ``pretextgen build``, ``inspect``, ``verify``, ``train``, ``eval``, ``compare`` and the
+scale-out commands, in the order a user meets them (``pretextgen --help``).
 
 User mistakes (bad paths, unknown tasks, bad config values) print one ``pretextgen: error:`` line and
 exit with status 2; nothing else prints a traceback unless ``--debug`` is given.
@@ -34,7 +35,7 @@ params, seed, skipped inputs and the label histogram. See `pretextgen tasks` for
 
 EPILOG_TRAIN = """\
 examples:
-  pretextgen build --task rotation --source photos/ --out out/rot --set size=32 --set all_rotations=true
+  pretextgen build --task rotation --source photos/ --out out/rot --preset cpu   # samples fit for the CPU preset
   pretextgen train --data out/rot --out runs/rot                     # CPU preset
   pretextgen train --data out/rot --out runs/rot --resume            # after an interruption
   pretextgen train --data out/rot --out runs/rot2 --set lr=0.1 --set extra.head_width=512
@@ -42,7 +43,7 @@ examples:
   torchrun --nproc_per_node 4 -m pretextgen.cli train --data out/rot --out runs/rot --preset gpu
 
 Writes RUN_DIR/checkpoint.pt (every epoch), metrics.csv (loss, pretext accuracy, lr, samples/s) and
-config.json. Then: pretextgen eval --checkpoint RUN_DIR/checkpoint.pt --data LABELED_DIR.
+config.json. Then: pretextgen eval --checkpoint RUN_DIR --data LABELED_DIR.
 The presets, heads and losses of each task: pretextgen/tasks/<task>.py (trainer=) and
 pretextgen/training/recipes.py.
 """
@@ -50,7 +51,7 @@ pretextgen/training/recipes.py.
 
 # Options the plan of a build fixes: with a planned --out and no --task, they come from plan.json
 # (--source may still say where this machine sees the plan's sources).
-PLAN_OPTIONS = ("samples", "seed", "backend", "device", "config", "set", "pixels", "full_decode",
+PLAN_OPTIONS = ("samples", "seed", "backend", "device", "config", "preset", "set", "pixels", "full_decode",
                 "batch_size", "shard_mb")
 
 
@@ -74,6 +75,9 @@ def _build_arguments(b: argparse.ArgumentParser) -> None:
                         "BENCHMARKS.md); video tasks read frames with decord on CPUs, DALI on a GPU")
     b.add_argument("--device", default=d, choices=["auto", *devices], help="auto (default): the GPU if DALI sees one")
     b.add_argument("--config", default=d, help="YAML file of task parameters (over the shipped defaults)")
+    b.add_argument("--preset", default=d, choices=["cpu", "gpu"],
+                   help="the sample params that `pretextgen train --preset` trains on (cpu: 32 px samples for the "
+                        "small CPU trunk); --set still overrides them")
     b.add_argument("--set", action="append", default=d, metavar="KEY=VALUE",
                    help="override one task parameter (repeatable)")
     b.add_argument("--workers", type=int, help="CPU threads for image tasks, processes for video tasks (default: all "
@@ -89,6 +93,20 @@ def _build_arguments(b: argparse.ArgumentParser) -> None:
     b.add_argument("--shard-mb", type=float, default=d, help="maximum shard size in MB (default: 256)")
 
 
+def preset_overrides(task: str, preset: str | None) -> list[str]:
+    """``--preset``: the task's trainer's sample params for that preset, as ``--set`` items."""
+    import json
+
+    from .registry import get_task
+
+    if preset is None:
+        return []
+    t = get_task(task)
+    if t.trainer is None:
+        raise PretextgenError(f"--preset {preset}: task {task} has no bundled trainer, so no preset sample params")
+    return [f"{k}={json.dumps(v)}" for k, v in t.trainer.samples.get(preset, {}).items()]
+
+
 def _build_options(args) -> dict:
     """BuildOptions fields from the plan options given on the command line (and --workers, progress)."""
     given = {k: getattr(args, k) for k in PLAN_OPTIONS if hasattr(args, k)}
@@ -96,21 +114,22 @@ def _build_options(args) -> dict:
         flags = ", ".join("--" + k.replace("_", "-") for k in given)
         raise PretextgenError(f"without --task the build is the plan's in --out: leave out {flags} (or give --task "
                               "and the plan's options)")
-    opts = {k: v for k, v in given.items() if k not in ("set", "shard_mb")}
-    if "set" in given:
-        opts["overrides"] = given["set"]
+    opts = {k: v for k, v in given.items() if k not in ("set", "shard_mb", "preset")}
+    if "set" in given or "preset" in given:
+        opts["overrides"] = preset_overrides(args.task, given.get("preset")) + given.get("set", [])
     if "shard_mb" in given:
         opts["shard_bytes"] = int(given["shard_mb"] * 2**20)
     return {**opts, "workers": args.workers, "progress": False if args.no_progress else None}
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pretextgen", description="Labeled samples for self-supervised pretext tasks, stored as verifiable WebDataset shards.")
+    p = argparse.ArgumentParser(prog="pretextgen", description="Labeled samples for self-supervised pretext tasks, from photos and videos, as verifiable "
+                                "WebDataset shards; bundled trainers and an honest evaluation.")
     p.add_argument("--version", action="version", version=f"pretextgen {__version__}")
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    b = sub.add_parser("build", help="generate samples of a task into shards", epilog=EPILOG_BUILD,
+    b = sub.add_parser("build", help="make a task's samples from photos or videos, into shards", epilog=EPILOG_BUILD,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _build_arguments(b)
     b.add_argument("--resume", action="store_true", help="continue an interrupted build in --out")
@@ -136,60 +155,21 @@ def _parser() -> argparse.ArgumentParser:
                    help="fraction of a GPU per Ray task on the GPU device: several build processes share one "
                         "(default: 0.25)")
 
-    pl = sub.add_parser("plan-sources", help="the plan step of a distributed build: list, scan, prepare, once",
-                        description="List and scan the sources and run the task's own pass (colour prior, k-means\n"
-                        "centres, permutation set) once, writing plan.json and sources.json into --out: the\n"
-                        "files every worker of pretextgen build --out OUT --num-workers W --worker-index K reads\n"
-                        "instead of listing the sources again.", formatter_class=argparse.RawDescriptionHelpFormatter)
-    _build_arguments(pl)
-    pl.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-    mg = sub.add_parser("merge", help="check a job-array build's shards and write its one manifest.json")
-    mg.add_argument("out", metavar="OUT_DIR", help="the build's folder (holds plan.json and parts/)")
-
-    t = sub.add_parser("tasks", help="list the tasks and their default parameters")
-    t.add_argument("pattern", nargs="?", default="*", help="glob over task names")
-
-    r = sub.add_parser("prior", help="compute the ab colour prior of a folder of photos (colorization, splitbrain)")
-    r.add_argument("--source", help="folder of images (default: scikit-image's bundled photos)")
-    r.add_argument("--out", required=True, help="prior file to write (JSON); reuse it with --set prior=FILE")
-    r.add_argument("--config", help="YAML file of colorization parameters (grid_step, prior_side, gray_*...)")
-    r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one parameter (repeatable)")
-    r.add_argument("--workers", type=int, help="CPU processes (default: all cores)")
-
-    v = sub.add_parser("verify", help="check shard hashes, members, labels, and re-derive samples from their sources")
-    v.add_argument("out", metavar="OUT_DIR", help="a build's folder (holds manifest.json)")
-    v.add_argument("--samples", type=int, default=32, help="how many random samples to re-derive (default: 32)")
-    v.add_argument("--seed", type=int, default=0, help="which random samples (default: 0)")
-    v.add_argument("--source", help="where the build's sources are now (default: the manifest's)")
-
-    i = sub.add_parser("inspect", help="summarise a build; draw its samples; audit it for shortcuts")
+    i = sub.add_parser("inspect", help="summarise a build or a training run; draw samples; look for shortcuts")
     i.add_argument("out", metavar="OUT_DIR", help="a build's folder (holds manifest.json)")
     i.add_argument("--sheet", metavar="FILE.png", help="write a contact sheet of samples")
     i.add_argument("--html", metavar="FILE.html", help="write one self-contained HTML page (samples, histograms)")
     i.add_argument("--samples", type=int, default=12, help="samples drawn on the sheet/page (default: 12)")
     i.add_argument("--audit", action="store_true", help="train a shallow probe on low-level cues (shortcut audit)")
     i.add_argument("--source", metavar="DIR", help="where the build's sources are now (default: the manifest's)")
-    e = sub.add_parser("eval", help="linear probe and kNN on labeled images: a trained trunk vs a random one vs pixels",
-                       description="Freeze the trunk of a training run (eval mode: batch-norm statistics fixed) and\n"
-                                   "measure what it learned, per stage: a linear probe (logistic regression, L-BFGS,\n"
-                                   "L2 chosen on an 80/20 split of train, never on test) and kNN (cosine, k=20,\n"
-                                   "T=0.07), beside the same for a randomly initialised trunk of the same recipe and\n"
-                                   "for raw pixels, all three from the same converted input (a trunk trained on L\n"
-                                   "sees L). Flags a likely shortcut: pretext accuracy >= 95% and no stage above random.",
-                       epilog="LABELED_DIR holds train/<class>/* and test/<class>/* (or val/<class>/*); images are\n"
-                              "center-cropped to a square and resized to the size the trunk trained on.\n\n"
-                              "example:\n  pretextgen eval --checkpoint runs/rot/checkpoint.pt --data labeled/ "
-                              "--json runs/rot/eval.json",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    e.add_argument("--checkpoint", required=True, metavar="RUN_DIR/checkpoint.pt",
-                   help="a training run's checkpoint (its metrics.csv beside it gives the pretext accuracy)")
-    e.add_argument("--data", required=True, metavar="LABELED_DIR", help="folder with train/<class>/ and test/<class>/ (or val/)")
-    e.add_argument("--json", metavar="FILE", help="also write the results as JSON (accuracies in [0, 1])")
-    e.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where features and probes run (default: cpu)")
-    e.add_argument("--seed", type=int, default=0, help="the probe's held-out split and the random trunk (default: 0)")
-    e.add_argument("--no-progress", action="store_true", help="no progress bar")
-    tr = sub.add_parser("train", help="train a task's bundled recipe on a build (or on live samples)",
+
+    v = sub.add_parser("verify", help="check a build: hashes, labels, samples made again from their sources")
+    v.add_argument("out", metavar="OUT_DIR", help="a build's folder (holds manifest.json)")
+    v.add_argument("--samples", type=int, default=32, help="how many random samples to re-derive (default: 32)")
+    v.add_argument("--seed", type=int, default=0, help="which random samples (default: 0)")
+    v.add_argument("--source", help="where the build's sources are now (default: the manifest's)")
+
+    tr = sub.add_parser("train", help="train the task's bundled model on a build (or on samples made live)",
                         description="Train the task's recipe (trunk + the paper's head and loss) on a build's samples,\n"
                                     "or on samples generated live (--source, --samples: fresh ones every epoch).\n"
                                     "Settings: the task's --preset, then --config FILE (YAML), then --set KEY=VALUE.",
@@ -210,7 +190,30 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--source", metavar="DIR", help="train on live samples of these photos instead of a build")
     tr.add_argument("--samples", type=int, help="with --source: samples per epoch (each epoch draws new ones)")
     tr.add_argument("--device", help="cpu, cuda, cuda:1... (default: CUDA if available)")
+    tr.add_argument("--as-built", action="store_true",
+                    help="train a build whose sample size differs from the preset's as it is, without the warning")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    e = sub.add_parser("eval", help="what a trained trunk learned: linear probe and kNN, beside a random trunk",
+                       description="Freeze the trunk of a training run (eval mode: batch-norm statistics fixed) and\n"
+                                   "measure what it learned, per stage: a linear probe (logistic regression, L-BFGS,\n"
+                                   "L2 chosen on an 80/20 split of train, never on test) and kNN (cosine, k=20,\n"
+                                   "T=0.07), beside the same for a randomly initialised trunk of the same recipe and\n"
+                                   "for raw pixels, all three from the same converted input (a trunk trained on L\n"
+                                   "sees L). Flags a likely shortcut: pretext accuracy >= 95% and no stage above random.",
+                       epilog="LABELED_DIR holds train/<class>/* and test/<class>/* (or val/<class>/*); images are\n"
+                              "center-cropped to a square and resized to the size the trunk trained on.\n\n"
+                              "example:\n  pretextgen eval --checkpoint runs/rot --data labeled/ "
+                              "--json runs/rot/eval.json",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    e.add_argument("--checkpoint", required=True, metavar="RUN_DIR",
+                   help="a training run's folder, or its checkpoint.pt (metrics.csv beside it gives the pretext accuracy)")
+    e.add_argument("--data", required=True, metavar="LABELED_DIR", help="folder with train/<class>/ and test/<class>/ (or val/)")
+    e.add_argument("--json", metavar="FILE", help="also write the results as JSON (accuracies in [0, 1])")
+    e.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where features and probes run (default: cpu)")
+    e.add_argument("--seed", type=int, default=0, help="the probe's held-out split and the random trunk (default: 0)")
+    e.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     c = sub.add_parser("compare", help="build, train and evaluate several tasks on your photos; one ranked table",
                        description="For each task: build from --source with the preset's sample params, train at the\n"
                                    "preset, evaluate on --labeled; then one table ranked by what each trunk's best stage\n"
@@ -227,6 +230,27 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--samples", type=int, default=20000, help="samples per build (default: 20000)")
     c.add_argument("--epochs", type=int, help="epochs (default: each preset's)")
     c.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    pl = sub.add_parser("plan-sources", help="a distributed build's first step: list and scan the sources once",
+                        description="List and scan the sources and run the task's own pass (colour prior, k-means\n"
+                        "centres, permutation set) once, writing plan.json and sources.json into --out: the\n"
+                        "files every worker of pretextgen build --out OUT --num-workers W --worker-index K reads\n"
+                        "instead of listing the sources again.", formatter_class=argparse.RawDescriptionHelpFormatter)
+    _build_arguments(pl)
+    pl.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    mg = sub.add_parser("merge", help="join a job-array build's parts into one manifest, checking every shard")
+    mg.add_argument("out", metavar="OUT_DIR", help="the build's folder (holds plan.json and parts/)")
+
+    t = sub.add_parser("tasks", help="list the tasks, their parameters and limits")
+    t.add_argument("pattern", nargs="?", default="*", help="glob over task names")
+
+    r = sub.add_parser("prior", help="the ab colour prior of a folder of photos (colorization, splitbrain)")
+    r.add_argument("--source", help="folder of images (default: scikit-image's bundled photos)")
+    r.add_argument("--out", required=True, help="prior file to write (JSON); reuse it with --set prior=FILE")
+    r.add_argument("--config", help="YAML file of colorization parameters (grid_step, prior_side, gray_*...)")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one parameter (repeatable)")
+    r.add_argument("--workers", type=int, help="CPU processes (default: all cores)")
     for command in sub.choices.values():  # `pretextgen build ... --debug` as well as `pretextgen --debug build`
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks and debug logs")
     return p
@@ -290,8 +314,13 @@ def _cmd_build(args) -> int:
     out = shlex.quote(args.out)
     print(f"next: pretextgen inspect {out} --sheet {shlex.quote(os.path.join(args.out, 'sheet.png'))}"
           "   # look at samples\n"
-          f"      pretextgen verify {out}   # re-derive samples from their sources, check labels\n"
-          f"      pretextgen.loader.make_loader({str(args.out)!r}, batch_size=64)   # batches for training, in Python")
+          f"      pretextgen verify {out}   # re-derive samples from their sources, check labels")
+    from .registry import get_task
+
+    if get_task(m["task"]).trainer is not None:
+        run = shlex.quote(os.path.join("runs", Path(args.out).name or m["task"]))
+        print(f"      pretextgen train --data {out} --out {run}   # the task's bundled trainer (--preset cpu|gpu)")
+    print(f"      pretextgen.loader.make_loader({str(args.out)!r}, batch_size=64)   # batches for your own training")
     return 0
 
 
@@ -389,7 +418,7 @@ def _cmd_train(args) -> int:
     result = train(task=args.task, data=args.data, out=args.out, source=args.source, samples=args.samples,
                    preset=args.preset, epochs=args.epochs, batch_size=args.batch_size, resume=args.resume,
                    config=args.config, overrides=args.set or [], progress=False if args.no_progress else None,
-                   device=args.device)
+                   device=args.device, as_built=args.as_built)
     print(result["line"])
     return 0
 

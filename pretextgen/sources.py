@@ -96,8 +96,8 @@ GLOB_CHARS = "*?["
 
 def list_source(source) -> tuple[Path, list[str]]:
     """(root, sorted relative paths) of ``--source``: a folder (``list_files``), a text file listing one
-    path per line (absolute, or relative to the list's folder; ``#`` starts a comment), or a glob
-    (``photos/**/*.jpg``). Paths are stored relative to the root: the folder, the listed files' common
+    path per line (absolute, or relative to the list's folder; ``#`` starts a comment), a glob
+    (``photos/**/*.jpg``), or one binary file (a photo or a clip: told from a list by its content). Paths are stored relative to the root: the folder, the listed files' common
     folder, or the glob's folder before its first wildcard; so a build can move with its sources."""
     text = os.path.expanduser(str(source))  # a quoted '~/photos/*.jpg' reaches us unexpanded
     if any(c in text for c in GLOB_CHARS) and not Path(text).exists():
@@ -116,9 +116,8 @@ def list_source(source) -> tuple[Path, list[str]]:
     if path.is_file():
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
-        except (UnicodeDecodeError, ValueError):
-            raise PretextgenError(f"source {path} is a file but not a text file listing paths; give a folder, a glob "
-                                  "(quoted: 'photos/**/*.jpg') or a text file with one path per line") from None
+        except (UnicodeDecodeError, ValueError):  # binary: one photo or clip (the scan judges it), not a list
+            return path.parent, [path.name]
         listed = [(path.parent / p).resolve() for p in (ln.split("#")[0].strip() for ln in lines) if p]
         if not listed:
             raise PretextgenError(f"source {path} lists no path")

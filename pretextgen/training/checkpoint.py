@@ -78,9 +78,14 @@ def read_checkpoint(path, device="cpu") -> dict:
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # noqa: BLE001 - truncated, not a torch file, or unsafe pickle content
-        raise PretextgenError(f"checkpoint {path} cannot be read ({str(e).splitlines()[0]})") from None
+        # torch's own message advises weights_only=False, which would run the file's code: not ours to give.
+        why = ("a torch file holding Python objects, which pretextgen does not load" if "Weights only load failed"
+               in str(e) else "not a file torch.save wrote, or a truncated one")
+        raise PretextgenError(f"{path} is not a pretextgen checkpoint ({why}); give the folder of a "
+                              "`pretextgen train` run or its checkpoint.pt") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise PretextgenError(f"{path} is not a pretextgen training checkpoint (format {FORMAT})")
+        raise PretextgenError(f"{path} is not a pretextgen checkpoint (a torch file, but not a run that "
+                              "`pretextgen train` wrote)")
     return state
 
 

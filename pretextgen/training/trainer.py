@@ -36,6 +36,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import time
 from pathlib import Path
 
@@ -140,8 +141,29 @@ class WarmupCosine:
 
 
 # ---------------------------------------------------------------- the data
+# Sample params that set the pixels a trunk sees, and so what it learns at and what a step costs.
+SHAPE_KEYS = ("size", "crop", "tile", "patch", "gap", "target_stride")
+
+
+def preset_mismatch(t, manifest: dict, preset: str, data) -> str | None:
+    """One line naming where a build's sample params differ from the preset's in what the trunk sees
+    (``SHAPE_KEYS``), with the command that rebuilds to fit; None when they agree."""
+    want = t.trainer.samples.get(preset, {})
+    built = manifest["params"]
+    differ = [k for k in want if k in built and built[k] != want[k]]
+    shape = [k for k in differ if k in SHAPE_KEYS]
+    if not shape:
+        return None
+    show = lambda d: ", ".join(f"{k}={json.dumps(d[k])}" for k in differ)  # noqa: E731
+    source = f" --source {shlex.quote(manifest['source'])}" if "source_path" in manifest else ""  # else the default photos
+    rebuild = (f"pretextgen build --task {t.name}{source} --out {shlex.quote(str(data) + '-' + preset)} "
+               f"--samples {manifest['samples']} --preset {preset}")
+    return (f"{data} was built with {show(built)}; the {preset} preset trains on {show(want)}. Rebuild to fit: "
+            f"{rebuild} (or train this build as it is with --as-built)")
+
+
 def _open_data(task, data, source, samples, preset, sample_overrides):
-    """(Task, params dict, params, data dir or None, what, loader factory)."""
+    """(Task, params dict, params, data dir or None, what, live sample params, manifest or None)."""
     from ..config import load_params, make_params, params_to_dict
     from ..registry import get_task
     from ..shards import read_manifest
@@ -160,7 +182,7 @@ def _open_data(task, data, source, samples, preset, sample_overrides):
             raise PretextgenError(f"--task {task}, but {data} holds {m['task']} samples")
         t = _trainable(get_task(m["task"]))
         params = make_params(t, m["params"])
-        return t, params_to_dict(params), params, data, str(data), None
+        return t, params_to_dict(params), params, data, str(data), None, m
     if task is None:
         raise PretextgenError("give --data BUILD_DIR, or --task with --source DIR --samples N for live samples")
     t = _trainable(get_task(task))
@@ -168,7 +190,7 @@ def _open_data(task, data, source, samples, preset, sample_overrides):
         raise PretextgenError("live samples need --samples N (N >= 2: samples per epoch)")
     values = {**t.trainer.samples.get(preset, {}), **sample_overrides}
     params = load_params(t, overrides=values)
-    return t, params_to_dict(params), params, None, f"live:{source or 'skimage:data'}", values
+    return t, params_to_dict(params), params, None, f"live:{source or 'skimage:data'}", values, None
 
 
 def _trainable(t):
@@ -230,7 +252,7 @@ def _write_rows(path: Path, rows: list[dict], mode: str = "a") -> None:
 # ---------------------------------------------------------------- the loop
 def train(task=None, data=None, out=None, source=None, samples=None, preset="cpu", epochs=None,
           batch_size=None, resume=False, config=None, overrides=None, progress=None, device=None,
-          until_epoch=None) -> dict:
+          until_epoch=None, as_built=False) -> dict:
     """Train ``task``'s recipe; returns the run's summary dict (``line`` holds the one-line summary).
 
     ``data``: a build folder; or ``source`` (None: scikit-image's photos) + ``task`` + ``samples`` for
@@ -238,8 +260,9 @@ def train(task=None, data=None, out=None, source=None, samples=None, preset="cpu
     (``extra.KEY``, ``sample.KEY`` as in the module docstring). ``progress``: None (a bar when stderr
     is a terminal), True or False. ``device``: None (CUDA if available, the local rank's under
     torchrun), "cpu", "cuda"... ``until_epoch``: stop after that epoch as an interruption would (the
-    schedule still spans ``config.epochs``); ``resume=True`` continues."""
-    from ..progress import Progress
+    schedule still spans ``config.epochs``); ``resume=True`` continues. A build whose samples differ
+    from the preset's in size (``preset_mismatch``) is named in a warning first, unless ``as_built``."""
+    from ..progress import Progress, duration
     from ..version import __version__
     from .checkpoint import read_checkpoint, save_run, set_rng_state
     from .recipe import TrainConfig, build_recipe, resolve_config
@@ -247,8 +270,11 @@ def train(task=None, data=None, out=None, source=None, samples=None, preset="cpu
     if out is None:
         raise PretextgenError("give the run folder: out=RUN_DIR (--out)")
     values, sample_overrides = config_values(config, overrides)
-    t, params_dict, params, data_dir, what, live_values = _open_data(task, data, source, samples, preset,
-                                                                      sample_overrides)
+    t, params_dict, params, data_dir, what, live_values, manifest = _open_data(task, data, source, samples, preset,
+                                                                                sample_overrides)
+    mismatch = manifest is not None and not as_built and not resume and preset_mismatch(t, manifest, preset, data_dir)
+    if mismatch:
+        log.warning(mismatch)
     out = Path(out)
     ckpt_path = out / CHECKPOINT
     state = None
@@ -402,13 +428,16 @@ def train(task=None, data=None, out=None, source=None, samples=None, preset="cpu
                 window.add(value, acc, n, waited)
                 whole.add(value, acc, n, waited)
                 seen += n
-                bar.update(n)
+                bar.update(n, step=step, loss=f"{window.loss / window.steps:.4f}")
                 if step % LOG_EVERY == 0:
                     if writer:  # as they come (a resume trims what follows its checkpoint)
                         _write_rows(metrics_path, [window.row(epoch + 1, step, lr, "steps")])
                     window = _Window()
             epoch += 1
             epoch_row = whole.row(epoch, step, optimizer.param_groups[0]["lr"], "epoch")
+            acc_ = f", pretext accuracy {float(epoch_row['accuracy']):.1%}" if epoch_row["accuracy"] else ""
+            bar.line(f"train {t.name}: epoch {epoch}/{cfg.epochs} done, step {step}, loss {float(epoch_row['loss']):.4f}"
+                     f"{acc_}, {float(epoch_row['samples_per_s']):,.0f} samples/s, eta {duration(bar.eta)}")
             if writer:
                 _write_rows(metrics_path, [epoch_row])
                 save_run(ckpt_path, task=t.name, params=params_dict, config=cfg.to_dict(), model=recipe.state_dict(),
