@@ -104,7 +104,7 @@ def verdicts() -> None:
                 row["silent"] += wrong and not said
     print("copies kept (of which with pixels unlike the photo's), by the rules before and now; the last column:")
     print("copies with pixels unlike the photo's that libjpeg decoded without a word\n")
-    print(f"| kind | copies | kept before | kept now | wrong pixels, no warning |\n|---|---|---|---|---|")
+    print("| kind | copies | kept before | kept now | wrong pixels, no warning |\n|---|---|---|---|---|")
     for kind, r in rows.items():
         print(f"| {kind} | {r['copies']} | {r['kept before']} ({r['wrong before']}) | {r['kept now']} ({r['wrong now']}) "
               f"| {r['silent']} |")

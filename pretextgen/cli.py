@@ -156,7 +156,8 @@ def _parser() -> argparse.ArgumentParser:
                         "(default: 0.25)")
 
     i = sub.add_parser("inspect", help="summarise a build or a training run; draw samples; look for shortcuts")
-    i.add_argument("out", metavar="OUT_DIR", help="a build's folder (holds manifest.json)")
+    i.add_argument("out", metavar="DIR", help="a build's folder (holds manifest.json), or a training run's "
+                   "(its summary, eval results and curves.png)")
     i.add_argument("--sheet", metavar="FILE.png", help="write a contact sheet of samples")
     i.add_argument("--html", metavar="FILE.html", help="write one self-contained HTML page (samples, histograms)")
     i.add_argument("--samples", type=int, default=12, help="samples drawn on the sheet/page (default: 12)")

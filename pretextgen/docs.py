@@ -225,9 +225,13 @@ def render_task(name: str) -> str:
     doc = sys.modules[t.plan.__module__].__doc__ or ""
     title, _, body = doc.strip().partition("\n\n")
     lines = [f"## {name}", "", f"**{markdown(' '.join(title.split()))}**", ""]
-    classes = ("one per sample (the label is the sample's plan number)" if t.label_is_plan_index
-               else str(t.num_classes(params)))
-    lines += [f"Task: {t.summary}. Paper: {t.paper}. Input: {t.input}s. Classes at the defaults: {classes}.", ""]
+    if t.pixel_targets is not None:
+        classes = ("Label: per pixel (`cls` is always 0; `pretextgen inspect` summarises the targets instead of a "
+                   "class histogram)")
+    else:
+        classes = "Classes at the defaults: " + ("one per sample (the label is the sample's plan number)"
+                                                 if t.label_is_plan_index else str(t.num_classes(params)))
+    lines += [f"Task: {t.summary}. Paper: {t.paper}. Input: {t.input}s. {classes}.", ""]
     if body:
         lines += [markdown(body), ""]
     if NOTES.get(name):

@@ -161,9 +161,14 @@ def tagged(items, height: int = PANEL_HEIGHT, gap: int = 4) -> np.ndarray:
     return hstack([labeled(f, t, n) for f, (_, t) in zip(fitted, items)], gap)
 
 
+def text_box(s: str, size: int = TAG_SIZE, paper=PAPER) -> np.ndarray:
+    """``s`` on one strip just wide enough for it (a label to put somewhere: ``badge``, axis ticks)."""
+    return strip(s, int(_font(size).getlength(s)) + 2 * PAD, size, paper=paper)
+
+
 def badge(img: np.ndarray, s: str, size: int = TAG_SIZE) -> np.ndarray:
     """``s`` on a light box in the top-left corner of ``img`` (for labels that need their place)."""
-    b = strip(s, int(_font(size).getlength(s)) + 2 * PAD, size)
+    b = text_box(s, size)
     img = to_rgb(img).copy()
     h, w = min(b.shape[0], img.shape[0]), min(b.shape[1], img.shape[1])
     img[:h, :w] = b[:h, :w]

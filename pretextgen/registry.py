@@ -108,6 +108,11 @@ class Task:
     baseline: Callable | None = None
     # How the task trains (``TrainerSpec``); None: no bundled trainer yet (the video tasks).
     trainer: TrainerSpec | None = None
+    # Set by tasks whose targets are per pixel (their ``cls`` is always 0, so a class histogram says
+    # nothing): pixel_targets(out, manifest, params) -> the lines ``pretextgen inspect`` prints in
+    # the histogram's place: what the target is and how it is spread, from what the build folder
+    # holds (a prior file, the params, at most ``inspect.summary.SAMPLED`` samples).
+    pixel_targets: Callable | None = None
 
     def __post_init__(self):
         if not self.usable:

@@ -3,7 +3,8 @@
 - ``backend_cases(task)``: the (backend, device) pairs every task is checked on (test_contracts.py);
 - ``temporary_task(task, defaults)``: register a task for the length of a test only;
 - ``requires_gpu``, ``mean_abs_diff``, ``dali_difference``: backends against the reference;
-- ``SHARED_DATA``: ../shared/data, present on CI and developer machines only.
+- ``SHARED_DATA``: ../shared/data, present on CI and developer machines only;
+- ``labeled_folder``: a LABELED_DIR for ``pretextgen eval`` cut from scikit-image's photos.
 """
 from __future__ import annotations
 
@@ -88,3 +89,23 @@ def dali_difference(task_name: str, root, good, device: str, n: int, batch_size:
             worst = max(worst, mean_abs_diff(a[f.name], b[f.name]))
     dali.close()
     return worst
+
+
+def labeled_folder(out: Path, photos_root: Path, names=("astronaut.png", "chelsea.png"), n_train: int = 6,
+                   n_test: int = 4) -> Path:
+    """``out`` as a LABELED_DIR (train/<class>/, test/<class>/): square crops of real photos, one
+    class per photo, at random places and sizes (48 px to half the shorter side; fixed seed)."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    for name in names:
+        photo = cv2.imread(str(photos_root / name))
+        h, w = photo.shape[:2]
+        for split, n in (("train", n_train), ("test", n_test)):
+            folder = out / split / Path(name).stem
+            folder.mkdir(parents=True)
+            for i in range(n):
+                side = int(rng.integers(48, min(h, w) // 2))
+                y, x = int(rng.integers(0, h - side)), int(rng.integers(0, w - side))
+                assert cv2.imwrite(str(folder / f"{i}.png"), photo[y:y + side, x:x + side])
+    return out

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from helpers import temporary_task
 from pretextgen.cli import main
+from pretextgen.registry import get_task, list_tasks
 from pretextgen.training.models import SmallConvTrunk
 from pretextgen.training.recipe import Recipe
 from pretextgen.training.trainer import METRICS_COLUMNS
@@ -35,6 +36,8 @@ class ToyParams:
 
 class ToyRotation(Recipe):
     """RotNet in miniature: a two-block SmallConvTrunk (8-16 channels) and a 4-way head."""
+
+    accuracy = "top-1 of the toy's 4-way rotation classifier"
 
     def __init__(self, params, config):
         super().__init__(params, config)
@@ -149,12 +152,69 @@ def test_evaluate_writes_the_json_with_every_row(result):
         assert set(row) == {"linear", "knn"}
         assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in row.values())
     assert data["pretext_accuracy"] == pytest.approx(0.99)  # metrics.csv's last epoch
+    assert data["pretext_accuracy_meaning"] == ToyRotation.accuracy
     assert (data["k"], data["temperature"], data["pool"]) == (20, 0.07, {"stages": 4, "pixels": 8})
     assert data["classes"] == sorted(Path(p).stem for p in PHOTOS) and data["test_folder"] == "val"
     assert (data["train_images"], data["test_images"], data["unreadable"]) == (3 * N_TRAIN, 3 * N_TEST, [])
     # Three photos are easy to tell apart from their colours: far better than chance, even
     # with 12 train images a class.
     assert data["pixels"]["linear"] >= 0.6 and data["pixels"]["knn"] >= 0.6  # chance: 1/3
+
+
+def _accuracies(data: dict) -> list:
+    """Every accuracy of ``evaluate``'s dict (None where there is none)."""
+    rows = [*data["pretext"].values(), *data["random"].values(), data["pixels"]]
+    b = data["best"]
+    return [v for row in rows for v in row.values()] + [data["pretext_accuracy"], b["linear"],
+                                                        b["random_same_stage"], b["random_best"]]
+
+
+def _at_most_4_decimals(v) -> bool:
+    return v is None or float(f"{v:.4f}") == v
+
+
+def test_json_accuracies_have_at_most_4_decimals(result):
+    _, data = result
+    accs = _accuracies(data)
+    assert all(_at_most_4_decimals(v) for v in accs), accs
+    # 18 test images: most top-1s are k/18, which need more than 4 decimals unrounded.
+    assert any(round(v * 18) / 18 != v for v in accs if v is not None)
+    assert data["best"]["gain_points"] == round(100 * (data["best"]["linear"] - data["best"]["random_best"]), 2)
+    # An older eval.json (compare reuses one) is rounded the same way, and rounding twice changes nothing.
+    raw = {**data, "pixels": {"linear": 2 / 3, "knn": 1 / 7}, "pretext_accuracy": 0.912345678}
+    again = ev.round_accuracies(raw)
+    assert again["pixels"] == {"linear": 0.6667, "knn": 0.1429} and again["pretext_accuracy"] == 0.9123
+    assert ev.round_accuracies(again) == again and again["k"] == data["k"] and again["l2"] == data["l2"]
+
+
+def test_compare_table_says_what_each_pretext_accuracy_is(result):
+    from pretextgen.training.compare import round_summary, table
+
+    out, _ = result
+    rows = [{**out, "train_seconds": 3.0},
+            {**out, "train_seconds": 3.0, "task": "inpainting", "pretext_accuracy": None,
+             "pretext_accuracy_meaning": "none measured: the loss is a weighted L2 regression of the target's pixels"}]
+    lines = table(rows)
+    assert lines[2].startswith(f"| {TASK} | 99.0 |") and lines[3].startswith("| inpainting |  |")
+    notes = lines[lines.index("") + 1:]
+    assert notes == [f"- pretext acc, {TASK}: {ToyRotation.accuracy}",
+                     "- pretext acc, inpainting: none measured: the loss is a weighted L2 regression of the target's "
+                     "pixels"]
+    summary = round_summary({"task": TASK, "accuracy": 0.987654321, "data_wait": 0.123, "loss": 0.123456789})
+    assert (summary["accuracy"], summary["data_wait"], summary["loss"]) == (0.9877, 0.123, 0.123456789)
+    assert round_summary({"accuracy": None})["accuracy"] is None
+
+
+@pytest.mark.parametrize("task", [t for t in list_tasks() if get_task(t).trainer is not None])
+def test_every_bundled_recipe_says_what_its_accuracy_measures(task):
+    from pretextgen.training.recipe import recipe_class
+
+    said = recipe_class(get_task(task)).accuracy
+    kind = {"rotation": "top-1 of the 4-way", "jigsaw": "top-1 of the permutation", "context": "top-1 of the 8-way",
+            "exemplar": "most similar other patch", "contrastive": "most similar other view",
+            "colorization": "per-pixel top-1", "splitbrain": "mean of two per-pixel top-1s",
+            "inpainting": "none measured", "mae": "none measured"}
+    assert said and kind[task] in said
 
 
 def test_report_shows_all_rows_protocol_and_the_shortcut_flag(result):
@@ -165,7 +225,10 @@ def test_report_shows_all_rows_protocol_and_the_shortcut_flag(result):
     for row in ("pretext block1", "pretext block2", "random block1", "random block2", "raw pixels"):
         assert row in text
     assert "k=20, T=0.07" in text and "4x4" in text and "8x8" in text and "80/20" in text
-    assert "pretext accuracy (last epoch): 99.0%" in text and "points over the random trunk" in text
+    assert f"pretext accuracy (last epoch): 99.0% ({TASK}: {ToyRotation.accuracy})" in text
+    assert "points over the random trunk" in text
+    none = " ".join(line.strip() for line in ev.report({**out, "pretext_accuracy": None}))
+    assert f"pretext accuracy (last epoch): not recorded ({TASK}: {ToyRotation.accuracy})" in none
     best_p = max(v["linear"] for v in out["pretext"].values())
     best_r = max(v["linear"] for v in out["random"].values())
     assert out["shortcut"] == (best_p <= best_r)  # pretext accuracy is 0.99 here
@@ -290,7 +353,9 @@ def test_cli_prints_the_table_and_writes_json(run, labeled, tmp_path, capsys):
                            "--json", str(tmp_path / "e.json"))
     assert code == 0, err
     assert "raw pixels" in out and "random block2" in out and "k=20, T=0.07" in out
-    assert json.loads((tmp_path / "e.json").read_text())["task"] == TASK
+    assert f"pretext accuracy (last epoch): 99.0% ({TASK}: top-1 of the toy's" in out
+    data = json.loads((tmp_path / "e.json").read_text())
+    assert data["task"] == TASK and all(_at_most_4_decimals(v) for v in _accuracies(data))
 
 
 def test_cli_errors_are_one_line(run, labeled, tmp_path, capsys):
@@ -335,6 +400,10 @@ def test_a_bundled_recipe_trains_then_evaluates_end_to_end(task, labeled, tmp_pa
     assert out["task"] == task and list(out["pretext"]) == list(out["random"]) == ["block1", "block2", "block3"]
     accs = [v for s in ("pretext", "random") for st in out[s].values() for v in st.values()]
     assert all(0 <= a <= 1 for a in accs + list(out["pixels"].values()))
+    from pretextgen.training.recipe import recipe_class
+
+    assert out["pretext_accuracy_meaning"] == recipe_class(get_task(task)).accuracy
+    assert all(_at_most_4_decimals(v) for v in _accuracies(out))
 
 
 @pytest.mark.slow
@@ -346,6 +415,9 @@ def test_compare_builds_trains_evaluates_and_reuses_what_exists(labeled, tmp_pat
     assert main(args) == 0
     first = capsys.readouterr().out
     assert "| rotation |" in first and "gain" in first
+    assert "- pretext acc, rotation: top-1 of the 4-way rotation classifier" in first
+    (row,) = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert all(_at_most_4_decimals(v) for v in _accuracies(row) + [row["gain"], row["train_summary"]["accuracy"]])
     for name in ("build/manifest.json", "run/checkpoint.pt", "eval.json", "times.json"):
         assert (tmp_path / "cmp" / "rotation" / name).exists(), name
     stamp = (tmp_path / "cmp" / "rotation" / "eval.json").stat().st_mtime_ns

@@ -5,8 +5,10 @@ import base64
 import html.parser
 import io
 import json
+import re
 import shutil
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -70,6 +72,104 @@ def test_summary_lists_counts_histogram_and_skipped_inputs(tmp_path, capsys):
     assert "not an image" in text and "notes.txt" in text and "broken.jpg" in text
     bars = [line.split() for line in text.splitlines() if line.startswith("          ") and "#" in line]
     assert sum(int(b[-1]) for b in bars) == 9, "the label histogram counts every sample"
+
+
+# ---------------------------------------------------------------- per-pixel targets: no class histogram
+HISTOGRAM_BAR = re.compile(r"^ +\S+ #+ +\d+$")  # a row of histogram_lines
+
+
+def _entropy_bits(counts) -> float:
+    p = np.asarray(counts, np.float64)
+    p = p[p > 0] / p.sum()
+    return float(-(p * np.log2(p)).sum())
+
+
+def _pixel_summary_facts(task: str, out: Path) -> list[str]:
+    """What the summary of a per-pixel task must say, worked out here from the build's own files (the
+    prior, the samples) rather than read back from the code under test."""
+    m = read_manifest(out)
+    p = make_params(get_task(task), m["params"])
+    samples = read_samples(out, range(m["samples"]))
+    if task in ("colorization", "splitbrain"):
+        prior = json.loads((out / "ab_prior.json").read_text())
+        counts = np.asarray(prior["counts"])
+        top = int(np.argmax(counts))
+        a, b = prior["bins"][top]
+        return [f"{(counts > 0).sum()} of {len(counts)} used", f"entropy {_entropy_bits(counts):.2f} bits",
+                f"most frequent: ab ({a:g}, {b:g}) {counts[top] / counts.sum():.1%}"]
+    if task == "video_colorization":
+        counts = np.bincount(np.concatenate([s["bins"][1:].ravel() for s in samples]), minlength=p.clusters)
+        return [f"{(counts > 0).sum()} of {p.clusters} used", f"entropy {_entropy_bits(counts):.2f} bits",
+                f"most frequent: #{int(np.argmax(counts))} ab", f"of {len(samples)} of {len(samples)} sample(s)"]
+    if task == "inpainting":
+        hidden = [s["mask"].mean() for s in samples]
+        if p.mask == "center":  # the same hole in every sample
+            return ["the target is the pixels", f"{hidden[0]:.1%} of the crop"]
+        return ["the target is the pixels", f"mean {np.mean(hidden):.1%}, min {min(hidden):.1%}, max {max(hidden):.1%}"]
+    if task == "mae":
+        mask = samples[0]["mask"]
+        assert all(int(s["mask"].sum()) == int(mask.sum()) for s in samples)
+        return ["the target is the pixels", f"{int(mask.sum())} of {mask.size} patches masked"]
+    raise AssertionError(f"{task}: no expected summary written for this per-pixel task")
+
+
+def _check_labels(task: str, out: Path, text: str) -> None:
+    """A per-pixel task's summary has no class histogram and says what its targets are; another
+    task's has its histogram."""
+    bars = [line for line in text.splitlines() if HISTOGRAM_BAR.match(line)]
+    if get_task(task).pixel_targets is None:
+        assert bars or "one per plan" in text, f"{task}: the class histogram is missing"
+        return
+    assert not bars and not re.search(r"labels: \d+ classes", text), f"{task}: a class histogram of a constant cls"
+    assert "labels: per pixel (cls is always 0)" in text or "labels: none (cls is always 0)" in text
+    for fact in _pixel_summary_facts(task, out):
+        assert fact in text, f"{task}: {fact!r} not in the summary:\n{text}"
+
+
+@pytest.fixture(scope="module")
+def colour(tmp_path_factory):
+    """A small colorization build (its ab_prior.json beside the shards)."""
+    out = tmp_path_factory.mktemp("colour") / "colorization"
+    build("colorization", out, samples=4, seed=1, workers=1, progress=False, backend="opencv",
+          overrides={"size": 32, "target_stride": 2})
+    return out
+
+
+def test_inspect_cli_in_a_batch_job_summarises_ab_targets_without_a_histogram(colour, tmp_path):
+    """The real command in a subprocess, its stdout and stderr sent to a file as a batch job's are:
+    the ab-bin usage of the build's prior instead of a class histogram, in the text and on the page."""
+    log, page = tmp_path / "inspect.log", tmp_path / "page.html"
+    with open(log, "w") as f:
+        proc = subprocess.run([sys.executable, "-m", "pretextgen.cli", "inspect", str(colour), "--html", str(page),
+                               "--samples", "2"], stdout=f, stderr=f, timeout=300)
+    text = log.read_text()
+    assert proc.returncode == 0, text
+    _check_labels("colorization", colour, text)
+    assert "ab_prior.json: " in text and "source image(s)" in text, "says where the counts come from"
+    assert "\x1b" not in text and "\r" not in text, "a log file gets plain lines"
+    doc = page.read_text()
+    assert "samples per label" not in doc and "<p id='labels'>labels: per pixel" in doc
+    assert "of 261 used" in doc, "the page's summary carries the same lines"
+
+
+def test_ab_usage_without_a_prior_file_counts_sampled_targets(colour, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(colour, out)
+    (out / "ab_prior.json").unlink()
+    counts = np.bincount(np.concatenate([s["ab_bins"][..., 0].ravel() for s in read_samples(out, range(4))]),
+                         minlength=261)
+    text = "\n".join(summary_lines(out))
+    assert f"target pixels of 4 sample(s) (no ab_prior.json in the build): {(counts > 0).sum()} of 261 used" in text
+    assert f"entropy {_entropy_bits(counts):.2f} bits" in text
+
+
+def test_inpainting_blocks_summary_states_the_hidden_share_of_the_plans(tmp_path):
+    out = tmp_path / "blocks"
+    build("inpainting", out, samples=5, seed=2, workers=1, progress=False, backend="opencv",
+          overrides={"size": 32, "mask": "blocks"})
+    text = "\n".join(summary_lines(out))
+    _check_labels("inpainting", out, text)
+    assert "mask blocks: 20-30% of the crop hidden (coverage)" in text and "over 5 of 5 sample(s)" in text
 
 
 def test_inspect_and_verify_give_one_error_line_for_a_missing_build(tmp_path, capsys):
@@ -208,7 +308,7 @@ def _video_source_or_skip():
 
 
 @pytest.mark.parametrize("task", list_tasks())
-def test_every_task_is_drawn(task, tmp_path):
+def test_every_task_is_drawn(task, tmp_path, capsys):
     if get_task(task).input == "video":
         _video_source_or_skip()
     out = _build(tmp_path, task, 3)
@@ -222,7 +322,9 @@ def test_every_task_is_drawn(task, tmp_path):
         assert panel.std() > 5, f"{task}: an empty panel"
         assert caption.startswith(f"#{sample['index']}:")
     sheet = tmp_path / "sheet.png"
+    capsys.readouterr()
     assert main(["inspect", str(out), "--sheet", str(sheet), "--samples", "3"]) == 0
+    _check_labels(task, out, capsys.readouterr().out)
     import cv2
 
     img = cv2.imread(str(sheet))

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import labeled_folder
 from pretextgen import progress as progress_module
 from pretextgen.progress import Progress
 
@@ -89,17 +90,8 @@ def test_progress_lines_without_a_terminal(monkeypatch):
     assert sink.getvalue().count("\n") == 1
 
 
-def _labeled(root):
-    for split in ("train", "test"):
-        for k, value in enumerate((40, 200)):
-            (root / split / f"c{k}").mkdir(parents=True)
-            for i in range(2):
-                cv2.imwrite(str(root / split / f"c{k}" / f"{i}.png"), np.full((32, 32, 3), value + i, np.uint8))
-    return root
-
-
-def test_eval_takes_the_run_folder_and_names_a_file_that_is_not_a_checkpoint(builds, tmp_path):
-    labeled = _labeled(tmp_path / "labeled")
+def test_eval_takes_the_run_folder_and_names_a_file_that_is_not_a_checkpoint(builds, tmp_path, photos):
+    labeled = labeled_folder(tmp_path / "labeled", photos[0], n_train=3, n_test=2)
     code, text = cli(tmp_path, "train", "--data", str(builds["cpu"]), "--out", str(tmp_path / "run"), "--epochs", "1",
                      "--set", "num_workers=0")
     assert code == 0, text
@@ -136,3 +128,13 @@ def test_help_lists_commands_in_the_order_a_user_meets_them_and_builds_lead_to_t
     assert code == 0 and "pretextgen train --data" in text
     code, text = cli(tmp_path, "build", "--task", "frame_order", "--out", str(tmp_path / "f"), "--samples", "4")
     assert code == 0 and "pretextgen train" not in text, text
+
+
+def test_compare_says_which_task_and_step_it_is_on(tmp_path, photos):
+    labeled = labeled_folder(tmp_path / "labeled", photos[0], n_train=3, n_test=2)
+    code, text = cli(tmp_path, "compare", "--tasks", "rotation", "--source", str(photos[0]), "--labeled",
+                     str(labeled), "--out", str(tmp_path / "cmp"), "--samples", "16", "--epochs", "1")
+    assert code == 0, text
+    steps = [line for line in text.splitlines() if line.startswith("compare 1/1: rotation: ")]
+    assert [s.split(": ")[2].split(" ")[0] for s in steps] == ["build", "train", "eval"], steps
+    assert text.index("compare 1/1: rotation: eval") < text.index("| rotation |")

@@ -1,6 +1,6 @@
 """``pretextgen inspect OUT_DIR``: a terminal summary of a build (``summary``), a contact sheet
 (``--sheet``, ``sheet``), one self-contained HTML page (``--html``, ``page``) and the shortcut audit
-(``--audit``, see ``audit.py``).
+(``--audit``, see ``audit.py``); for a training run's folder, the run's summary (``run``).
 
 Samples are drawn the way a person checks them, by their task's ``Task.draw`` (declared in the
 task's file, built from ``pretextgen.drawing``; ``draw_generic`` shows any image-like field
@@ -14,6 +14,7 @@ from pathlib import Path
 from ..errors import PretextgenError
 from ..shards import read_manifest, read_samples
 from .page import html_page
+from .run import is_run, run_lines
 from .sheet import Context, contact_sheet, draw, draw_generic, drawn_samples, make_context, pick, png_bytes
 from .summary import histogram_lines, summary_lines, written
 
@@ -23,8 +24,16 @@ __all__ = ["Context", "contact_sheet", "draw", "draw_generic", "drawn_samples", 
 
 def inspect_cmd(out_dir, sheet=None, page=None, samples: int = 12, audit: bool = False, source=None) -> int:
     """The ``pretextgen inspect`` command: prints the summary; writes the sheet / page if asked.
-    ``source``: where the build's sources are now (default: the manifest's)."""
+    ``source``: where the build's sources are now (default: the manifest's). A training run's folder
+    gets its run summary instead (``run.run_lines``)."""
     out = Path(out_dir)
+    if is_run(out):
+        asked = [flag for flag, given in (("--sheet", sheet), ("--html", page), ("--audit", audit)) if given]
+        if asked:
+            raise PretextgenError(f"{out} is a training run, not a build; {', '.join(asked)}: for builds only "
+                                  "(config.json's \"data\" names the build it trained on)")
+        print("\n".join(run_lines(out)))
+        return 0
     read_manifest(out)  # one clear error for a folder that is not a (merged) build
     if samples < 1:
         raise PretextgenError("--samples must be at least 1")

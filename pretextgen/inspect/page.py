@@ -1,4 +1,5 @@
-"""The self-contained HTML page of ``pretextgen inspect --html``: summary, histograms, samples."""
+"""The self-contained HTML page of ``pretextgen inspect --html``: summary, histograms (no label
+histogram for per-pixel targets: the summary's ``pixel_targets`` lines say what they are), samples."""
 from __future__ import annotations
 
 import base64
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..registry import get_task
 from ..shards import read_manifest
 from .sheet import png_bytes
 from .summary import written
@@ -45,7 +47,10 @@ def html_page(out: Path, drawn, summary: list[str], audit_lines: list[str] | Non
              "</style></head><body>",
              f"<h1>{html.escape(m['task'])}: {written(m)} samples{incomplete}</h1>",
              f"<pre id='summary'>{html.escape(chr(10).join(summary))}</pre>", "<h2>Histograms</h2>"]
-    if hist:
+    if get_task(m["task"]).pixel_targets is not None:  # cls is always 0: one bar would say nothing
+        parts.append("<p id='labels'>labels: per pixel, no class histogram; what the targets are and how they "
+                     "spread is in the summary above</p>")
+    elif hist:
         parts.append(_svg_bars([(f"label {c}", hist.get(c, 0)) for c in range(k)], "samples per label"))
     if len(m["shards"]) > 1:
         parts.append(_svg_bars([(s["name"], s["bytes"]) for s in m["shards"]], "bytes per shard"))

@@ -1,11 +1,14 @@
-"""The terminal summary of a build: task, params, fields, label histogram, sources."""
+"""The terminal summary of a build: task, params, fields, label histogram (or, for per-pixel
+targets, the task's ``pixel_targets`` lines), sources."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-from ..shards import read_manifest
+from ..shards import read_manifest, read_samples
+
+SAMPLED = 64  # samples a per-pixel summary may decode when the build folder holds no tally
 
 
 def written(m: dict) -> int:
@@ -32,7 +35,7 @@ def summary_lines(out: Path) -> list[str]:
     pixels = m.get("pixels", "png")
     fields = [f"{f.name}.{stored_ext(f, pixels)} {f.dtype} {tuple(f.shape(params_))}" for f in t.fields]
     lines.append("fields: " + ", ".join(fields) + ", cls (label), json (the plan)")
-    lines += histogram_lines(m)
+    lines += t.pixel_targets(out, m, params_) if t.pixel_targets else histogram_lines(m)
     lines.append(f"sources: {m['source']}: {m['source_files']} file(s), {m['sources_used']} used, "
                  f"{len(m['skipped'])} skipped")
     from ..sources import quirk_summary, skip_summary, slow_summary
@@ -61,3 +64,24 @@ def histogram_lines(m: dict, width: int = 40, rows: int = 16) -> list[str]:
     top = max(v for _, v in groups) or 1
     out += [f"  {name:>9} {'#' * int(round(width * v / top)):<{width}} {v}" for name, v in groups]
     return out
+
+
+def sampled(out: Path, m: dict, n: int = SAMPLED) -> list[dict]:
+    """At most ``n`` decoded samples spread evenly over what the build has written."""
+    total = written(m)
+    return read_samples(out, np.linspace(0, total - 1, min(n, total)).round().astype(int)) if total else []
+
+
+def usage_lines(counts, names: list[str], what: str, where: str, top: int = 5) -> list[str]:
+    """How per-pixel targets spread over ``len(counts)`` classes (``what``, counted in ``where``):
+    classes used, entropy in bits (2^H: as many classes used equally), the ``top`` most frequent."""
+    counts = np.asarray(counts, np.float64)
+    k, total = len(counts), counts.sum()
+    if total <= 0:
+        return [f"  {what}: nothing counted ({where})"]
+    p = counts[counts > 0] / total
+    h = float(-(p * np.log2(p)).sum()) + 0.0  # + 0.0: one class used gives -0.0
+    order = [i for i in np.argsort(-counts, kind="stable")[:top] if counts[i] > 0]
+    return [f"  {what}, {where}: {len(p)} of {k} used; entropy {h:.2f} bits (as {2 ** h:.1f} used equally; "
+            f"all {k} equally: {np.log2(k):.2f})",
+            "    most frequent: " + ", ".join(f"{names[i]} {counts[i] / total:.1%}" for i in order)]

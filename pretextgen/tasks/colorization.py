@@ -298,6 +298,35 @@ def draw(sample, meta, ctx):
         "colour target"
 
 
+def ab_usage(out, m: dict, p: ColorizationParams) -> list[str]:
+    """How the ab targets spread over the in-gamut bins: the counts of the build's ab_prior.json (every
+    pixel of the sources, no sample decoded); without that file, the nearest bins of sampled targets."""
+    from ..inspect.summary import sampled, usage_lines
+
+    bins = lab.gamut_bins(p.grid_step)
+    names = [f"ab ({a:g}, {b:g})" for a, b in bins]
+    path = Path(out) / PRIOR_FILE
+    if path.exists():
+        data = json.loads(path.read_text())
+        reused = (m.get("ab_prior") or {}).get("reused")
+        where = (f"{PRIOR_FILE}: {data['pixels']} pixels of {data['images']} source image(s)"
+                 + (f", a prior reused from {reused}" if reused else ""))
+        return usage_lines(data["counts"], names, "in-gamut ab bins", where)
+    samples = sampled(out, m)
+    counts = np.bincount(np.concatenate([np.asarray(s["ab_bins"])[..., 0].ravel() for s in samples] or [[]])
+                         .astype(np.int64), minlength=len(bins))
+    return usage_lines(counts, names, "in-gamut ab bins (nearest)",
+                       f"target pixels of {len(samples)} sample(s) (no {PRIOR_FILE} in the build)")
+
+
+def pixel_targets(out, m: dict, p: ColorizationParams) -> list[str]:
+    """inspect's label lines: the target per pixel, and the ab-bin usage (``ab_usage``)."""
+    t = p.target_side()
+    return [f"labels: per pixel (cls is always 0): the ab of {t} x {t} target pixels a sample (target_stride "
+            f"{p.target_stride}), soft-encoded over the {p.neighbours} nearest of {len(lab.gamut_bins(p.grid_step))} "
+            f"in-gamut ab bins (grid_step {p.grid_step})", *ab_usage(out, m, p)]
+
+
 def soft_encode_dense(ab, bins, k, sigma):
     """The baselines' soft encoding: a dense (h, w, Q) array from the k nearest bins of every pixel."""
     x = ab.reshape(-1, 2)
@@ -348,6 +377,7 @@ TASK = register_task(Task(
     paper="Zhang, Isola & Efros 2016, Colorful Image Colorization",
     draw=draw,
     baseline=paper_baseline,
+    pixel_targets=pixel_targets,
     # Training (pretextgen train): CPU preset for 32 px CIFAR-like photos on 2 cores; GPU preset
     # ResNet-18 (CIFAR stem) with AMP. Sample params per preset: what `pretextgen compare` builds.
     trainer=TrainerSpec(

@@ -204,6 +204,26 @@ def draw(sample, meta, ctx):
         f"{meta.get('kind', '')} coverage {meta.get('coverage', 0):.2f}"
 
 
+def pixel_targets(out, m: dict, p: InpaintingParams) -> list[str]:
+    """inspect's label lines: the target is pixels; the hidden share, from the params (center) or
+    from the plans' ``coverage`` of sampled samples (blocks, regions)."""
+    if p.mask == "center":
+        t, h = p.size // 2, p.size // 2 - 2 * p.overlap
+        return [f"labels: none (cls is always 0): the target is the pixels of the central {t} x {t} square "
+                f"(target.png); its {p.overlap} px border stays visible and the {h} x {h} hole is hidden (mask "
+                f"center): {h * h / p.size ** 2:.1%} of the crop"]
+    from ..inspect.summary import sampled, written
+
+    shares = [float(s["json"]["coverage"]) for s in sampled(out, m)]
+    lo, hi = p.coverage
+    lines = [f"labels: none (cls is always 0): the target is the pixels of the whole crop (target.png), scored where "
+             f"hidden; mask {p.mask}: {100 * lo:g}-{100 * hi:g}% of the crop hidden (coverage)"]
+    if shares:
+        lines.append(f"  hidden share over {len(shares)} of {written(m)} sample(s): mean {np.mean(shares):.1%}, "
+                     f"min {min(shares):.1%}, max {max(shares):.1%}")
+    return lines
+
+
 def paper_baseline(path, rng, p):
     """Context-encoder-style loader (Pathak et al.): PIL crop + resize, NumPy mask, hole set to the mean."""
     from PIL import Image
@@ -253,6 +273,7 @@ TASK = register_task(Task(
     paper="Pathak et al. 2016, Context Encoders: Feature Learning by Inpainting",
     draw=draw,
     baseline=paper_baseline,
+    pixel_targets=pixel_targets,
     # Training (pretextgen train): CPU preset for 32 px CIFAR-like photos on 2 cores; GPU preset
     # ResNet-18 (CIFAR stem) with AMP. Sample params per preset: what `pretextgen compare` builds.
     trainer=TrainerSpec(

@@ -165,6 +165,14 @@ def paper_baseline(path, rng, p):
     return (a, patches[ids_shuffle[:keep]], patches, mask[ids_restore], ids_restore), 0
 
 
+def pixel_targets(out, m: dict, p: MAEParams) -> list[str]:
+    """inspect's label lines: the target is pixels, and the masked share (exact: from the params)."""
+    n, k = p.num_patches, p.num_patches - p.len_keep
+    return [f"labels: none (cls is always 0): the target is the pixels of all {n} patches of {p.patch} x {p.patch} px "
+            f"(target.npy{', normalised per patch: norm_pix' if p.norm_pix else ''}); {k} of {n} patches masked in "
+            f"every sample ({k / n:.1%}; mask_ratio {p.mask_ratio:g}), and the loss is scored on those"]
+
+
 TASK = register_task(Task(
     name="mae",
     params=MAEParams,
@@ -184,6 +192,7 @@ TASK = register_task(Task(
     paper="He et al. 2022, Masked Autoencoders Are Scalable Vision Learners",
     draw=draw,
     baseline=paper_baseline,
+    pixel_targets=pixel_targets,
     # Training (pretextgen train): CPU preset for 32 px CIFAR-like photos on 2 cores; GPU preset
     # ResNet-18 (CIFAR stem) with AMP. Sample params per preset: what `pretextgen compare` builds.
     trainer=TrainerSpec(

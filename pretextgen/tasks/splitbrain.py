@@ -74,6 +74,15 @@ def draw(sample, meta, ctx):
         (", flipped" if meta.get("flip") else "")
 
 
+def pixel_targets(out, m: dict, p: SplitBrainParams) -> list[str]:
+    """inspect's label lines: the two targets per pixel, and the ab-bin usage (``colorization.ab_usage``)."""
+    t = p.target_side()
+    return [f"labels: per pixel (cls is always 0): two targets at {t} x {t} pixels a sample (target_stride "
+            f"{p.target_stride}): L -> ab, the ab soft-encoded over the {p.neighbours} nearest of "
+            f"{len(lab.gamut_bins(p.grid_step))} in-gamut ab bins (grid_step {p.grid_step}); ab -> L, the L bin "
+            f"(of {p.l_bins})", *col.ab_usage(out, m, p)]
+
+
 def paper_baseline(path, rng, p):
     """Split-brain loader in the style of the PyTorch re-implementations of Zhang et al. 2017: the
     colorization baseline's crop and Lab; inputs L and ab, targets the dense ab encoding and L bins."""
@@ -104,6 +113,7 @@ TASK = register_task(Task(
     paper="Zhang, Isola & Efros 2017, Split-Brain Autoencoders: Unsupervised Learning by Cross-Channel Prediction",
     draw=draw,
     baseline=paper_baseline,
+    pixel_targets=pixel_targets,
     # Training (pretextgen train): CPU preset for 32 px CIFAR-like photos on 2 cores; GPU preset
     # ResNet-18 (CIFAR stem) with AMP. Sample params per preset: what `pretextgen compare` builds.
     trainer=TrainerSpec(

@@ -229,6 +229,25 @@ def draw(sample, meta, ctx):
     return tagged(items), f"frames {meta.get('frames')}"
 
 
+def pixel_targets(out, m: dict, p: VideoColorizationParams) -> list[str]:
+    """inspect's label lines: the cluster-id targets, and how the target frames of sampled samples use
+    the clusters (the centres from the manifest, as ``prepare`` fit them)."""
+    from ..inspect.summary import sampled, usage_lines, written
+
+    samples = sampled(out, m)
+    centres = (m.get("ab_clusters") or {}).get("centres") or (samples[0]["json"]["ab_centres"] if samples else [])
+    counts = np.zeros(max(p.clusters, len(centres)), np.int64)
+    for s in samples:  # the targets only: the reference's ids are the colours pointed at, not labels
+        counts += np.bincount(np.asarray(s["bins"])[1:].ravel(), minlength=len(counts))[: len(counts)]
+    names = [f"#{j} ab ({a:.0f}, {b:.0f})" for j, (a, b) in enumerate(centres)] or \
+        [f"#{j}" for j in range(len(counts))]
+    return [f"labels: per pixel (cls is always 0): the colour cluster of each of {p.label_size} x {p.label_size} "
+            f"pixels of {p.targets} target frame(s) a sample, the nearest of {p.clusters} k-means ab centres "
+            f"({CLUSTERS_FILE})",
+            *usage_lines(counts, names, "colour clusters",
+                         f"target frames of {len(samples)} of {written(m)} sample(s)")]
+
+
 # The baseline's fixed ab centres: a uniform 4 x 4 grid (the original fits k-means).
 _BASELINE_AB_GRID = np.stack(np.meshgrid(np.linspace(-60, 60, 4), np.linspace(-60, 60, 4)), -1).reshape(-1, 2)
 
@@ -282,4 +301,5 @@ TASK = register_task(Task(
     video=VideoHooks(motion=False, prepare=prepare, usable=colour_reason),
     draw=draw,
     baseline=paper_baseline,
+    pixel_targets=pixel_targets,
 ))

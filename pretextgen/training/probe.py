@@ -51,6 +51,7 @@ HOLDOUT = 0.2  # share of each train class held out to choose l2
 SELECT_ITER, MAX_ITER, GRAD_TOL = 100, 1000, 1e-4
 RANDOM_SEED = 12345  # the random trunk's initialisation (plus ``seed``)
 SHORTCUT_ACCURACY = 0.95
+DECIMALS = 4  # accuracies in the JSON: 0.01 of a point, finer than a test set of 10,000 images resolves
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".gif", ".jp2"}
 PROBE = (f"multinomial logistic regression, full-batch L-BFGS (strong Wolfe), L2 from "
          f"{{{', '.join(f'{v:g}' for v in L2_GRID)}}} chosen on a stratified {round(100 * (1 - HOLDOUT))}/"
@@ -350,6 +351,25 @@ def pretext_accuracy(run_dir) -> float | None:
     return max(epochs, key=lambda ea: ea[0])[1] if epochs else None
 
 
+def _round(v):
+    return None if v is None else round(float(v), DECIMALS)
+
+
+def round_accuracies(result: dict) -> dict:
+    """``result`` (``evaluate``'s dict) with every accuracy in it rounded to ``DECIMALS`` places: the
+    stages' and the pixels' linear / kNN top-1, the pretext accuracy, the best stage's and the
+    random trunk's top-1 in ``best``. Other numbers are left as they are."""
+    out = dict(result)
+    for name in ("pretext", "random"):
+        out[name] = {stage: {k: _round(v) for k, v in scores.items()} for stage, scores in result.get(name, {}).items()}
+    out["pixels"] = {k: _round(v) for k, v in result.get("pixels", {}).items()}
+    out["pretext_accuracy"] = _round(result.get("pretext_accuracy"))
+    if "best" in result:
+        out["best"] = {**result["best"], **{k: _round(result["best"].get(k))
+                                            for k in ("linear", "random_same_stage", "random_best")}}
+    return out
+
+
 def _best(stages: dict) -> tuple[str, float]:
     name = max(stages, key=lambda s: stages[s]["linear"])
     return name, stages[name]["linear"]
@@ -367,10 +387,12 @@ def evaluate(checkpoint, data, json_path=None, seed: int = 0, device: str = "cpu
     ``data`` (see the module docstring). Returns (and writes to ``json_path``, when given)::
 
         {"task": T, "pretext": {stage: {"linear": acc, "knn": acc}}, "random": {stage: {...}},
-         "pixels": {"linear": acc, "knn": acc}, "pretext_accuracy": acc or None, ...}
+         "pixels": {"linear": acc, "knn": acc}, "pretext_accuracy": acc or None,
+         "pretext_accuracy_meaning": what it measures (the recipe's ``accuracy``), ...}
 
-    accuracies in [0, 1], with the protocol's settings beside them ("k", "temperature", "pool",
-    "probe", "l2", "classes", "train_images", "test_images", "best", "shortcut", ...). ``seed`` draws
+    accuracies in [0, 1] rounded to ``DECIMALS`` places, with the protocol's settings beside them ("k",
+    "temperature", "pool", "probe", "l2", "classes", "train_images", "test_images", "best", "shortcut",
+    ...). ``seed`` draws
     the probe's held-out split and (plus RANDOM_SEED) the random trunk. ``print(*report(result),
     sep="\\n")`` shows the table."""
     import torch
@@ -418,7 +440,8 @@ def evaluate(checkpoint, data, json_path=None, seed: int = 0, device: str = "cpu
         raise PretextgenError(f"train class {missing[0]!r} has no readable image in {data}")
 
     n = len(classes)
-    result = {"task": task.name, "pretext": {}, "random": {}, "pixels": {}, "pretext_accuracy": pretext_accuracy(run_dir)}
+    result = {"task": task.name, "pretext": {}, "random": {}, "pixels": {},
+              "pretext_accuracy": pretext_accuracy(run_dir), "pretext_accuracy_meaning": type(recipe).accuracy}
     l2, unconverged = {"pretext": {}, "random": {}, "pixels": None}, []
     for name in ("pretext", "random", "pixels"):
         for stage in train_f[name]:
@@ -434,6 +457,9 @@ def evaluate(checkpoint, data, json_path=None, seed: int = 0, device: str = "cpu
             if not probe["converged"]:
                 unconverged.append(f"{name} {stage}".replace("pixels pixels", "pixels"))
 
+    # Rounded before anything is derived from them: the ranking, the gain and the shortcut flag agree
+    # with the numbers the JSON shows.
+    result = round_accuracies(result)
     p_stage, p_acc = _best(result["pretext"])
     r_stage, r_acc = _best(result["random"])
     pa = result["pretext_accuracy"]
@@ -460,8 +486,9 @@ def evaluate(checkpoint, data, json_path=None, seed: int = 0, device: str = "cpu
 
 def report(result: dict) -> list[str]:
     """The evaluation as printed lines: the protocol, a table (rows: pretext trunk per stage, random
-    trunk per stage, raw pixels; columns linear / kNN top-1 in %), the pretext accuracy, the best
-    stage's gain over random, and a "likely shortcut" line when it applies."""
+    trunk per stage, raw pixels; columns linear / kNN top-1 in %), the pretext accuracy and what it
+    measures for this task, the best stage's gain over random, and a "likely shortcut" line when it
+    applies."""
     r = result
     pool = r["pool"]
     lines = [f"{r['task']}: linear probe and kNN top-1 on {r['data']} ({r['train_images']} train / {r['test_images']} "
@@ -482,8 +509,13 @@ def report(result: dict) -> list[str]:
     for name, v in rows:
         lines.append(f"{name:<{width}}{100 * v['linear']:>9.1f}{100 * v['knn']:>9.1f}")
     lines.append("")
-    pa = r["pretext_accuracy"]
-    lines.append("pretext accuracy (last epoch): " + ("not recorded" if pa is None else f"{100 * pa:.1f}%"))
+    pa, meaning = r["pretext_accuracy"], r.get("pretext_accuracy_meaning")
+    if pa is None:
+        line = "pretext accuracy (last epoch): not recorded" + (f" ({r['task']}: {meaning})" if meaning else "")
+    else:
+        meaning = meaning or "its recipe does not say what it measures"
+        line = f"pretext accuracy (last epoch): {100 * pa:.1f}% ({r['task']}: {meaning})"
+    lines += textwrap.wrap(line, width=100, subsequent_indent="  ", break_on_hyphens=False)
     b = r["best"]
     same = "" if b["random_same_stage"] is None else \
         f"{100 * (b['linear'] - b['random_same_stage']):+.1f} points over the random trunk at {b['stage']}, "

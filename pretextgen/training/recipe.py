@@ -7,6 +7,10 @@ head, and implements:
 
 - ``loss(batch) -> (loss, metrics)``: ``batch`` is the loader's dict (fields channels first,
   class ids int64, ``label`` int64); ``metrics`` may hold ``"accuracy"`` (pretext accuracy in [0, 1]).
+- ``accuracy`` (a class attribute): what that ``"accuracy"`` measures, in a phrase, or why there is
+  none; ``pretextgen eval`` and ``compare`` print it beside the number. It lives on the recipe, not
+  on the task, because the recipe's ``loss`` is what computes the number (exemplar's recipe scores
+  nearest neighbours, not the paper's classifier): a recipe swapped in states its own.
 - ``eval_input(images) -> x``: ``images`` uint8 (B, 3, H, W) RGB labeled images, already resized to
   ``eval_size``; returns them as the trunk saw its samples (float, normalised; L for colorization,
   L and ab for split-brain...). The evaluation's raw-pixel baseline reads this ``x`` too.
@@ -55,6 +59,7 @@ class Recipe(nn.Module):
     samples' params (the task's params dataclass, as the build made them)."""
 
     trunk: nn.Module
+    accuracy: str = ""  # what loss()'s "accuracy" measures (see the module docstring); "": not stated
 
     def __init__(self, params, config: TrainConfig):
         super().__init__()
@@ -101,10 +106,15 @@ def resolve_config(task, preset: str = "cpu", values: dict | None = None) -> Tra
     return TrainConfig(**data)
 
 
+def recipe_class(task) -> type:
+    """The task's recipe class (``TrainerSpec.recipe``, "module:Class"), imported, not built."""
+    module, _, name = task.trainer.recipe.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def build_recipe(task, params, config: TrainConfig) -> Recipe:
     """The task's recipe class (``TrainerSpec.recipe``, "module:Class"), made for ``params``, with
     weights initialised from ``config.seed``."""
-    module, _, name = task.trainer.recipe.partition(":")
-    cls = getattr(importlib.import_module(module), name)
+    cls = recipe_class(task)
     torch.manual_seed(config.seed)
     return cls(params, config)

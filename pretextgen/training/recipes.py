@@ -195,6 +195,8 @@ class Rotation(_RGB):
     """RotNet (Gidaris et al. 2018): trunk, last stage average-pooled, a linear 4-way classifier;
     cross-entropy on k. Input: normalised RGB at ``size``."""
 
+    accuracy = "top-1 of the 4-way rotation classifier (0, 90, 180 or 270 degrees)"
+
     def __init__(self, params, config):
         super().__init__(params, config)
         self.trunk = make_recipe_trunk(config, 3, params.size)
@@ -215,6 +217,8 @@ class Jigsaw(_RGB):
     cross-entropy. Extra: ``tile_width`` (128), ``head_width`` (256). Input: normalised RGB tiles,
     or the stored per-tile standardised ones with ``tile_norm`` (then ``eval_input`` standardises
     each image the same way). ``eval_size`` = ``tile``."""
+
+    accuracy = "top-1 of the permutation classifier (which permutation of the set shuffled the tiles)"
 
     def __init__(self, params, config):
         super().__init__(params, config)
@@ -244,6 +248,8 @@ class Context(_RGB):
     through a shared ``Linear(C, patch_width)`` + ReLU, the pair concatenated (centre, neighbour),
     then ``Linear -> ReLU -> Linear`` to 8 classes; cross-entropy. Extra: ``patch_width`` (128),
     ``head_width`` (256). Input: normalised RGB patches; ``eval_size`` = ``patch``."""
+
+    accuracy = "top-1 of the 8-way classifier of where the neighbour patch sits around the centre patch"
 
     def __init__(self, params, config):
         super().__init__(params, config)
@@ -296,6 +302,9 @@ class Exemplar(_Contrast):
     patches whose most similar other patch in the batch is of their class. Input: normalised RGB;
     ``eval_size`` = ``patch``."""
 
+    accuracy = ("share of patches whose most similar other patch in the batch (cosine, projected) is a transform "
+                "of the same seed patch: InfoNCE's nearest-neighbour score, not the paper's N-way classifier")
+
     field = "patches"
     default_temperature = 0.1
 
@@ -317,6 +326,9 @@ class Contrastive(_Contrast):
     ``proj_dim`` (128), ``proj_hidden`` (C). Accuracy: share of views whose nearest other view is
     of their group. Input: normalised RGB; ``eval_size`` = ``size``. Train from live samples
     (``--source``) to see fresh views every epoch."""
+
+    accuracy = ("share of views whose most similar other view in the batch (cosine, projected) is a view of the "
+                "same image; a larger batch (more negatives) makes it harder")
 
     field = "views"
 
@@ -386,6 +398,9 @@ class Colorization(Recipe):
     bin is their nearest bin. Input: L / 50 - 1 (labeled images converted with
     ``pretextgen.lab.srgb_to_lab``); ``eval_size`` = ``size``."""
 
+    accuracy = ("per-pixel top-1: share of target pixels whose most likely of the Q ab bins is their nearest bin "
+                "(not rebalanced)")
+
     def __init__(self, params, config):
         super().__init__(params, config)
         self.trunk = make_recipe_trunk(config, 1, params.size)
@@ -437,6 +452,9 @@ class SplitBrain(Recipe):
     mean of the two halves' per-pixel top-1. Input: L / 50 - 1 and ab / 110; ``eval_size`` =
     ``size``."""
 
+    accuracy = ("mean of two per-pixel top-1s: L -> ab (most likely ab bin = the pixel's nearest bin) and ab -> L "
+                "(most likely L bin = the pixel's L bin)")
+
     def __init__(self, params, config):
         super().__init__(params, config)
         width = int(_extra(config, "decoder_width", 64))
@@ -476,6 +494,8 @@ class Inpainting(_RGB):
     ``overlap_weight`` (10, as the paper's code) and the hole 1; ``blocks`` / ``regions``: over the
     hidden pixels of the whole crop. Extra: ``decoder_width`` (64), ``overlap_weight`` (10).
     Evaluation: the trunk on whole (unmasked) normalised RGB images; ``eval_size`` = ``size``."""
+
+    accuracy = "none measured: the loss is a weighted L2 regression of the target's pixels"
 
     def __init__(self, params, config):
         super().__init__(params, config)
@@ -536,6 +556,8 @@ class Mae(_RGB):
     ``norm_pix``). Extra: ``decoder_width`` (128), ``decoder_depth`` (2), ``decoder_heads`` (4).
     Evaluation: the encoder on all patches of a normalised RGB image, tokens after blocks 4/8/12 as
     maps; ``eval_size`` = ``size``."""
+
+    accuracy = "none measured: the loss is the MSE of the masked patches' pixels"
 
     def __init__(self, params, config):
         super().__init__(params, config)

@@ -16,7 +16,8 @@ Writes in the run folder: ``config.json`` (the resolved config, the data, the sa
 ``checkpoint.pt`` at the end of every epoch (``checkpoint.save_run``: model, optimiser, scheduler,
 loader state, RNG states, epoch, step), ``metrics.csv`` (``METRICS_COLUMNS``: a ``steps`` row every
 ``LOG_EVERY`` steps, the mean over those steps, and an ``epoch`` row, the mean over the epoch;
-``epoch`` counts from 1, ``accuracy`` is empty for tasks without one). ``resume=True`` continues from
+``epoch`` counts from 1, ``accuracy`` is empty for tasks without one), ``curves.png`` redrawn at
+each epoch's end and TensorBoard events when it is installed (``curves.RunRecorder``). ``resume=True`` continues from
 the last checkpoint exactly: the next steps give the same losses as an uninterrupted run.
 
 Batches of one sample (a worker's last, when the count does not divide) are skipped and logged:
@@ -265,6 +266,7 @@ def train(task=None, data=None, out=None, source=None, samples=None, preset="cpu
     from ..progress import Progress, duration
     from ..version import __version__
     from .checkpoint import read_checkpoint, save_run, set_rng_state
+    from .curves import RunRecorder
     from .recipe import TrainConfig, build_recipe, resolve_config
 
     if out is None:
@@ -374,6 +376,7 @@ def train(task=None, data=None, out=None, source=None, samples=None, preset="cpu
 
     writer = rank == 0
     metrics_path = out / "metrics.csv"
+    recorder = RunRecorder(out, resume=state is not None)  # curves.png and TensorBoard; used on rank 0
     if writer:
         out.mkdir(parents=True, exist_ok=True)
         if state is None:
@@ -431,7 +434,9 @@ def train(task=None, data=None, out=None, source=None, samples=None, preset="cpu
                 bar.update(n, step=step, loss=f"{window.loss / window.steps:.4f}")
                 if step % LOG_EVERY == 0:
                     if writer:  # as they come (a resume trims what follows its checkpoint)
-                        _write_rows(metrics_path, [window.row(epoch + 1, step, lr, "steps")])
+                        row = window.row(epoch + 1, step, lr, "steps")
+                        _write_rows(metrics_path, [row])
+                        recorder.row(row)
                     window = _Window()
             epoch += 1
             epoch_row = whole.row(epoch, step, optimizer.param_groups[0]["lr"], "epoch")
@@ -440,11 +445,15 @@ def train(task=None, data=None, out=None, source=None, samples=None, preset="cpu
                      f"{acc_}, {float(epoch_row['samples_per_s']):,.0f} samples/s, eta {duration(bar.eta)}")
             if writer:
                 _write_rows(metrics_path, [epoch_row])
+                recorder.row(epoch_row)
                 save_run(ckpt_path, task=t.name, params=params_dict, config=cfg.to_dict(), model=recipe.state_dict(),
                          epoch=epoch, step=step, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                          loader=loader.state_dict(), extra={"data": what, "scaler": scaler.state_dict()})
+                recorder.epoch_end()
     finally:
         bar.close()
+        if writer:
+            recorder.close()
         torch.set_num_threads(threads_before)
     if world > 1:
         import torch.distributed as dist
