@@ -443,6 +443,8 @@ def evaluate(checkpoint, data, json_path=None, seed: int = 0, device: str = "cpu
     result = {"task": task.name, "pretext": {}, "random": {}, "pixels": {},
               "pretext_accuracy": pretext_accuracy(run_dir), "pretext_accuracy_meaning": type(recipe).accuracy}
     l2, unconverged = {"pretext": {}, "random": {}, "pixels": None}, []
+    fits = Progress(sum(len(train_f[name]) for name in ("pretext", "random", "pixels")), f"eval {task.name}: probes",
+                    "stages", progress)
     for name in ("pretext", "random", "pixels"):
         for stage in train_f[name]:
             tr = train_f[name][stage].to(device)
@@ -456,6 +458,8 @@ def evaluate(checkpoint, data, json_path=None, seed: int = 0, device: str = "cpu
                 result[name][stage], l2[name][stage] = scores, probe["l2"]
             if not probe["converged"]:
                 unconverged.append(f"{name} {stage}".replace("pixels pixels", "pixels"))
+            fits.update(1, done=f"{name} {stage}".replace("pixels pixels", "pixels"))
+    fits.close()
 
     # Rounded before anything is derived from them: the ranking, the gain and the shortcut flag agree
     # with the numbers the JSON shows.
