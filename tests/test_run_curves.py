@@ -204,7 +204,8 @@ def test_inspect_summarises_a_run_through_the_cli(run, labeled, tmp_path):
                         f"{float(last['samples_per_s']):,.0f} samples/s, data wait {float(last['data_wait']):.1%}")
     assert lines[5].startswith(f"eval: best pretext stage {best['stage']} {best['linear']:.1%} linear; "
                                f"random trunk's best {best['random_best_stage']}")
-    assert f"gain {best['gain_points']:+.1f} points" in lines[5]
+    lo, hi = best["gain_ci_points"]
+    assert f"gain {best['gain_points']:+.1f} points [{lo:+.1f}, {hi:+.1f}] (95% interval)" in lines[5]
     assert lines[6] == f"curves: {run / 'curves.png'} (drawn now from metrics.csv)"
     assert read_png(run / "curves.png").shape[1] == expected_width()
     assert inspect()[6] == f"curves: {run / 'curves.png'}"

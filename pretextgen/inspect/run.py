@@ -72,7 +72,10 @@ def _eval_line(run_dir: Path) -> str:
         b = result["best"]
         line = (f"eval: best pretext stage {b['stage']} {b['linear']:.1%} linear; random trunk's best "
                 f"{b['random_best_stage']} {b['random_best']:.1%}; gain {b['gain_points']:+.1f} points "
-                f"(standard error {b['stderr_points']:.1f}) on {result.get('data', '?')}")
+                + (f"[{b['gain_ci_points'][0]:+.1f}, {b['gain_ci_points'][1]:+.1f}] "
+                   f"({100 * result['bootstrap']['confidence']:.0f}% interval) "
+                   if "gain_ci_points" in b else f"(standard error {b['stderr_points']:.1f}) ")
+                + f"on {result.get('data', '?')}")
     except (ValueError, KeyError, TypeError):
         return f"eval: {path} is not what `pretextgen eval --json` writes; rerun the evaluation"
     return line + ("; likely shortcut (pretextgen eval explains)" if result.get("shortcut") else "")

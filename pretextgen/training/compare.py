@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from ..errors import PretextgenError
-from .probe import DECIMALS
+from .probe import CONFIDENCE, DECIMALS
 
 
 def _best(stages: dict) -> tuple[str, float]:
@@ -72,8 +72,9 @@ def compare(tasks: list[str], source, labeled, out="compare", preset: str = "cpu
     for r in rows:
         stage, acc = _best(r["pretext"])
         _, random_acc = _best(r["random"])
-        r["best_stage"], r["gain"] = stage, round(acc - random_acc, DECIMALS)
-    rows.sort(key=lambda r: r["gain"], reverse=True)
+        # "gain" is evaluate's per stage; the ranking's is the best stages' (an older eval.json: no interval)
+        r["best_stage"], r["best_gain"] = stage, round(acc - random_acc, DECIMALS)
+    rows.sort(key=lambda r: r["best_gain"], reverse=True)
     (out / "compare.json").write_text(json.dumps(rows, indent=1, default=str) + "\n")
     return rows
 
@@ -88,16 +89,18 @@ def round_summary(summary: dict) -> dict:
 def table(rows: list[dict]) -> list[str]:
     """The ranked comparison as Markdown lines, then one line per task saying what its pretext
     accuracy measures (it differs per task: a classifier's top-1, a nearest-neighbour share...)."""
-    lines = ["| task | pretext acc | best stage | linear: pretext / random / pixels | gain | kNN: pretext / random "
-             "/ pixels | train s |", "|---|---:|---|---|---:|---|---:|"]
+    lines = [f"| task | pretext acc | best stage | linear: pretext / random / pixels | gain [{100 * CONFIDENCE:.0f}% "
+             "interval] | kNN: pretext / random / pixels | train s |", "|---|---:|---|---|---:|---|---:|"]
     for r in rows:
         stage, acc = _best(r["pretext"])
         rstage, racc = _best(r["random"])
         knn_p = max(s["knn"] for s in r["pretext"].values())
         knn_r = max(s["knn"] for s in r["random"].values())
         pa = "" if r.get("pretext_accuracy") is None else f"{100 * r['pretext_accuracy']:.1f}"
+        ci = r.get("best", {}).get("gain_ci_points")
+        ci = f" [{ci[0]:+.1f}, {ci[1]:+.1f}]" if ci else ""
         lines.append(f"| {r['task']} | {pa} | {stage} | {100 * acc:.1f} / {100 * racc:.1f} / "
-                     f"{100 * r['pixels']['linear']:.1f} | {100 * (acc - racc):+.1f} | {100 * knn_p:.1f} / "
+                     f"{100 * r['pixels']['linear']:.1f} | {100 * (acc - racc):+.1f}{ci} | {100 * knn_p:.1f} / "
                      f"{100 * knn_r:.1f} / {100 * r['pixels']['knn']:.1f} | {r['train_seconds']:.0f} |")
     lines.append("")
     lines += [f"- pretext acc, {r['task']}: {r.get('pretext_accuracy_meaning') or 'not stated by its recipe'}"

@@ -24,6 +24,11 @@ Protocol (stated in the printed table and the JSON):
   ``MAX_ITER`` iterations, and a note names any fit that reached it); top-1 on test.
 - kNN: cosine similarity on the same standardised features, the ``K`` nearest train images vote
   with weight exp(similarity / ``TEMPERATURE``) (InstDisc, solo-learn's ``WeightedKNNClassifier``).
+- The random baseline: ``RANDOM_SEEDS`` trunks of the recipe, each initialised from its own seed,
+  probed alike (the strength ``l2`` chosen once per stage, on the first seed's features, and reused
+  by the others); ``random`` is their mean, ``random_seeds`` each one's result.
+- Gains (pretext minus the random seeds' mean, linear top-1) carry a ``CONFIDENCE`` interval from a
+  paired bootstrap over test images (``BOOTSTRAP`` resamples: the same images score both sides).
 """
 from __future__ import annotations
 
@@ -49,7 +54,9 @@ K, TEMPERATURE = 20, 0.07
 L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 HOLDOUT = 0.2  # share of each train class held out to choose l2
 SELECT_ITER, MAX_ITER, GRAD_TOL = 100, 1000, 1e-4
-RANDOM_SEED = 12345  # the random trunk's initialisation (plus ``seed``)
+RANDOM_SEED = 12345  # the random trunks' initialisations: RANDOM_SEED + seed + 100 k, k < RANDOM_SEEDS
+RANDOM_SEEDS = 3  # random trunks of one recipe differ by a few points: their mean is the baseline
+BOOTSTRAP, CONFIDENCE = 2000, 0.95  # the gains' paired bootstrap over test images
 SHORTCUT_ACCURACY = 0.95
 DECIMALS = 4  # accuracies in the JSON: 0.01 of a point, finer than a test set of 10,000 images resolves
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".gif", ".jp2"}
@@ -201,12 +208,14 @@ def pixel_features(x):
     return torch.cat([pool_flat(t, PIXEL_POOL) for t in _input_tensors(x)], dim=1)
 
 
-def features(recipe, twin, items, size: int, device: str, batch_size: int, bar=None, workers: int = 2):
-    """({source: {stage: (N, F)}}, labels (N,), unreadable files) for ``items`` streamed in batches;
-    sources "pretext", "random", "pixels" (one stage, "pixels"). Only pooled features are kept."""
+def features(recipe, twins, items, size: int, device: str, batch_size: int, bar=None, workers: int = 2):
+    """({source: {stage: (N, F)}}, labels (N,), unreadable files) for ``items`` streamed in batches:
+    each image decoded and converted once for every source; sources "pretext", "random0".. (one per
+    trunk in ``twins``) and "pixels" (one stage, "pixels"). Only pooled features are kept."""
     import torch
 
-    out = {"pretext": OrderedDict(), "random": OrderedDict(), "pixels": OrderedDict(pixels=[])}
+    sources = [("pretext", recipe), *((f"random{k}", twin) for k, twin in enumerate(twins))]
+    out = {**{name: OrderedDict() for name, _ in sources}, "pixels": OrderedDict(pixels=[])}
     labels, unreadable = [], []
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for start in range(0, len(items), batch_size):
@@ -215,7 +224,7 @@ def features(recipe, twin, items, size: int, device: str, batch_size: int, bar=N
             if len(lab):
                 with torch.no_grad():
                     x = recipe.eval_input(torch.from_numpy(arr).to(device))
-                for name, source in (("pretext", recipe), ("random", twin)):
+                for name, source in sources:
                     for stage, f in extract(source, x).items():
                         out[name].setdefault(stage, []).append(f)
                 out["pixels"]["pixels"].append(pixel_features(x))
@@ -281,16 +290,18 @@ def _holdout(y, share: float, seed: int):
     return torch.tensor(sorted(fit)), torch.tensor(sorted(held))
 
 
-def linear_probe(train_x, train_y, test_x, test_y, num_classes: int, seed: int = 0, grid=L2_GRID) -> dict:
-    """{"accuracy": top-1 on test, "l2": the chosen strength, "converged": whether the final fit
-    converged}. The strength is chosen on a stratified split of train, standardised by its fit part
-    (held-out top-1, ties broken by held-out cross-entropy; SELECT_ITER iterations per strength); the
-    final probe is fit on all of train, standardised by train. ``test`` is read only to score it."""
+def linear_probe(train_x, train_y, test_x, test_y, num_classes: int, seed: int = 0, grid=L2_GRID,
+                 l2: float | None = None) -> dict:
+    """{"accuracy": top-1 on test, "correct": per test image (bool), "l2": the chosen strength,
+    "converged": whether the final fit converged}. The strength is chosen on a stratified split of
+    train, standardised by its fit part (held-out top-1, ties broken by held-out cross-entropy;
+    SELECT_ITER iterations per strength), unless ``l2`` is given; the final probe is fit on all of
+    train, standardised by train. ``test`` is read only to score it."""
     import torch.nn.functional as F
 
     fit, held = _holdout(train_y, HOLDOUT, seed)
-    best_l2 = grid[len(grid) // 2]
-    if len(held):
+    best_l2 = grid[len(grid) // 2] if l2 is None else l2
+    if len(held) and l2 is None:
         xf, xh = standardise(train_x[fit], train_x[held])
         yf, yh = train_y[fit].to(xf.device), train_y[held].to(xf.device)
         best, init = None, None
@@ -305,8 +316,21 @@ def linear_probe(train_x, train_y, test_x, test_y, num_classes: int, seed: int =
                 best, best_l2 = score, l2
     xt, xs = standardise(train_x, test_x)
     W, b, converged = fit_logreg(xt, train_y.to(xt.device), num_classes, best_l2)
-    acc = ((xs @ W + b).argmax(1).cpu() == test_y).float().mean().item()
-    return {"accuracy": acc, "l2": best_l2, "converged": converged}
+    correct = (xs @ W + b).argmax(1).cpu() == test_y
+    return {"accuracy": correct.float().mean().item(), "correct": correct, "l2": best_l2, "converged": converged}
+
+
+def gain_interval(difference, seed: int = 0, resamples: int = BOOTSTRAP, confidence: float = CONFIDENCE):
+    """The ``confidence`` interval of a mean over test images by a bootstrap of the images: for a gain,
+    ``difference`` is per image (pretext correct minus the random seeds' mean correct), so both sides
+    are scored on the same resampled images (a paired bootstrap). Fixed generator: the same interval
+    every run."""
+    d = np.asarray(difference, np.float64)
+    rng = np.random.default_rng([seed, 0xB0075])
+    means = np.concatenate([d[rng.integers(0, len(d), (min(200, resamples - s), len(d)))].mean(1)
+                            for s in range(0, resamples, 200)])
+    tail = 100 * (1 - confidence) / 2
+    return [float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))]
 
 
 def knn_top1(train_x, train_y, test_x, test_y, num_classes: int, k: int = K, temperature: float = TEMPERATURE,
@@ -357,11 +381,15 @@ def _round(v):
 
 def round_accuracies(result: dict) -> dict:
     """``result`` (``evaluate``'s dict) with every accuracy in it rounded to ``DECIMALS`` places: the
-    stages' and the pixels' linear / kNN top-1, the pretext accuracy, the best stage's and the
-    random trunk's top-1 in ``best``. Other numbers are left as they are."""
+    stages' (the random seeds' each too) and the pixels' linear / kNN top-1, the pretext accuracy, the
+    best stage's and the random trunk's top-1 in ``best``. Other numbers are left as they are."""
     out = dict(result)
     for name in ("pretext", "random"):
         out[name] = {stage: {k: _round(v) for k, v in scores.items()} for stage, scores in result.get(name, {}).items()}
+    if "random_seeds" in result:
+        out["random_seeds"] = [{**r, "stages": {stage: {k: _round(v) for k, v in scores.items()}
+                                                for stage, scores in r["stages"].items()}}
+                               for r in result["random_seeds"]]
     out["pixels"] = {k: _round(v) for k, v in result.get("pixels", {}).items()}
     out["pretext_accuracy"] = _round(result.get("pretext_accuracy"))
     if "best" in result:
@@ -375,10 +403,11 @@ def _best(stages: dict) -> tuple[str, float]:
     return name, stages[name]["linear"]
 
 
-def shortcut(pretext_acc: float | None, pretext: dict, random: dict) -> bool:
+def shortcut(pretext_acc: float | None, gain_ci_points) -> bool:
     """The likely-shortcut flag: the pretext task is (nearly) solved, pretext accuracy >=
-    SHORTCUT_ACCURACY, yet no pretext stage's linear probe is above the random trunk's best stage."""
-    return pretext_acc is not None and pretext_acc >= SHORTCUT_ACCURACY and _best(pretext)[1] <= _best(random)[1]
+    SHORTCUT_ACCURACY, yet the best pretext stage's gain over the random trunks' best stage is not
+    above zero beyond the noise (its interval reaches zero or lies below it)."""
+    return pretext_acc is not None and pretext_acc >= SHORTCUT_ACCURACY and gain_ci_points[0] <= 0
 
 
 def evaluate(checkpoint, data, json_path=None, seed: int = 0, device: str = "cpu", progress=None,
@@ -410,22 +439,22 @@ def evaluate(checkpoint, data, json_path=None, seed: int = 0, device: str = "cpu
                               "writes RUN_DIR/checkpoint.pt")
     classes, train_items, test_items, test_name = labeled_split(data)
 
+    random_seeds = [RANDOM_SEED + seed + 100 * k for k in range(RANDOM_SEEDS)]
     with torch.random.fork_rng(devices=[]):  # building recipes seeds torch: leave the caller's RNG alone
         task, params, config, recipe = load_run(checkpoint, device=device)
-        random_seed = RANDOM_SEED + seed
-        twin = build_recipe(task, params, dataclasses.replace(config, seed=random_seed)).to(device)
-    freeze(recipe)
-    freeze(twin)
+        twins = [build_recipe(task, params, dataclasses.replace(config, seed=s)).to(device) for s in random_seeds]
+    for module in (recipe, *twins):
+        freeze(module)
     size = int(recipe.eval_size)
-    before = bn_state(recipe), bn_state(twin)
+    before = [bn_state(module) for module in (recipe, *twins)]
 
     bar = Progress(len(train_items) + len(test_items), f"eval {task.name}", "images",
                    enabled=None if progress is None else bool(progress))
     workers = max(1, min(4, os.cpu_count() or 1))
-    train_f, train_y, bad_train = features(recipe, twin, train_items, size, device, batch_size, bar, workers)
-    test_f, test_y, bad_test = features(recipe, twin, test_items, size, device, batch_size, bar, workers)
+    train_f, train_y, bad_train = features(recipe, twins, train_items, size, device, batch_size, bar, workers)
+    test_f, test_y, bad_test = features(recipe, twins, test_items, size, device, batch_size, bar, workers)
     bar.close()
-    for mod, state in zip((recipe, twin), before):
+    for mod, state in zip((recipe, *twins), before):
         after = bn_state(mod)
         moved = [k for k in state if not torch.equal(state[k], after[k])]
         if moved:  # would make every number below meaningless
@@ -440,48 +469,58 @@ def evaluate(checkpoint, data, json_path=None, seed: int = 0, device: str = "cpu
         raise PretextgenError(f"train class {missing[0]!r} has no readable image in {data}")
 
     n = len(classes)
-    result = {"task": task.name, "pretext": {}, "random": {}, "pixels": {},
-              "pretext_accuracy": pretext_accuracy(run_dir), "pretext_accuracy_meaning": type(recipe).accuracy}
-    l2, unconverged = {"pretext": {}, "random": {}, "pixels": None}, []
-    fits = Progress(sum(len(train_f[name]) for name in ("pretext", "random", "pixels")), f"eval {task.name}: probes",
-                    "stages", progress)
-    for name in ("pretext", "random", "pixels"):
+    sources = ["pretext", *(f"random{k}" for k in range(len(twins))), "pixels"]
+    scores, correct, l2, unconverged = {}, {}, {}, []
+    fits = Progress(sum(len(train_f[name]) for name in sources), f"eval {task.name}: probes", "stages", progress)
+    for name in sources:
+        scores[name], correct[name], l2[name] = {}, {}, {}
         for stage in train_f[name]:
             tr = train_f[name][stage].to(device)
             te = test_f[name][stage].to(device)
-            probe = linear_probe(tr, train_y, te, test_y, n, seed=seed)
+            shared = l2["random0"].get(stage) if name.startswith("random") and name != "random0" else None
+            probe = linear_probe(tr, train_y, te, test_y, n, seed=seed, l2=shared)
             a, b = standardise(tr, te)
-            scores = {"linear": probe["accuracy"], "knn": knn_top1(a, train_y, b, test_y, n)}
-            if name == "pixels":
-                result["pixels"], l2["pixels"] = scores, probe["l2"]
-            else:
-                result[name][stage], l2[name][stage] = scores, probe["l2"]
+            scores[name][stage] = {"linear": probe["accuracy"], "knn": knn_top1(a, train_y, b, test_y, n)}
+            correct[name][stage], l2[name][stage] = probe["correct"].numpy().astype(np.float64), probe["l2"]
             if not probe["converged"]:
                 unconverged.append(f"{name} {stage}".replace("pixels pixels", "pixels"))
             fits.update(1, done=f"{name} {stage}".replace("pixels pixels", "pixels"))
     fits.close()
 
+    seeds = [scores[f"random{k}"] for k in range(len(twins))]
+    stages = list(scores["pretext"])
+    random_correct = {s: np.mean([correct[f"random{k}"][s] for k in range(len(twins))], axis=0) for s in stages}
+    result = {"task": task.name, "pretext": scores["pretext"],
+              "random": {s: {m: float(np.mean([r[s][m] for r in seeds])) for m in ("linear", "knn")} for s in stages},
+              "random_seeds": [{"seed": rs, "stages": r} for rs, r in zip(random_seeds, seeds)],
+              "pixels": scores["pixels"]["pixels"],
+              "pretext_accuracy": pretext_accuracy(run_dir), "pretext_accuracy_meaning": type(recipe).accuracy}
     # Rounded before anything is derived from them: the ranking, the gain and the shortcut flag agree
     # with the numbers the JSON shows.
     result = round_accuracies(result)
+    result["gain"] = {s: _round(result["pretext"][s]["linear"] - result["random"][s]["linear"]) for s in stages}
+    result["gain_ci"] = {s: [_round(v) for v in gain_interval(correct["pretext"][s] - random_correct[s], seed)]
+                         for s in stages}
     p_stage, p_acc = _best(result["pretext"])
     r_stage, r_acc = _best(result["random"])
+    best_ci = gain_interval(correct["pretext"][p_stage] - random_correct[r_stage], seed)
     pa = result["pretext_accuracy"]
     result.update({
         "k": K, "temperature": TEMPERATURE, "pool": {"stages": POOL, "pixels": PIXEL_POOL}, "probe": PROBE,
-        "l2": l2, "unconverged": unconverged, "eval_input": task.trainer.eval_input, "eval_size": size,
+        "l2": {"pretext": l2["pretext"], "random": l2["random0"], "pixels": l2["pixels"]["pixels"]},
+        "unconverged": unconverged, "eval_input": task.trainer.eval_input, "eval_size": size,
         "crop": "center square, then resize (area filter shrinking, bilinear enlarging)",
         "classes": classes, "train_images": int(len(train_y)), "test_images": int(len(test_y)),
-        "test_folder": test_name, "unreadable": [p for p, _ in unreadable], "seed": seed, "random_seed": random_seed,
+        "test_folder": test_name, "unreadable": [p for p, _ in unreadable], "seed": seed,
+        "random_seed": random_seeds[0], "bootstrap": {"resamples": BOOTSTRAP, "confidence": CONFIDENCE},
         "checkpoint": str(checkpoint), "data": str(data),
         "best": {"stage": p_stage, "linear": p_acc, "random_same_stage": result["random"].get(p_stage, {}).get("linear"),
                  "random_best_stage": r_stage, "random_best": r_acc, "gain_points": round(100 * (p_acc - r_acc), 2),
-                 # the binomial standard error of one top-1 on this many test images, in points: a gain
-                 # within about twice it is noise (random small trunks of five seeds spanned 53.0-58.0%
-                 # at block1 on CIFAR-10, 5,000 train / 1,000 test)
+                 "gain_ci_points": [round(100 * v, 2) for v in best_ci],
+                 # the binomial standard error of one top-1 on this many test images, in points
                  "stderr_points": round(100 * float(np.sqrt(p_acc * (1 - p_acc) / len(test_y))), 2)},
-        "shortcut": shortcut(pa, result["pretext"], result["random"]),
     })
+    result["shortcut"] = shortcut(pa, result["best"]["gain_ci_points"])
     if json_path is not None:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(result, indent=1) + "\n")
@@ -495,6 +534,8 @@ def report(result: dict) -> list[str]:
     applies."""
     r = result
     pool = r["pool"]
+    seeds = [str(x["seed"]) for x in r["random_seeds"]]
+    confidence = f"{100 * r['bootstrap']['confidence']:.0f}%"
     lines = [f"{r['task']}: linear probe and kNN top-1 on {r['data']} ({r['train_images']} train / {r['test_images']} "
              f"{r['test_folder']} images, {len(r['classes'])} classes)",
              f"  input: {r['eval_input']} at {r['eval_size']} px for all three sources (non-square images: "
@@ -503,15 +544,21 @@ def report(result: dict) -> list[str]:
              f"{pool['pixels']}x{pool['pixels']}; features standardised with train statistics",
              *textwrap.wrap("  linear: " + r["probe"], width=100, subsequent_indent=" " * 10, break_on_hyphens=False),
              f"  kNN: cosine on the standardised features, k={r['k']}, T={r['temperature']:g} weighted votes",
-             f"  random trunk: the same recipe initialised with seed {r['random_seed']}; both trunks frozen",
-             "          in eval mode (batch-norm statistics fixed)",
+             f"  random trunk: the same recipe initialised with seeds {', '.join(seeds)}, the mean of their",
+             "          results; every trunk frozen in eval mode (batch-norm statistics fixed)",
+             f"  gain: pretext minus the random seeds' mean (linear, points), with its {confidence} interval",
+             f"          from a paired bootstrap over the test images ({r['bootstrap']['resamples']} resamples)",
              ""]
-    rows = [(f"pretext {s}", v) for s, v in r["pretext"].items()] + \
-           [(f"random {s}", v) for s, v in r["random"].items()] + [("raw pixels", r["pixels"])]
-    width = max(len("features"), *(len(name) for name, _ in rows)) + 2
-    lines.append(f"{'features':<{width}}{'linear %':>9}{'kNN %':>9}")
-    for name, v in rows:
-        lines.append(f"{name:<{width}}{100 * v['linear']:>9.1f}{100 * v['knn']:>9.1f}")
+    width = max(len("features"), *(len(f"random {s}") for s in r["pretext"])) + 2
+    lines.append(f"{'features':<{width}}{'linear %':>9}{'kNN %':>9}   gain, {confidence} interval")
+    for s, v in r["pretext"].items():
+        lo, hi = (100 * x for x in r["gain_ci"][s])
+        lines.append(f"{'pretext ' + s:<{width}}{100 * v['linear']:>9.1f}{100 * v['knn']:>9.1f}"
+                     f"   {100 * r['gain'][s]:+.1f} [{lo:+.1f}, {hi:+.1f}]")
+    for s, v in r["random"].items():
+        each = " / ".join(f"{100 * x['stages'][s]['linear']:.1f}" for x in r["random_seeds"])
+        lines.append(f"{'random ' + s:<{width}}{100 * v['linear']:>9.1f}{100 * v['knn']:>9.1f}   seeds: {each}")
+    lines.append(f"{'raw pixels':<{width}}{100 * r['pixels']['linear']:>9.1f}{100 * r['pixels']['knn']:>9.1f}")
     lines.append("")
     pa, meaning = r["pretext_accuracy"], r.get("pretext_accuracy_meaning")
     if pa is None:
@@ -523,17 +570,19 @@ def report(result: dict) -> list[str]:
     b = r["best"]
     same = "" if b["random_same_stage"] is None else \
         f"{100 * (b['linear'] - b['random_same_stage']):+.1f} points over the random trunk at {b['stage']}, "
+    lo, hi = b["gain_ci_points"]
+    verdict = "above the random trunks" if lo > 0 else "below the random trunks" if hi < 0 else "within the noise"
     lines += textwrap.wrap(
         f"best pretext stage: {b['stage']} {100 * b['linear']:.1f}% linear; {same}{b['gain_points']:+.1f} points "
-        f"over the random trunk's best stage ({b['random_best_stage']} {100 * b['random_best']:.1f}%); one top-1 "
-        f"on {r['test_images']} test images has a standard error of {b['stderr_points']:.1f} points",
-        width=100, subsequent_indent="  ")
-    if r["shortcut"]:
+        f"[{lo:+.1f}, {hi:+.1f}] over the random trunks' best stage ({b['random_best_stage']} "
+        f"{100 * b['random_best']:.1f}%, mean of {len(seeds)} seeds): {verdict}", width=100, subsequent_indent="  ")
+    if r["shortcut"] and pa is not None:
         lines += textwrap.wrap(
             f"likely shortcut: pretext accuracy {100 * pa:.1f}% but the best pretext stage ({b['stage']}, "
-            f"{100 * b['linear']:.1f}%) is not above the best random stage ({b['random_best_stage']}, "
-            f"{100 * b['random_best']:.1f}%): the task was solved without learning features that transfer "
-            "(`pretextgen inspect BUILD --audit` looks for low-level cues)", width=100, subsequent_indent="  ")
+            f"{100 * b['linear']:.1f}%) is not above the random trunks' best stage ({b['random_best_stage']}, "
+            f"{100 * b['random_best']:.1f}%) beyond the noise: the task was solved without learning features "
+            "that transfer (`pretextgen inspect BUILD --audit` looks for low-level cues)", width=100,
+            subsequent_indent="  ")
     if r["unconverged"]:
         lines.append(f"note: the final probe stopped at {MAX_ITER} L-BFGS iterations before converging for: "
                      + ", ".join(r["unconverged"]))
