@@ -199,11 +199,13 @@ def _parser() -> argparse.ArgumentParser:
                        description="Freeze the trunk of a training run (eval mode: batch-norm statistics fixed) and\n"
                                    "measure what it learned, per stage: a linear probe (logistic regression, L-BFGS,\n"
                                    "L2 chosen on an 80/20 split of train, never on test) and kNN (cosine, k=20,\n"
-                                   "T=0.07), beside the same for a randomly initialised trunk of the same recipe and\n"
-                                   "for raw pixels, all three from the same converted input (a trunk trained on L\n"
-                                   "sees L). Flags a likely shortcut: pretext accuracy >= 95% and no stage above random.",
+                                   "T=0.07), beside the same for randomly initialised trunks of the same recipe and\n"
+                                   "for raw pixels, all from the same converted input (a trunk trained on L sees L).\n"
+                                   "Flags a likely shortcut: pretext accuracy >= 95% and no gain beyond the noise.",
                        epilog="LABELED_DIR holds train/<class>/* and test/<class>/* (or val/<class>/*); images are\n"
-                              "center-cropped to a square and resized to the size the trunk trained on.\n\n"
+                              "center-cropped to a square and resized to the size the trunk trained on (or --size).\n"
+                              "The random baseline is the mean of three seeded trunks; gains carry a 95% interval\n"
+                              "(a paired bootstrap over the test images).\n\n"
                               "example:\n  pretextgen eval --checkpoint runs/rot --data labeled/ "
                               "--json runs/rot/eval.json",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -212,7 +214,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--data", required=True, metavar="LABELED_DIR", help="folder with train/<class>/ and test/<class>/ (or val/)")
     e.add_argument("--json", metavar="FILE", help="also write the results as JSON (accuracies in [0, 1])")
     e.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where features and probes run (default: cpu)")
-    e.add_argument("--seed", type=int, default=0, help="the probe's held-out split and the random trunk (default: 0)")
+    e.add_argument("--seed", type=int, default=0, help="the probe's held-out split and the random trunks (default: 0)")
+    e.add_argument("--size", type=int, metavar="N",
+                   help="resize the labeled images to N px instead of the recipe's eval size (e.g. a jigsaw trunk "
+                        "at the crop its tiles were cut from); every row is probed at N")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     c = sub.add_parser("compare", help="build, train and evaluate several tasks on your photos; one ranked table",
@@ -331,12 +336,12 @@ def _cmd_plan_sources(args) -> int:
     if args.task is None:
         raise PretextgenError("plan-sources needs --task")
     h = plan(args.task, args.out, getattr(args, "source", None), **_build_options(args))
-    from .sources import skip_summary
+    from .sources import quirk_summary, skip_summary
 
     out = shlex.quote(args.out)
     print(f"{h['task']}: planned {h['samples']} samples in {h['shards_total']} shard(s) on {h['backend']}/{h['device']}; "
           f"sources: {h['sources_used']} used, {len(h['skipped'])} skipped -> {Path(args.out) / 'plan.json'}")
-    for line in skip_summary(h["skipped"]):
+    for line in skip_summary(h["skipped"]) + quirk_summary(h.get("quirky_sources", [])):
         print(f"  {line}")
     print(f"next: pretextgen build --out {out} --num-workers W --worker-index K   # on each of W workers "
           "(a Slurm array: docs/scale-out.md)\n"
@@ -407,7 +412,7 @@ def _cmd_eval(args) -> int:
     from .training.probe import evaluate, report
 
     result = evaluate(args.checkpoint, args.data, json_path=args.json, seed=args.seed, device=args.device,
-                      progress=False if args.no_progress else None)
+                      progress=False if args.no_progress else None, size=args.size)
     print("\n".join(report(result)))
     return 0
 

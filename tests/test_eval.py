@@ -509,3 +509,14 @@ def test_nothing_of_test_reaches_the_probes_fit(photos):
     junk = torch.randn(40, test_x.shape[1]) * 100 + 50
     more = ev.linear_probe(train_x, train_y, torch.cat([test_x, junk]), torch.cat([test_y, torch.zeros(40, dtype=torch.int64)]), 3)
     assert more["l2"] == alone["l2"] and torch.equal(more["correct"][:len(test_y)], alone["correct"])
+
+
+def test_eval_size_overrides_the_recipes_for_every_row(run, labeled, capsys):
+    """``--size N``: the labeled images reach every trunk (and the pixels) at N px, and the report
+    says so; a size the trunk cannot take is one line."""
+    out = ev.evaluate(run, labeled, progress=False, size=48)
+    assert (out["eval_size"], out["recipe_eval_size"]) == (48, 32)
+    assert "input: rgb at 48 px" in " ".join(ev.report(out))
+    code = main(["eval", "--checkpoint", str(run), "--data", str(labeled), "--size", "1", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--size 1" in err and "its own size is 32" in err

@@ -7,7 +7,7 @@ Protocol (stated in the printed table and the JSON):
 - ``LABELED_DIR/train/<class>/*`` and ``LABELED_DIR/test/<class>/*`` (or ``val/``), searched
   recursively; the classes are train's folder names, sorted. Images are decoded with OpenCV as RGB
   uint8; a non-square image is center-cropped to a square first, then resized to the recipe's
-  ``eval_size`` (area filter when shrinking, bilinear when enlarging).
+  ``eval_size`` or the ``size`` asked (area filter when shrinking, bilinear when enlarging).
 - One converted input for all three feature sources: ``x = recipe.eval_input(images)`` (a trunk
   trained on L sees L; its random twin and the raw-pixel baseline read the same ``x``).
 - Both recipes in eval mode with frozen parameters under ``torch.no_grad()``: batch-norm statistics
@@ -411,7 +411,7 @@ def shortcut(pretext_acc: float | None, gain_ci_points) -> bool:
 
 
 def evaluate(checkpoint, data, json_path=None, seed: int = 0, device: str = "cpu", progress=None,
-             batch_size: int = 256) -> dict:
+             batch_size: int = 256, size: int | None = None) -> dict:
     """Evaluate the trunk of ``checkpoint`` (RUN_DIR/checkpoint.pt, or RUN_DIR) on the labeled folder
     ``data`` (see the module docstring). Returns (and writes to ``json_path``, when given)::
 
@@ -423,7 +423,8 @@ def evaluate(checkpoint, data, json_path=None, seed: int = 0, device: str = "cpu
     "temperature", "pool", "probe", "l2", "classes", "train_images", "test_images", "best", "shortcut",
     ...). ``seed`` draws
     the probe's held-out split and (plus RANDOM_SEED) the random trunk. ``print(*report(result),
-    sep="\\n")`` shows the table."""
+    sep="\\n")`` shows the table. ``size``: the labeled images' side instead of the recipe's
+    ``eval_size`` (for every row alike)."""
     import torch
 
     from ..progress import Progress
@@ -445,7 +446,16 @@ def evaluate(checkpoint, data, json_path=None, seed: int = 0, device: str = "cpu
         twins = [build_recipe(task, params, dataclasses.replace(config, seed=s)).to(device) for s in random_seeds]
     for module in (recipe, *twins):
         freeze(module)
-    size = int(recipe.eval_size)
+    if size is None:
+        size = int(recipe.eval_size)
+    else:
+        try:
+            with torch.no_grad():
+                recipe.eval_features(recipe.eval_input(torch.zeros(1, 3, size, size, dtype=torch.uint8, device=device)))
+        except Exception as e:  # noqa: BLE001 - a trunk of a fixed input size (ViT), or too small an image
+            raise PretextgenError(f"--size {size}: the {task.name} trunk cannot take {size} px images "
+                                  f"({str(e).splitlines()[0] if str(e) else type(e).__name__}); its own size is "
+                                  f"{int(recipe.eval_size)}") from None
     before = [bn_state(module) for module in (recipe, *twins)]
 
     bar = Progress(len(train_items) + len(test_items), f"eval {task.name}", "images",
@@ -509,6 +519,7 @@ def evaluate(checkpoint, data, json_path=None, seed: int = 0, device: str = "cpu
         "k": K, "temperature": TEMPERATURE, "pool": {"stages": POOL, "pixels": PIXEL_POOL}, "probe": PROBE,
         "l2": {"pretext": l2["pretext"], "random": l2["random0"], "pixels": l2["pixels"]["pixels"]},
         "unconverged": unconverged, "eval_input": task.trainer.eval_input, "eval_size": size,
+        "recipe_eval_size": int(recipe.eval_size),
         "crop": "center square, then resize (area filter shrinking, bilinear enlarging)",
         "classes": classes, "train_images": int(len(train_y)), "test_images": int(len(test_y)),
         "test_folder": test_name, "unreadable": [p for p, _ in unreadable], "seed": seed,
