@@ -215,6 +215,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--json", metavar="FILE", help="also write the results as JSON (accuracies in [0, 1])")
     e.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where features and probes run (default: cpu)")
     e.add_argument("--seed", type=int, default=0, help="the probe's held-out split and the random trunks (default: 0)")
+    e.add_argument("--protocol", metavar="NAME",
+                   help="how labeled images reach the trunk: whole (default; patch tasks: at the scale their "
+                        "patches were cut at) or, for jigsaw and context, grid (the training grid's patches, "
+                        "features averaged)")
     e.add_argument("--size", type=int, metavar="N",
                    help="resize the labeled images to N px instead of the recipe's eval size (e.g. a jigsaw trunk "
                         "at the crop its tiles were cut from); every row is probed at N")
@@ -412,7 +416,7 @@ def _cmd_eval(args) -> int:
     from .training.probe import evaluate, report
 
     result = evaluate(args.checkpoint, args.data, json_path=args.json, seed=args.seed, device=args.device,
-                      progress=False if args.no_progress else None, size=args.size)
+                      progress=False if args.no_progress else None, size=args.size, protocol=args.protocol)
     print("\n".join(report(result)))
     return 0
 

@@ -520,3 +520,60 @@ def test_eval_size_overrides_the_recipes_for_every_row(run, labeled, capsys):
     code = main(["eval", "--checkpoint", str(run), "--data", str(labeled), "--size", "1", "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "--size 1" in err and "its own size is 32" in err
+
+
+# ---------------------------------------------------------------- (f) protocols for patch trunks
+@pytest.fixture(scope="module")
+def jigsaw_run(tmp_path_factory):
+    """A jigsaw trunk trained for one short epoch on 27 px crops cut into 3x3 tiles of 8 px."""
+    import pretextgen
+
+    root = tmp_path_factory.mktemp("jig")
+    pretextgen.build(task="jigsaw", out=root / "build", samples=16, backend="opencv", progress=False,
+                     overrides={"crop": 27, "tile": 8, "permutations": 10})
+    pretextgen.train(data=root / "build", out=root / "run", epochs=1, batch_size=8, progress=False, device="cpu",
+                     overrides=["num_workers=0"], as_built=True)
+    return root / "run"
+
+
+def test_patch_trunks_are_probed_at_their_training_scale_by_either_protocol(jigsaw_run, labeled, capsys):
+    whole = ev.evaluate(jigsaw_run, labeled, progress=False)
+    assert whole["protocol"] == {"name": "whole", "size": 27} and whole["eval_size"] == 27  # the crop, not the tile
+    text = " ".join(ev.report(whole))
+    assert "protocol: whole: whole images at 27 px (also: --protocol grid)" in text
+    grid = ev.evaluate(jigsaw_run, labeled, progress=False, protocol="grid")
+    assert grid["protocol"] == {"name": "grid", "size": 27, "cells": 3, "patch": 8, "step": 9, "origin": 0}
+    assert "cut into 3x3 patches of 8 px" in " ".join(ev.report(grid))
+    # The random trunks and the pixels are probed by the same protocol: their rows change with it.
+    assert grid["random"] != whole["random"] and grid["pixels"] != whole["pixels"]
+    code = main(["eval", "--checkpoint", str(jigsaw_run), "--data", str(labeled), "--protocol", "tiles", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "offers whole, grid" in err
+    code = main(["eval", "--checkpoint", str(jigsaw_run), "--data", str(labeled), "--protocol", "grid", "--size", "40",
+                 "--no-progress"])
+    assert code == 2 and "--protocol whole" in capsys.readouterr().err
+
+
+def test_a_grid_protocol_averages_the_trunks_features_over_its_patches(jigsaw_run, labeled):
+    from pretextgen.training.checkpoint import load_run
+
+    _, _, _, recipe = load_run(jigsaw_run)
+    spec = recipe.eval_protocols()["grid"]
+    items = ev.labeled_split(labeled)[1][:4]
+    images = torch.from_numpy(np.stack([ev.load_square(p, 27) for p, _ in items]).transpose(0, 3, 1, 2).copy())
+    patches = ev.views(images, spec)
+    assert len(patches) == 9 and torch.equal(patches[5], images[:, :, 9:17, 18:26])  # row 1, column 2
+    feats, _, _ = ev.features(recipe, [], items, spec, "cpu", batch_size=4)
+    by_hand = torch.stack([ev.extract(recipe, recipe.eval_input(p))["block1"] for p in patches]).mean(0)
+    assert torch.allclose(feats["pretext"]["block1"], by_hand, atol=1e-6)
+
+
+def test_context_is_probed_at_the_scale_of_its_layout():
+    from pretextgen.config import load_params
+    from pretextgen.training.recipe import build_recipe, resolve_config
+
+    task = get_task("context")
+    params = load_params(task, overrides={"patch": 16, "gap": 4, "layout_scale": [0.6, 1.0]})
+    protocols = build_recipe(task, params, resolve_config(task, "cpu")).eval_protocols()
+    assert protocols["whole"] == {"size": 70}  # the 56 px layout spans 0.8 of the shorter side
+    assert protocols["grid"] == {"size": 70, "cells": 3, "patch": 16, "step": 20, "origin": 7}

@@ -6,8 +6,11 @@ Protocol (stated in the printed table and the JSON):
 
 - ``LABELED_DIR/train/<class>/*`` and ``LABELED_DIR/test/<class>/*`` (or ``val/``), searched
   recursively; the classes are train's folder names, sorted. Images are decoded with OpenCV as RGB
-  uint8; a non-square image is center-cropped to a square first, then resized to the recipe's
-  ``eval_size`` or the ``size`` asked (area filter when shrinking, bilinear when enlarging).
+  uint8; a non-square image is center-cropped to a square first, then resized to the protocol's size
+  or the ``size`` asked (area filter when shrinking, bilinear when enlarging). The protocol
+  (``Recipe.eval_protocols``, default its first) is ``whole`` (the image at that size: for jigsaw
+  and context the scale their patches were cut at, not the patch size) or, for patch recipes,
+  ``grid`` (the training grid's patches cut from it, each converted, features averaged).
 - One converted input for all three feature sources: ``x = recipe.eval_input(images)`` (a trunk
   trained on L sees L; its random twin and the raw-pixel baseline read the same ``x``).
 - Both recipes in eval mode with frozen parameters under ``torch.no_grad()``: batch-norm statistics
@@ -208,12 +211,25 @@ def pixel_features(x):
     return torch.cat([pool_flat(t, PIXEL_POOL) for t in _input_tensors(x)], dim=1)
 
 
-def features(recipe, twins, items, size: int, device: str, batch_size: int, bar=None, workers: int = 2):
+def views(images, protocol: dict) -> list:
+    """What one protocol (``Recipe.eval_protocols``) shows the trunk of images at its size: the
+    images themselves, or the grid's patches, each a (B, 3, p, p) batch."""
+    if "cells" not in protocol:
+        return [images]
+    n, p, step, o = protocol["cells"], protocol["patch"], protocol["step"], protocol["origin"]
+    return [images[:, :, o + i * step:o + i * step + p, o + j * step:o + j * step + p] for i in range(n) for j in range(n)]
+
+
+def features(recipe, twins, items, size, device: str, batch_size: int, bar=None, workers: int = 2):
     """({source: {stage: (N, F)}}, labels (N,), unreadable files) for ``items`` streamed in batches:
-    each image decoded and converted once for every source; sources "pretext", "random0".. (one per
-    trunk in ``twins``) and "pixels" (one stage, "pixels"). Only pooled features are kept."""
+    each image decoded once for every source; sources "pretext", "random0".. (one per trunk in
+    ``twins``) and "pixels" (one stage, "pixels"). ``size``: an int (whole images at that side) or a
+    protocol dict (``views``: a grid's patches each converted, features averaged over them). Only
+    pooled features are kept."""
     import torch
 
+    protocol = {"size": size} if isinstance(size, int) else size
+    size = protocol["size"]
     sources = [("pretext", recipe), *((f"random{k}", twin) for k, twin in enumerate(twins))]
     out = {**{name: OrderedDict() for name, _ in sources}, "pixels": OrderedDict(pixels=[])}
     labels, unreadable = [], []
@@ -222,12 +238,17 @@ def features(recipe, twins, items, size: int, device: str, batch_size: int, bar=
             arr, lab, bad = _load_batch(pool, items[start:start + batch_size], size)
             unreadable += bad
             if len(lab):
-                with torch.no_grad():
-                    x = recipe.eval_input(torch.from_numpy(arr).to(device))
-                for name, source in sources:
-                    for stage, f in extract(source, x).items():
-                        out[name].setdefault(stage, []).append(f)
-                out["pixels"]["pixels"].append(pixel_features(x))
+                shown = views(torch.from_numpy(arr).to(device), protocol)
+                summed = {}
+                for view in shown:  # every source sees the same views; their features are averaged
+                    with torch.no_grad():
+                        x = recipe.eval_input(view)
+                    for name, source in sources:
+                        for stage, f in extract(source, x).items():
+                            summed[name, stage] = summed.get((name, stage), 0) + f
+                    summed["pixels", "pixels"] = summed.get(("pixels", "pixels"), 0) + pixel_features(x)
+                for (name, stage), f in summed.items():
+                    out[name].setdefault(stage, []).append(f / len(shown))
                 labels += lab
             if bar is not None:
                 bar.update(len(items[start:start + batch_size]))
@@ -411,7 +432,7 @@ def shortcut(pretext_acc: float | None, gain_ci_points) -> bool:
 
 
 def evaluate(checkpoint, data, json_path=None, seed: int = 0, device: str = "cpu", progress=None,
-             batch_size: int = 256, size: int | None = None) -> dict:
+             batch_size: int = 256, size: int | None = None, protocol: str | None = None) -> dict:
     """Evaluate the trunk of ``checkpoint`` (RUN_DIR/checkpoint.pt, or RUN_DIR) on the labeled folder
     ``data`` (see the module docstring). Returns (and writes to ``json_path``, when given)::
 
@@ -423,8 +444,8 @@ def evaluate(checkpoint, data, json_path=None, seed: int = 0, device: str = "cpu
     "temperature", "pool", "probe", "l2", "classes", "train_images", "test_images", "best", "shortcut",
     ...). ``seed`` draws
     the probe's held-out split and (plus RANDOM_SEED) the random trunk. ``print(*report(result),
-    sep="\\n")`` shows the table. ``size``: the labeled images' side instead of the recipe's
-    ``eval_size`` (for every row alike)."""
+    sep="\\n")`` shows the table. ``protocol``: one of the recipe's ``eval_protocols`` (default: its
+    first); ``size``: the whole images' side instead of the protocol's (for every row alike)."""
     import torch
 
     from ..progress import Progress
@@ -446,9 +467,18 @@ def evaluate(checkpoint, data, json_path=None, seed: int = 0, device: str = "cpu
         twins = [build_recipe(task, params, dataclasses.replace(config, seed=s)).to(device) for s in random_seeds]
     for module in (recipe, *twins):
         freeze(module)
+    protocols = recipe.eval_protocols()
+    protocol = protocol or next(iter(protocols))
+    if protocol not in protocols:
+        raise PretextgenError(f"--protocol {protocol}: the {task.name} recipe offers {', '.join(protocols)}")
+    spec = dict(protocols[protocol])
+    if size is not None and "cells" in spec:
+        raise PretextgenError(f"--size: protocol {protocol} cuts patches at the training scale; --size sets whole "
+                              "images' side (--protocol whole)")
     if size is None:
-        size = int(recipe.eval_size)
+        size = spec["size"]
     else:
+        spec["size"] = size
         try:
             with torch.no_grad():
                 recipe.eval_features(recipe.eval_input(torch.zeros(1, 3, size, size, dtype=torch.uint8, device=device)))
@@ -461,8 +491,8 @@ def evaluate(checkpoint, data, json_path=None, seed: int = 0, device: str = "cpu
     bar = Progress(len(train_items) + len(test_items), f"eval {task.name}", "images",
                    enabled=None if progress is None else bool(progress))
     workers = max(1, min(4, os.cpu_count() or 1))
-    train_f, train_y, bad_train = features(recipe, twins, train_items, size, device, batch_size, bar, workers)
-    test_f, test_y, bad_test = features(recipe, twins, test_items, size, device, batch_size, bar, workers)
+    train_f, train_y, bad_train = features(recipe, twins, train_items, spec, device, batch_size, bar, workers)
+    test_f, test_y, bad_test = features(recipe, twins, test_items, spec, device, batch_size, bar, workers)
     bar.close()
     for mod, state in zip((recipe, *twins), before):
         after = bn_state(mod)
@@ -519,6 +549,7 @@ def evaluate(checkpoint, data, json_path=None, seed: int = 0, device: str = "cpu
         "k": K, "temperature": TEMPERATURE, "pool": {"stages": POOL, "pixels": PIXEL_POOL}, "probe": PROBE,
         "l2": {"pretext": l2["pretext"], "random": l2["random0"], "pixels": l2["pixels"]["pixels"]},
         "unconverged": unconverged, "eval_input": task.trainer.eval_input, "eval_size": size,
+        "protocol": {"name": protocol, **spec}, "protocols": list(protocols),
         "recipe_eval_size": int(recipe.eval_size),
         "crop": "center square, then resize (area filter shrinking, bilinear enlarging)",
         "classes": classes, "train_images": int(len(train_y)), "test_images": int(len(test_y)),
@@ -538,6 +569,17 @@ def evaluate(checkpoint, data, json_path=None, seed: int = 0, device: str = "cpu
     return result
 
 
+def _protocol_text(r: dict) -> str:
+    p = r.get("protocol") or {"name": "whole"}
+    if "cells" not in p:
+        what = f"{p['name']}: whole images at {r['eval_size']} px"
+    else:
+        what = (f"{p['name']}: the image at {p['size']} px cut into {p['cells']}x{p['cells']} patches of {p['patch']} px "
+                f"(every {p['step']} px from {p['origin']}), features averaged over them")
+    others = [n for n in r.get("protocols", []) if n != p["name"]]
+    return what + (f" (also: --protocol {', '.join(others)})" if others else "")
+
+
 def report(result: dict) -> list[str]:
     """The evaluation as printed lines: the protocol, a table (rows: pretext trunk per stage, random
     trunk per stage, raw pixels; columns linear / kNN top-1 in %), the pretext accuracy and what it
@@ -551,6 +593,7 @@ def report(result: dict) -> list[str]:
              f"{r['test_folder']} images, {len(r['classes'])} classes)",
              f"  input: {r['eval_input']} at {r['eval_size']} px for all three sources (non-square images: "
              "center square, then resized)",
+             f"  protocol: {_protocol_text(r)}",
              f"  pooling: stages average-pooled to {pool['stages']}x{pool['stages']}, pixels to "
              f"{pool['pixels']}x{pool['pixels']}; features standardised with train statistics",
              *textwrap.wrap("  linear: " + r["probe"], width=100, subsequent_indent=" " * 10, break_on_hyphens=False),

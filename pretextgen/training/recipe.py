@@ -88,6 +88,14 @@ class Recipe(nn.Module):
     def eval_features(self, x: torch.Tensor) -> dict:
         raise NotImplementedError
 
+    def eval_protocols(self) -> dict:
+        """How labeled images reach the trunk at evaluation, by name; the first is the default.
+        ``{"size": N}``: the whole image resized to N px. ``{"size": N, "cells": n, "patch": p,
+        "step": s, "origin": o}``: the image at N px cut into n x n patches of p px (the one at row
+        i, column j starts at o + i s, o + j s), each through ``eval_input``, features averaged
+        (Kolesnikov et al. 2019's evaluation of patch models)."""
+        return {"whole": {"size": int(self.eval_size)}}
+
 
 def resolve_config(task, preset: str = "cpu", values: dict | None = None) -> TrainConfig:
     """The task's preset (``TrainerSpec.presets``), updated by ``values``; unknown keys are errors."""

@@ -242,6 +242,15 @@ class Jigsaw(_RGB):
     def eval_input(self, images):
         return standardize(images) if self.params.tile_norm else normalize_rgb(images)
 
+    def eval_protocols(self):
+        # The tiles were cut from a crop of crop_scale x the shorter side, resized to crop px: whole
+        # images at that scale show objects at the size the trunk learned them (Noroozi & Favaro's
+        # and VISSL's evaluation); "grid" cuts the training grid's centre tiles from it.
+        p = self.params
+        size, cell = round(p.crop / (sum(p.crop_scale) / 2)), p.crop // p.grid
+        return {"whole": {"size": size},
+                "grid": {"size": size, "cells": p.grid, "patch": p.tile, "step": cell, "origin": (cell - p.tile) // 2}}
+
 
 class Context(_RGB):
     """Relative patch position (Doersch et al. 2015): a shared trunk per patch, each pooled and
@@ -266,6 +275,15 @@ class Context(_RGB):
     @property
     def eval_size(self):
         return self.params.patch
+
+    def eval_protocols(self):
+        # The 3 x 3 layout (patches and gaps) spans layout_scale x the shorter side: whole images at
+        # that scale show objects at the patches' scale; "grid" cuts the layout's nine patches.
+        p = self.params
+        span = 3 * p.patch + 2 * p.gap
+        size = round(span / (sum(p.layout_scale) / 2))
+        return {"whole": {"size": size},
+                "grid": {"size": size, "cells": 3, "patch": p.patch, "step": p.patch + p.gap, "origin": (size - span) // 2}}
 
 
 class _Contrast(_RGB):
