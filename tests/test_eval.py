@@ -573,7 +573,26 @@ def test_context_is_probed_at_the_scale_of_its_layout():
     from pretextgen.training.recipe import build_recipe, resolve_config
 
     task = get_task("context")
-    params = load_params(task, overrides={"patch": 16, "gap": 4, "layout_scale": [0.6, 1.0]})
+    params = load_params(task, overrides={"patch": 16, "gap": 4, "layout_scale": [0.6, 1.0], "chroma": "none"})
     protocols = build_recipe(task, params, resolve_config(task, "cpu")).eval_protocols()
     assert protocols["whole"] == {"size": 70}  # the 56 px layout spans 0.8 of the shorter side
     assert protocols["grid"] == {"size": 70, "cells": 3, "patch": 16, "step": 20, "origin": 7}
+    dropped = load_params(task, overrides={"patch": 16, "gap": 4, "layout_scale": [0.6, 1.0], "chroma": "drop"})
+    protocols = build_recipe(task, dropped, resolve_config(task, "cpu")).eval_protocols()
+    assert protocols["whole"] == {"size": 70, "channels": "each"} and protocols["grid"]["channels"] == "each"
+
+
+def test_each_channel_alone_is_what_a_trunk_that_kept_one_channel_sees(photos):
+    """chroma="drop" kept one channel per patch and set the others near its mean: ``views`` shows
+    every image three times so, each channel kept in turn, the others at its rounded mean."""
+    root, _ = photos
+    images = torch.from_numpy(np.stack([ev.load_square(str(root / n), 24) for n in ("astronaut.png", "coffee.png")])
+                              .transpose(0, 3, 1, 2).copy())
+    shown = ev.views(images, {"size": 24, "channels": "each"})
+    assert len(shown) == 3
+    for c, view in enumerate(shown):
+        assert torch.equal(view[:, c], images[:, c])
+        for other in {0, 1, 2} - {c}:
+            mean = images[:, c].float().mean(dim=(1, 2)).round()
+            assert torch.equal(view[:, other].float(), mean[:, None, None].expand(-1, 24, 24))
+    assert len(ev.views(images, {"size": 24, "cells": 3, "patch": 8, "step": 8, "origin": 0, "channels": "each"})) == 27

@@ -213,11 +213,25 @@ def pixel_features(x):
 
 def views(images, protocol: dict) -> list:
     """What one protocol (``Recipe.eval_protocols``) shows the trunk of images at its size: the
-    images themselves, or the grid's patches, each a (B, 3, p, p) batch."""
-    if "cells" not in protocol:
-        return [images]
-    n, p, step, o = protocol["cells"], protocol["patch"], protocol["step"], protocol["origin"]
-    return [images[:, :, o + i * step:o + i * step + p, o + j * step:o + j * step + p] for i in range(n) for j in range(n)]
+    images themselves, or the grid's patches, each a (B, 3, p, p) batch; with ``"channels":
+    "each"`` every one of them three times, one colour channel kept and the other two set to its
+    mean (a trunk trained on patches that kept one channel sees what it learned on)."""
+    if "cells" in protocol:
+        n, p, step, o = protocol["cells"], protocol["patch"], protocol["step"], protocol["origin"]
+        shown = [images[:, :, o + i * step:o + i * step + p, o + j * step:o + j * step + p]
+                 for i in range(n) for j in range(n)]
+    else:
+        shown = [images]
+    if protocol.get("channels") != "each":
+        return shown
+    out = []
+    for view in shown:
+        for c in range(view.shape[1]):
+            kept = view[:, c:c + 1]
+            flat = kept.float().mean(dim=(2, 3), keepdim=True).round().to(view.dtype).expand_as(view).clone()
+            flat[:, c:c + 1] = kept
+            out.append(flat)
+    return out
 
 
 def features(recipe, twins, items, size, device: str, batch_size: int, bar=None, workers: int = 2):
@@ -576,6 +590,8 @@ def _protocol_text(r: dict) -> str:
     else:
         what = (f"{p['name']}: the image at {p['size']} px cut into {p['cells']}x{p['cells']} patches of {p['patch']} px "
                 f"(every {p['step']} px from {p['origin']}), features averaged over them")
+    if p.get("channels") == "each":
+        what += "; each colour channel kept alone in turn (the others at its mean), features averaged"
     others = [n for n in r.get("protocols", []) if n != p["name"]]
     return what + (f" (also: --protocol {', '.join(others)})" if others else "")
 

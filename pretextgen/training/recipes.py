@@ -279,11 +279,15 @@ class Context(_RGB):
     def eval_protocols(self):
         # The 3 x 3 layout (patches and gaps) spans layout_scale x the shorter side: whole images at
         # that scale show objects at the patches' scale; "grid" cuts the layout's nine patches.
+        # Patches that kept one colour channel (chroma="drop") are matched by showing each channel
+        # alone in turn.
         p = self.params
         span = 3 * p.patch + 2 * p.gap
         size = round(span / (sum(p.layout_scale) / 2))
-        return {"whole": {"size": size},
-                "grid": {"size": size, "cells": 3, "patch": p.patch, "step": p.patch + p.gap, "origin": (size - span) // 2}}
+        channels = {"channels": "each"} if p.chroma == "drop" else {}
+        return {"whole": {"size": size, **channels},
+                "grid": {"size": size, "cells": 3, "patch": p.patch, "step": p.patch + p.gap, "origin": (size - span) // 2,
+                         **channels}}
 
 
 class _Contrast(_RGB):
