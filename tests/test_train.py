@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -282,3 +283,86 @@ def test_an_untrained_classifier_starts_at_chances_cross_entropy(name, builds):
     # Measured: rotation's linear head on pooled features starts 12-21% above ln 4 (jigsaw's and
     # context's MLP heads within 1%); a quarter of ln(C) still tells C = 4 from 8 and a collapsed head.
     assert abs(loss.item() - math.log(task.num_classes(params))) < 0.25 * math.log(task.num_classes(params))
+
+
+# ---------------------------------------------------------------- the eval contract
+def _crops(n: int, side: int) -> torch.Tensor:
+    """n real-photo crops, uint8 (n, 3, side, side)."""
+    import cv2
+
+    from pretextgen.sources import skimage_data_dir
+
+    out = []
+    for i in range(n):
+        photo = cv2.cvtColor(cv2.imread(str(skimage_data_dir() / ("astronaut.png", "coffee.png", "chelsea.png")[i % 3])),
+                             cv2.COLOR_BGR2RGB)
+        y = 5 * i
+        out.append(cv2.resize(photo[y:y + 200, y:y + 200], (side, side), interpolation=cv2.INTER_AREA))
+    return torch.from_numpy(np.stack(out).transpose(0, 3, 1, 2).copy())
+
+
+def _seen(module, call):
+    """What ``module``'s forward and ``features`` receive (their first argument) while ``call`` runs;
+    a loss may fail on the targets this test leaves out, after its trunk has run."""
+    got = []
+    for name in ("forward", "features", "encode"):
+        if hasattr(module, name):
+            original = getattr(module, name)
+
+            def spy(x, *rest, _original=original, **kw):
+                got.append(x.detach())
+                return _original(x, *rest, **kw)
+
+            setattr(module, name, spy)
+    try:
+        call()
+    except (KeyError, RuntimeError, TypeError):
+        pass
+    return got
+
+
+@pytest.mark.parametrize("name", TRAINABLE)
+def test_eval_input_gives_the_trunk_what_its_loss_fed_it(name):
+    """For the same real-photo pixels at the training scale, what ``eval_input`` hands the trunk at
+    evaluation equals what ``loss`` handed it in training: normalisation, channels, layout."""
+    from pretextgen.config import load_params
+    from pretextgen.lab import srgb_to_lab
+    from pretextgen.tasks.mae import patchify
+    from pretextgen.training.recipe import build_recipe, resolve_config
+
+    task = get_task(name)
+    params = load_params(task, overrides=TINY.get(name, {}))
+    recipe = build_recipe(task, params, resolve_config(task, "cpu"))
+    side = {"jigsaw": "tile", "context": "patch", "exemplar": "patch"}.get(name, "size")  # what the trunk sees
+    side = getattr(params, side)
+    x = _crops(18, side)
+    seen_by_eval = recipe.eval_input(x)
+    if name in ("colorization", "splitbrain"):
+        lab = torch.from_numpy(np.stack([srgb_to_lab(im) for im in x.permute(0, 2, 3, 1).numpy()]))  # the build's Lab
+        batch = {"L": lab[..., 0].to(torch.float16), "ab": lab[..., 1:].permute(0, 3, 1, 2).to(torch.float16)}
+    elif name == "mae":
+        n = (params.size // params.patch) ** 2
+        visible = torch.from_numpy(np.stack([patchify(im, params.patch) for im in x.permute(0, 2, 3, 1).numpy()]))
+        batch = {"visible": visible, "ids_keep": torch.arange(n).repeat(len(x), 1)}
+    else:
+        per = params.grid ** 2 if name == "jigsaw" else {"context": 2, "exemplar": 2, "contrastive": 2}.get(name, 1)
+        field = {"jigsaw": "tiles", "context": "patches"}.get(name, getattr(recipe, "field", "") or "image")
+        groups = name in ("exemplar", "contrastive")  # the label is a group id; elsewhere a class
+        batch = {field: x.view(len(x) // per, per, *x.shape[1:]) if per > 1 else x,
+                 "label": torch.arange(len(x) // per) if groups else torch.zeros(len(x) // per, dtype=torch.int64)}
+    if name == "splitbrain":
+        got_l = _seen(recipe.trunk.l_net, lambda: recipe.loss(batch))
+        got_ab = _seen(recipe.trunk.ab_net, lambda: recipe.loss(batch))
+        torch.testing.assert_close(got_l[0], seen_by_eval[:, :1], atol=2e-3, rtol=0)  # float16 storage of L
+        torch.testing.assert_close(got_ab[0], seen_by_eval[:, 1:], atol=2e-3, rtol=0)
+        return
+    got = _seen(recipe.trunk, lambda: recipe.loss(batch))
+    assert got, f"{name}: the loss never reached its trunk"
+    if name == "mae":
+        expected = torch.from_numpy(np.stack([patchify(im, params.patch)
+                                              for im in seen_by_eval.permute(0, 2, 3, 1).numpy()]))
+        torch.testing.assert_close(got[0], expected, atol=1e-5, rtol=0)
+    elif name == "colorization":
+        torch.testing.assert_close(got[0], seen_by_eval, atol=2e-3, rtol=0)
+    else:
+        torch.testing.assert_close(got[0], seen_by_eval, atol=1e-6, rtol=0)
