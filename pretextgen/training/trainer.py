@@ -155,7 +155,9 @@ def preset_mismatch(t, manifest: dict, preset: str, data) -> str | None:
     shape = [k for k in differ if k in SHAPE_KEYS]
     if not shape:
         return None
-    show = lambda d: ", ".join(f"{k}={json.dumps(d[k])}" for k in differ)  # noqa: E731
+    def show(params: dict) -> str:
+        return ", ".join(f"{k}={json.dumps(params[k])}" for k in differ)
+
     source = f" --source {shlex.quote(manifest['source'])}" if "source_path" in manifest else ""  # else the default photos
     rebuild = (f"pretextgen build --task {t.name}{source} --out {shlex.quote(str(data) + '-' + preset)} "
                f"--samples {manifest['samples']} --preset {preset}")
