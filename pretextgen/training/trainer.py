@@ -155,6 +155,7 @@ def preset_mismatch(t, manifest: dict, preset: str, data) -> str | None:
     shape = [k for k in differ if k in SHAPE_KEYS]
     if not shape:
         return None
+
     def show(params: dict) -> str:
         return ", ".join(f"{k}={json.dumps(params[k])}" for k in differ)
 
