@@ -6,7 +6,10 @@ mean and std, a 4x4 grid of mean luminance, and the phase of the JPEG 8x8 block 
 absolute neighbour differences at each column and row offset modulo 8); for stacks, the seam cost of
 every ordered pair of elements, i.e. the mean |difference| across the border if element b sat right
 of (or below) element a: the cue that the gaps between jigsaw tiles and context patches exist to
-remove. The probe is a multinomial logistic regression on standardised features, scored by k-fold
+remove; and the resampling phase of every element (the share of its mean |second difference| at
+each column and each row): a crop upsampled once and then cut repeats its interpolation pattern with
+the upsampling period, so tiles cut at different cells start at different phases and the pattern
+alone gives away the cell. The probe is a multinomial logistic regression on standardised features, scored by k-fold
 cross-validation, once per kind of cue and once on all of them (the best score decides; it is a
 maximum over five scores, so read a marginal verdict with care). Chance is the share of the most
 frequent label. Accuracy far above chance means the configuration leaks a shortcut that a network
@@ -94,6 +97,17 @@ def _grid_phase(x: np.ndarray) -> np.ndarray:
     return np.concatenate(out, 1)
 
 
+def resampling_phase(x: np.ndarray) -> np.ndarray:
+    """(N, (W-2) + (H-2)): each element's mean |second difference| of luminance at each column, then
+    at each row, as shares of its sum. Interpolation smooths some positions more than others; the
+    profile shows where an element sits on its resampling grid."""
+    lum = x.mean(-1)
+    out = []
+    for d in (np.abs(np.diff(lum, 2, axis=2)).mean(1), np.abs(np.diff(lum, 2, axis=1)).mean(2)):
+        out.append(d / np.maximum(d.sum(1, keepdims=True), 1e-6))
+    return np.concatenate(out, 1)
+
+
 def _coarse(x: np.ndarray) -> np.ndarray:
     """(N, 16): mean luminance on a 4x4 grid."""
     lum = x.mean(-1)
@@ -113,7 +127,7 @@ def seam_costs(x: np.ndarray) -> np.ndarray:
     return np.log((c + 1.0) / (np.median(c) + 1.0))
 
 
-CUES = ("channel statistics", "coarse layout", "JPEG grid phase", "border seams")
+CUES = ("channel statistics", "coarse layout", "JPEG grid phase", "border seams", "resampling phase")
 
 
 def feature_groups(sample: dict) -> dict[str, np.ndarray]:
@@ -131,6 +145,8 @@ def feature_groups(sample: dict) -> dict[str, np.ndarray]:
         groups["JPEG grid phase"].append(_grid_phase(x).ravel())
         if 1 < len(x) <= 16:
             groups["border seams"].append(seam_costs(x).ravel())
+        if min(x.shape[1:3]) >= 3 and len(x) <= 16:
+            groups["resampling phase"].append(resampling_phase(x).ravel())
     out = {k: np.concatenate(v).astype(np.float32) for k, v in groups.items() if v}
     if not out:
         raise PretextgenError("the audit found no image-like field in these samples")

@@ -20,7 +20,9 @@ import numpy as np
 
 # 2: context's noise is a bank offset (``noise_offset``, was ``noise_seed``) and exemplar draws its
 # transformations as one array: plans of schema 1 are not what this version draws from (seed, index).
-SCHEMA_VERSION = 2
+# 3: jigsaw resamples each tile from its own source box (``views`` per tile, integer ``boxes``),
+# keeps ``gap`` between tiles, and defaults to tile_norm, color_jitter 0.1 and gray_prob 0.66.
+SCHEMA_VERSION = 3
 KEY_DIGITS = 9
 
 

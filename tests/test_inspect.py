@@ -27,10 +27,10 @@ from pretextgen.registry import get_task, list_tasks
 from pretextgen.shards import decode_member, file_sha256, read_manifest, write_json
 from pretextgen.sources import default_source, load_rgb, scan
 from pretextgen.tasks.context import NEIGHBOURS, arrow
-from pretextgen.tasks.jigsaw import cut_tiles, put_back
+from pretextgen.tasks.jigsaw import put_back, tiles_from_source
 from pretextgen.tasks.rotation import upright
 
-SMALL = {"rotation": {"size": 48}, "jigsaw": {"crop": 96, "tile": 24}, "context": {"patch": 32, "gap": 16}}
+SMALL = {"rotation": {"size": 48}, "jigsaw": {"crop": 96, "tile": 24, "tile_norm": False, "color_jitter": 0.0}, "context": {"patch": 32, "gap": 16}}
 
 
 def _build(tmp, task, n=4, **kw):
@@ -186,10 +186,10 @@ def test_jigsaw_tiles_put_back_are_the_crop_in_order(built):
     p = make_params(get_task("jigsaw"), m["params"])
     for s in read_samples(out, range(m["samples"])):
         plan = s["json"]
-        crop = crop_resize(_source(plan["source"]), plan["crop_box"], (p.crop, p.crop))
-        crop = to_gray3(crop) if plan["gray"] else crop
-        assert np.array_equal(put_back(s["tiles"], plan["permutation"]), cut_tiles(p, crop, plan))
-        assert not np.array_equal(s["tiles"], cut_tiles(p, crop, plan)) or plan["permutation"] == sorted(plan["permutation"])
+        cells = tiles_from_source(p, _source(plan["source"]), plan)
+        cells = to_gray3(cells) if plan["gray"] else cells
+        assert np.array_equal(put_back(s["tiles"], plan["permutation"]), cells)
+        assert not np.array_equal(s["tiles"], cells) or plan["permutation"] == sorted(plan["permutation"])
 
 
 def test_rotation_turned_back_is_the_upright_crop(built):
@@ -543,3 +543,51 @@ def test_audit_tells_jigsaw_without_gaps_from_jigsaw_with_gaps(tmp_path):
     assert gaps.accuracy["border seams"] < touching.accuracy["border seams"] - 0.2, \
         "the gaps remove much of the border-continuity shortcut"
     assert "SHORTCUT: border seams" in "\n".join(touching.lines())
+    # each tile is resampled from its own source box: no cell's interpolation phase to find
+    assert gaps.accuracy["resampling phase"] < gaps.chance + 0.1, gaps.accuracy
+
+
+def _row_of_tiles(rng, src, common: bool):
+    """Three 16 px tiles of one 32 px source's middle row of 18 px cells (a 54 px frame), each at
+    a random offset of 0-2 px: cut from the source upsampled once to 54 px (one resampling grid,
+    the way jigsaw cut tiles before schema 3), or each resampled from its own 9 px box of source
+    pixels (the way it does now)."""
+    import cv2
+
+    big = cv2.resize(src, (54, 54), interpolation=cv2.INTER_LINEAR)
+    tiles = []
+    for c in range(3):
+        dx, dy = (int(v) for v in rng.integers(0, 3, 2))
+        x0, y0 = c * 18 + dx, 18 + dy
+        if common:
+            tiles.append(big[y0:y0 + 16, x0:x0 + 16])
+        else:
+            sx, sy = int(np.floor(x0 * 32 / 54 + 0.5)), int(np.floor(y0 * 32 / 54 + 0.5))
+            tiles.append(cv2.resize(src[sy:sy + 9, sx:sx + 9], (16, 16), interpolation=cv2.INTER_LINEAR))
+    return tiles
+
+
+def test_audit_resampling_phase_finds_tiles_cut_from_one_upsampled_crop():
+    """Bilinear 32 -> 54 px upsampling repeats its pattern every 27 px, so tiles cut at the three
+    columns start at different phases: the audit's resampling-phase cue must tell the permutation of
+    a row of tiles from that alone (on noise, where nothing else can), and must not when each tile
+    is resampled from its own source box."""
+    import itertools
+
+    from pretextgen.audit import feature_groups, probe
+
+    perms = list(itertools.permutations(range(3)))
+    acc = {}
+    for common in (True, False):
+        rng = np.random.default_rng(0)
+        x, y = [], []
+        for _ in range(600):
+            src = rng.integers(0, 256, (32, 32, 3)).astype(np.uint8)
+            tiles = _row_of_tiles(rng, src, common)
+            label = int(rng.integers(6))
+            x.append(feature_groups({"tiles": np.stack([tiles[i] for i in perms[label]])})["resampling phase"])
+            y.append(label)
+        acc[common] = probe(np.stack(x), np.array(y))[0] / len(y)
+    chance = 1 / 6
+    assert acc[True] > chance + 0.1, acc
+    assert acc[False] < chance + 0.06, acc

@@ -1,5 +1,5 @@
 """rotation, jigsaw, context: labels proven by inversion on real photos; DALI on the GPU agrees with
-OpenCV; plans pinned to those of schema 2. (What every task must do: test_contracts.py.)"""
+OpenCV; plans pinned to those of schema 3. (What every task must do: test_contracts.py.)"""
 from __future__ import annotations
 
 import numpy as np
@@ -14,7 +14,7 @@ from pretextgen.permutations import hamming_stats, permutation_set
 from pretextgen.registry import get_task
 from pretextgen.sources import load_rgb
 from pretextgen.tasks.context import NEIGHBOURS
-from pretextgen.tasks.jigsaw import cut_tiles, permutations_of
+from pretextgen.tasks.jigsaw import permutations_of, tiles_from_source
 
 CORE = ("rotation", "jigsaw", "context")
 # Mean absolute difference (grey levels, 0-255) between DALI's antialiased linear resize and
@@ -67,23 +67,40 @@ def test_jigsaw_tiles_put_back_reproduce_the_grid(sources, grid, perms):
         tiles = reference_sample(t, p, img, it.plan)["tiles"]
         perm = it.plan["permutation"]
         assert perm == perm_set[it.plan["label"]].tolist()
-        crop = crop_resize(img, it.plan["crop_box"], (p.crop, p.crop))
-        grid_tiles = cut_tiles(p, crop, it.plan)
+        grid_tiles = tiles_from_source(p, img, it.plan)
         back = np.empty_like(tiles)
         back[perm] = tiles  # stored tile j came from cell perm[j]
         np.testing.assert_array_equal(back, grid_tiles)
         cell = p.crop // grid
-        s = (it.plan["crop_box"][2] - it.plan["crop_box"][0]) / p.crop
+        x0, y0, x1, _ = it.plan["crop_box"]
+        s = (x1 - x0) / p.crop
+        sides = {b[2] - b[0] for b in it.plan["boxes"]} | {b[3] - b[1] for b in it.plan["boxes"]}
+        assert sides == {round(tile * s)}  # one source side for all: one resampling phase
         for j, box in enumerate(it.plan["boxes"]):
-            # The stored box of tile j lies inside the cell perm[j], in source pixels.
+            # The stored box of tile j lies inside the cell perm[j] (rounding apart), in source pixels,
+            # and resampling that box straight from the source gives the tile exactly.
             r, q = divmod(perm[j], grid)
-            cx0 = it.plan["crop_box"][0] + q * cell * s
-            cy0 = it.plan["crop_box"][1] + r * cell * s
-            assert cx0 - 1e-3 <= box[0] and box[2] <= cx0 + cell * s + 1e-3
-            assert cy0 - 1e-3 <= box[1] and box[3] <= cy0 + cell * s + 1e-3
-            # ...and cutting that box straight from the source gives the same tile (interpolation apart).
-            ib = [int(round(v)) for v in box]
-            assert mean_abs_diff(crop_resize(img, ib, (tile, tile)), tiles[j]) < 12
+            cx0, cy0 = x0 + q * cell * s, y0 + r * cell * s
+            assert cx0 - 1 <= box[0] and box[2] <= cx0 + cell * s + 1
+            assert cy0 - 1 <= box[1] and box[3] <= cy0 + cell * s + 1
+            assert all(isinstance(v, int) for v in box)
+            np.testing.assert_array_equal(crop_resize(img, box, (tile, tile)), tiles[j])
+
+
+@pytest.mark.parametrize("gap", [0, 6])
+def test_jigsaw_gap_is_kept_between_neighbouring_tiles(sources, gap):
+    root, good = sources
+    t = get_task("jigsaw")
+    p = load_params(t, overrides={"crop": 96, "tile": 24, "gap": gap, "gray_prob": 0.0})
+    cell, seen = p.crop // p.grid, set()
+    for it in _items(t, p, good, 40):
+        off = np.asarray(it.plan["offsets"])  # (9, (dx, dy)) frame px, cells row-major
+        assert off.min() >= gap // 2 and off.max() <= cell - p.tile - (gap - gap // 2)
+        x = np.arange(9) % 3 * cell + off[:, 0]
+        gaps = (x[1::3] - x[0::3] - p.tile).tolist() + (x[2::3] - x[1::3] - p.tile).tolist()
+        assert min(gaps) >= gap
+        seen.update(gaps)
+    assert min(seen) <= gap + 1 and max(seen) >= 2 * (cell - p.tile) - gap - 1  # the whole range is drawn
 
 
 def test_jigsaw_options_gray_jitter_norm(sources):
@@ -137,13 +154,13 @@ PLAN_SIZES = [(500, 375), (128, 128), (4032, 3024), (96, 300), (1024, 683)]
 
 @pytest.mark.parametrize("task,digest", [
     ("colorization", "d55f515aeb3eb026"), ("context", "e2c97901ea13383a"), ("contrastive", "436d8a3273c3540f"),
-    ("inpainting", "c2a6fbb560f3936d"), ("jigsaw", "84c35b650742e554"), ("mae", "38874efa527a37d4"),
+    ("inpainting", "c2a6fbb560f3936d"), ("jigsaw", "69a7c9f79891e681"), ("mae", "38874efa527a37d4"),
     ("rotation", "ce3e6139d36b9014"), ("splitbrain", "d36a79861684995c"),
 ])
-def test_plans_stay_those_of_schema_2(task, digest):
+def test_plans_stay_those_of_schema_3(task, digest):
     """Sample i is drawn from (seed, i) alone, and a build of this schema must draw the same plans
     on any later version (resume, a shard rebuilt alone, verify): 64 plans of each task over
-    sources of five sizes, pinned as drawn by version 0.2.0. Any change that moves a draw fails
+    sources of five sizes, pinned as drawn by version 0.2.0 (jigsaw: by 0.6.0, schema 3). Any change that moves a draw fails
     here; such a change needs a new SCHEMA_VERSION. (exemplar plans from pixels; its shards are
     re-derived in the build tests.)"""
     import hashlib

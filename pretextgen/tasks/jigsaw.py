@@ -1,14 +1,21 @@
 """Jigsaw puzzles (Noroozi & Favaro, ECCV 2016).
 
-A square crop resized to ``crop`` (255) is cut into a grid x grid of cells (85 px); from each cell a
-``tile`` (64 px) is taken at a random offset, so neighbouring tiles do not touch (the gaps remove
-edge-continuity shortcuts). The tiles are stored in the order of a permutation drawn from a fixed
-set chosen for a large Hamming distance; the label is its index in the set.
+A square crop, in a frame of ``crop`` (255) px, is divided into grid x grid cells (85 px); in each
+cell a ``tile`` (64) px box sits at a random offset that keeps at least ``gap`` px between
+neighbouring tiles (the gaps remove edge-continuity shortcuts). Each tile is resampled from its own
+box of source pixels, every box of a sample the same integer side: all tiles share one resampling
+phase, so no common upsampling grid tells a tile's column from its interpolation pattern (a crop
+resized first and then cut would). The tiles are stored in the order of a permutation drawn from a
+fixed set chosen for a large Hamming distance; the label is its index in the set.
 
-Plan / JSON: ``crop_box`` (source px), ``boxes`` (one per *stored* tile, source px, float),
+Per-tile standardisation, colour jitter per tile and grayscale with probability 0.66 are on by
+default, as in Kolesnikov et al. 2019 (google/revisiting-self-supervised): with them a trunk cannot
+solve the puzzle from each tile's brightness, contrast or colour cast.
+
+Plan / JSON: ``crop_box`` (source px), ``boxes`` (one per *stored* tile, source px, integer),
 ``permutation`` (stored tile j came from grid cell permutation[j], cells row-major), ``offsets``
-(tile offset inside its cell, crop px, per cell), ``gray``, ``jitter`` (per stored tile, per channel
-[gain, bias] or null), ``label``.
+(tile offset inside its cell, frame px, per cell), ``gray``, ``jitter`` (per stored tile, per
+channel [gain, bias] or null), ``label``; ``views`` are the tiles' boxes in cell order.
 Fields: ``tiles.npy`` (grid^2, tile, tile, 3): uint8, or float16 when ``tile_norm`` (each tile
 minus its mean over its pixels and channels, divided by its std).
 """
@@ -19,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import MAX_SIDE, check_fractions, check_limits, check_probabilities
-from ..geometry import map_boxes, random_square, to_gray3, view
+from ..geometry import random_square, to_gray3, view
 from ..permutations import MAX_PERMUTATIONS, hamming_stats, n_permutations, permutation_set, set_digest
 from ..registry import Field, Task, TrainerSpec, register_task
 
@@ -27,15 +34,16 @@ from ..registry import Field, Task, TrainerSpec, register_task
 @dataclass(frozen=True)
 class JigsawParams:
     grid: int = 3
-    crop: int = 255  # side of the resized crop that is cut into cells
-    tile: int = 64  # stored tile side; must fit in a cell (crop // grid)
+    crop: int = 255  # side of the frame the crop is divided in, in tile px: the tiles' scale
+    tile: int = 64  # stored tile side; with gap, must fit in a cell (crop // grid)
+    gap: int = 0  # least px (frame px) between neighbouring tiles; offsets take the rest of the cell
     crop_scale: tuple[float, float] = (1.0, 1.0)  # crop side / shorter source side (paper: whole short side)
     permutations: int = 100  # size of the permutation set = number of classes
     permutation_seed: int = 0  # the set is derived from this seed alone
     permutation_criterion: str = "max_min"  # or "mean": greedy on minimal or mean Hamming distance
-    tile_norm: bool = False  # store each tile normalised to zero mean, unit std (float16)
-    color_jitter: float = 0.0  # per tile and channel: gain in [1-j, 1+j], bias in [-20j, 20j] levels
-    gray_prob: float = 0.3  # probability that the whole puzzle is grayscale (JigsawPuzzlePytorch: 0.3)
+    tile_norm: bool = True  # store each tile normalised to zero mean, unit std (float16); Kolesnikov et al.
+    color_jitter: float = 0.1  # per tile and channel: gain in [1-j, 1+j], bias in [-20j, 20j] levels
+    gray_prob: float = 0.66  # probability that the whole puzzle is grayscale (Kolesnikov et al.; Noroozi's 0.3)
     min_side: int = 64
 
     LIMITS = {  # not a field: see config.check_limits
@@ -52,7 +60,9 @@ class JigsawParams:
             raise ValueError("grid: must be at least 2")
         if self.tile < 1:
             raise ValueError("tile: must be at least 1")
-        if self.tile > self.crop // self.grid:
+        if self.gap < 0:
+            raise ValueError("gap: must be at least 0")
+        if self.tile + self.gap > self.crop // self.grid:
             raise ValueError(_tile_misfit(self))
         if self.permutations < 2:
             raise ValueError("permutations: must be at least 2 (one permutation is a one-class problem)")
@@ -70,14 +80,17 @@ class JigsawParams:
 
 
 def _tile_misfit(p: JigsawParams) -> str:
-    """tile, crop and grid are set together: the error gives values for each that would fit."""
-    cell = p.crop // p.grid
-    fixes = [f"lower tile to <= {cell}"] if cell >= 1 else []
-    if p.tile * p.grid <= MAX_SIDE:
-        fixes.append(f"raise crop to >= {p.tile * p.grid}")
-    if p.crop // p.tile >= 2:
-        fixes.append(f"lower grid to <= {p.crop // p.tile}")
-    return (f"tile: {p.tile} does not fit in a cell of crop // grid = {p.crop} // {p.grid} = {cell} px; "
+    """tile, gap, crop and grid are set together: the error gives values for each that would fit."""
+    cell, need = p.crop // p.grid, p.tile + p.gap
+    fixes = [f"lower tile to <= {cell - p.gap}"] if cell - p.gap >= 1 else []
+    if p.gap:
+        fixes.append(f"lower gap to <= {cell - p.tile}" if cell >= p.tile else "lower gap")
+    if need * p.grid <= MAX_SIDE:
+        fixes.append(f"raise crop to >= {need * p.grid}")
+    if p.crop // need >= 2:
+        fixes.append(f"lower grid to <= {p.crop // need}")
+    what = f"tile + gap = {p.tile} + {p.gap}" if p.gap else f"tile: {p.tile}"
+    return (f"{what} does not fit in a cell of crop // grid = {p.crop} // {p.grid} = {cell} px; "
             + " or ".join(fixes))
 
 
@@ -89,7 +102,8 @@ def plan(p: JigsawParams, rng: np.random.Generator, width: int, height: int, par
     n = p.grid * p.grid
     crop_box = random_square(rng, width, height, p.crop_scale)
     cell = p.crop // p.grid
-    offsets = rng.integers(0, cell - p.tile + 1, size=(n, 2))  # (dx, dy) per cell
+    low = p.gap // 2  # the gap is split between the two sides of each cell
+    offsets = rng.integers(low, cell - p.tile - (p.gap - low) + 1, size=(n, 2))  # (dx, dy) per cell
     label = int(rng.integers(p.permutations))
     perm = [int(c) for c in permutations_of(p)[label]]
     gray = bool(rng.random() < p.gray_prob)
@@ -98,32 +112,33 @@ def plan(p: JigsawParams, rng: np.random.Generator, width: int, height: int, par
         gains = rng.uniform(1 - p.color_jitter, 1 + p.color_jitter, size=(n, 3))
         biases = rng.uniform(-20 * p.color_jitter, 20 * p.color_jitter, size=(n, 3))
         jitter = np.round(np.stack([gains, biases], -1), 4).tolist()
-    # Tile boxes in crop px (row-major cells), then in source px, listed in stored order.
+    # Tile corners in frame px (cells row-major), then in source px: integer corners and one side
+    # for every tile, so each tile is resampled from source pixels with the same phase.
+    s = (crop_box[2] - crop_box[0]) / p.crop  # source px per frame px
+    side = max(1, round(p.tile * s))
     rows, cols = np.divmod(np.arange(n), p.grid)
     xy0 = np.stack([cols * cell, rows * cell], 1) + offsets
-    frame = np.concatenate([xy0, xy0 + p.tile], 1)[perm]
-    boxes = map_boxes(crop_box[:2], (crop_box[2] - crop_box[0]) / p.crop, frame)
+    corner = np.minimum(np.floor(xy0 * s + 0.5).astype(np.int64), crop_box[2] - crop_box[0] - side)
+    corner = corner + np.asarray(crop_box[:2])
+    cells = np.concatenate([corner, corner + side], 1)  # (n, 4) source px, cell order
     return {
-        "crop_box": crop_box, "boxes": boxes, "permutation": perm,
+        "crop_box": crop_box, "boxes": cells[perm].tolist(), "permutation": perm,
         "offsets": offsets.tolist(), "gray": gray, "jitter": jitter, "label": label,
-        "views": [view(crop_box, (p.crop, p.crop))],
+        "views": [view(b, (p.tile, p.tile)) for b in cells],
     }
 
 
-def cut_tiles(p: JigsawParams, crop: np.ndarray, plan: dict) -> np.ndarray:
-    """Tiles in grid order (row-major), before permutation: (grid^2, tile, tile, 3)."""
-    cell = p.crop // p.grid
-    out = []
-    for c, (dx, dy) in enumerate(plan["offsets"]):
-        r, q = divmod(c, p.grid)
-        y0, x0 = r * cell + dy, q * cell + dx
-        out.append(crop[y0 : y0 + p.tile, x0 : x0 + p.tile])
-    return np.stack(out)
+def tiles_from_source(p: JigsawParams, image: np.ndarray, plan: dict) -> np.ndarray:
+    """Tiles in grid order (row-major), before permutation, gray and jitter: (grid^2, tile, tile,
+    3), each resampled from its box (the reference views)."""
+    from ..geometry import crop_resize
+
+    return np.stack([crop_resize(image, v["box"], v["size"]) for v in plan["views"]])
 
 
 def finish(p: JigsawParams, views: list[np.ndarray], plan: dict) -> dict:
-    tiles = cut_tiles(p, views[0], plan)[plan["permutation"]]
-    if plan["gray"]:  # per pixel, so the tiles alone (57% of a 255 px crop's pixels for the defaults)
+    tiles = np.stack(views)[plan["permutation"]]  # views in cell order -> stored order
+    if plan["gray"]:
         tiles = to_gray3(tiles)
     if plan["jitter"] is not None:
         j = np.asarray(plan["jitter"], np.float32)  # (n, 3, 2) for the stored order
@@ -169,25 +184,19 @@ def load_prepared(p: JigsawParams, out_dir, header: dict) -> None:
 
 # ---------------------------------------------------------------- what other parts need (Task fields)
 def torch_finish(p: JigsawParams, views, plans) -> dict:
-    """``finish`` for a whole batch (B, crop, crop, C): gray, then every stored tile of every sample
-    cut by one gather at its cell's offset, jitter, norm."""
+    """``finish`` for a whole batch: the tiles' views (grid^2 of (B, tile, tile, C), cell order)
+    put in stored order by one gather, then gray, jitter, norm."""
     import torch
 
     from ..device_finish import gray3_torch
 
-    crop, dev = views[0], views[0].device
-    b, n, cell = crop.shape[0], p.grid * p.grid, p.crop // p.grid
+    dev = views[0].device
+    cells = torch.stack(views, 1)  # (B, n, tile, tile, C)
+    perm = torch.tensor([plan["permutation"] for plan in plans], device=dev)  # (B, n): stored j <- cell
+    tiles = torch.gather(cells, 1, perm[:, :, None, None, None].expand(cells.shape))
     gray = torch.tensor([plan["gray"] for plan in plans], device=dev)
     if bool(gray.any()):
-        crop = torch.where(gray[:, None, None, None], gray3_torch(crop), crop)
-    perm = torch.tensor([plan["permutation"] for plan in plans], device=dev)  # (B, n): stored j <- cell
-    offsets = torch.tensor([plan["offsets"] for plan in plans], device=dev)  # (B, n cells, (dx, dy))
-    d = torch.gather(offsets, 1, perm[..., None].expand(b, n, 2))  # offsets of the stored tiles' cells
-    y0 = torch.div(perm, p.grid, rounding_mode="floor") * cell + d[..., 1]
-    x0 = perm % p.grid * cell + d[..., 0]
-    span = torch.arange(p.tile, device=dev)
-    ys, xs = (y0[..., None] + span)[:, :, :, None], (x0[..., None] + span)[:, :, None, :]
-    tiles = crop[torch.arange(b, device=dev)[:, None, None, None], ys, xs]  # (B, n, tile, tile, C)
+        tiles = torch.where(gray[:, None, None, None, None], gray3_torch(tiles), tiles)
     if plans[0]["jitter"] is not None:
         j = torch.tensor([plan["jitter"] for plan in plans], dtype=torch.float32, device=dev)  # (B, n, 3, 2)
         tiles = torch.round(tiles * j[:, :, None, None, :, 0] + j[:, :, None, None, :, 1]).clamp(0, 255).to(torch.uint8)

@@ -410,6 +410,32 @@ def pretext_accuracy(run_dir) -> float | None:
     return max(epochs, key=lambda ea: ea[0])[1] if epochs else None
 
 
+def held_out_accuracy(checkpoint, data, batch_size: int = 256, max_samples: int | None = None) -> float | None:
+    """The trained recipe's pretext accuracy (its loss's ``accuracy``, eval mode) on another build's
+    samples, e.g. one made from photos the run never saw: far below the training accuracy, the run
+    memorised its fixed build. None where the task reports no accuracy."""
+    import torch
+
+    from ..loader import make_loader
+    from .checkpoint import load_run
+
+    task, _, _, recipe = load_run(checkpoint)
+    loader = make_loader(data, batch_size=batch_size, num_workers=0, shuffle_buffer=1)
+    if loader.dataset.manifest["task"] != task.name:
+        raise PretextgenError(f"{data} holds {loader.dataset.manifest['task']} samples, the checkpoint is {task.name}")
+    hits, seen = 0.0, 0
+    with torch.no_grad():
+        for batch in loader:
+            n = len(batch["label"])
+            _, metrics = recipe(batch)
+            if "accuracy" not in metrics:
+                return None
+            hits, seen = hits + float(metrics["accuracy"]) * n, seen + n
+            if max_samples is not None and seen >= max_samples:
+                break
+    return hits / max(seen, 1)
+
+
 def _round(v):
     return None if v is None else round(float(v), DECIMALS)
 

@@ -256,7 +256,10 @@ class Context(_RGB):
     """Relative patch position (Doersch et al. 2015): a shared trunk per patch, each pooled and
     through a shared ``Linear(C, patch_width)`` + ReLU, the pair concatenated (centre, neighbour),
     then ``Linear -> ReLU -> Linear`` to 8 classes; cross-entropy. Extra: ``patch_width`` (128),
-    ``head_width`` (256). Input: normalised RGB patches; ``eval_size`` = ``patch``."""
+    ``head_width`` (256), ``patch_norm`` (true). Input: each patch minus its mean, over its RMS
+    (``standardize``; Doersch et al. normalise each patch, so its brightness and contrast say
+    nothing of where it sat), or ImageNet-normalised RGB with ``patch_norm`` false; ``eval_input``
+    treats each labeled image the same way. ``eval_size`` = ``patch``."""
 
     accuracy = "top-1 of the 8-way classifier of where the neighbour patch sits around the centre patch"
 
@@ -266,10 +269,14 @@ class Context(_RGB):
         w, hw = int(_extra(config, "patch_width", 128)), int(_extra(config, "head_width", 256))
         self.patch_fc = nn.Sequential(nn.Linear(self.trunk.out_channels, w), nn.ReLU(inplace=True))
         self.head = MLP((2 * w, hw, 8))
+        self.patch_norm = bool(_extra(config, "patch_norm", True))
+
+    def eval_input(self, images):
+        return standardize(images) if self.patch_norm else normalize_rgb(images)
 
     def loss(self, batch):
         patches = batch["patches"]  # (B, 2, 3, p, p): centre, neighbour
-        f = self.patch_fc(self.trunk(normalize_rgb(patches).flatten(0, 1)))
+        f = self.patch_fc(self.trunk(self.eval_input(patches).flatten(0, 1)))
         return classification(self.head(f.view(patches.shape[0], -1)), batch["label"])
 
     @property
