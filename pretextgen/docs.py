@@ -99,9 +99,11 @@ from `permutation_seed` alone (grids above 3x3 draw 200,000 random candidates). 
 beside the shards (`jigsaw_permutations_9x100_max_min_seed0.npy`) and described in the manifest's
 `permutation_set` with its sha256 and Hamming statistics (100 permutations, max_min: minimal
 distance 6, mean 8.07; 1000: minimal 5, mean 8.01). To put a puzzle back:
-`grid[permutation] = tiles`. Options: `gray_prob` (a grayscale puzzle), `color_jitter` (per tile and
-channel gain and bias), `tile_norm` (tiles normalised to zero mean and unit std, stored as
-float16).""",
+`grid[permutation] = tiles`. Options: `gap` (least px between neighbouring tiles), `gray_prob` (a
+grayscale puzzle), `color_jitter` (per tile and channel gain and bias), `tile_norm` (tiles normalised
+to zero mean and unit std, stored as float16). The last three are on by default, at Kolesnikov et
+al.'s settings; `--set tile_norm=false --set color_jitter=0 --set gray_prob=0.3` gives Noroozi &
+Favaro's.""",
     "context": "",
     "colorization": """\
 **Lab on every backend.** NumPy on the OpenCV backend (the formulas of `skimage.color.rgb2lab`,
