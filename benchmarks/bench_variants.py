@@ -41,6 +41,7 @@ def parse_variant(text: str) -> tuple[str, dict, dict, int | None]:
 def run_variant(args, name: str, sample: dict, train_set: dict, live: int | None) -> dict:
     from pretextgen.audit import audit
     from pretextgen.builder import build
+    from pretextgen.errors import PretextgenError
     from pretextgen.registry import get_task
     from pretextgen.training.probe import evaluate, held_out_accuracy, pretext_accuracy
     from pretextgen.training.trainer import train
@@ -81,10 +82,14 @@ def run_variant(args, name: str, sample: dict, train_set: dict, live: int | None
     ev = json.loads(ev_path.read_text()) if ev_path.exists() else \
         evaluate(run / "checkpoint.pt", args.labeled, json_path=ev_path, progress=False)
     times["eval_seconds"] = round(time.perf_counter() - t2, 1)
-    au = audit(here / "build", max_samples=1000)
+    try:
+        au = audit(here / "build", max_samples=1000)
+        found = {"chance": au.chance, **au.accuracy}
+    except PretextgenError as e:  # no label to predict (colorization, mae)
+        found = {"none": str(e)}
     return {"variant": name, "params": params, "train": train_set, "live": live, "samples": args.samples,
             "pretext_accuracy": pretext_accuracy(run), "held_out_accuracy": held_out_accuracy(run / "checkpoint.pt", here / "held_out"),
-            "audit": {"chance": au.chance, **au.accuracy}, "best": ev.get("best"), "protocol": ev.get("protocol"),
+            "audit": found, "best": ev.get("best"), "protocol": ev.get("protocol"),
             "pretext": ev["pretext"], "random": ev["random"], "pixels": ev["pixels"], **times}
 
 
@@ -106,9 +111,11 @@ def main(argv=None) -> int:
         with open(Path(args.out) / "variants.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
         b = row["best"] or {}
+        cues = {k: v for k, v in row["audit"].items() if k not in ("chance", "none")}
+        audit_text = f"audit best {max((v, k) for k, v in cues.items())} chance {row['audit']['chance']:.3f}" if cues \
+            else "no audit (no label)"
         print(f"{row['variant']}: pretext {row['pretext_accuracy']}, held-out {row['held_out_accuracy']}, "
-              f"best {b.get('stage')} gain {b.get('gain_points')} {b.get('gain_ci_points')}, audit "
-              f"{max((v, k) for k, v in row['audit'].items() if k != 'chance')} chance {row['audit']['chance']:.3f}, "
+              f"best {b.get('stage')} gain {b.get('gain_points')} {b.get('gain_ci_points')}, {audit_text}, "
               f"train {row['train_seconds']} s, eval {row['eval_seconds']} s", flush=True)
     return 0
 
