@@ -44,15 +44,12 @@ class TrainerSpec:
     ``recipe``: "module:Class" of its ``pretextgen.training.recipe.Recipe``. ``presets``: per preset
     ("cpu", "gpu"), the ``TrainConfig`` values. ``samples``: per preset, the sample params a build
     for that preset uses (``pretextgen compare`` builds with them). ``eval_input``: what the trunk
-    sees of a labeled RGB image at evaluation ("rgb", "L", "L+ab"), stated in the eval table.
-    ``live``: the presets whose runs in ``pretextgen compare`` train on live samples (fresh ones
-    every epoch) instead of the build, where a fixed build is learned by heart (BENCHMARKS.md)."""
+    sees of a labeled RGB image at evaluation ("rgb", "L", "L+ab"), stated in the eval table."""
 
     recipe: str
     presets: dict
     samples: dict = field(default_factory=dict)
     eval_input: str = "rgb"
-    live: tuple = ()
 
 
 @dataclass(frozen=True)

@@ -437,20 +437,6 @@ def test_compare_builds_trains_evaluates_and_reuses_what_exists(labeled, tmp_pat
     assert (tmp_path / "cmp" / "rotation" / "eval.json").stat().st_mtime_ns == stamp
 
 
-def test_compare_trains_live_where_the_preset_says_so(labeled, tmp_path, photos):
-    """jigsaw's CPU preset learns a fixed build by heart (BENCHMARKS.md): compare trains it on live
-    samples of the same params, fresh every epoch, and still builds (for inspect and the audit)."""
-    from pretextgen.registry import get_task
-    from pretextgen.training.compare import compare
-
-    assert "cpu" in get_task("jigsaw").trainer.live
-    (row,) = compare(["jigsaw"], photos[0], labeled, out=tmp_path / "cmp", samples=16, epochs=1, progress=False)
-    config = json.loads((tmp_path / "cmp" / "jigsaw" / "run" / "config.json").read_text())
-    assert config["data"].startswith("live:") and config["samples_per_epoch"] == 16
-    assert config["params"]["grid"] == get_task("jigsaw").trainer.samples["cpu"]["grid"]
-    assert (tmp_path / "cmp" / "jigsaw" / "build" / "manifest.json").exists() and row["task"] == "jigsaw"
-
-
 def test_the_gain_interval_is_a_paired_bootstrap_over_test_images():
     """``gain_interval`` resamples per-image differences: a sure gain has a point interval, a gain
     that is half +1 half -1 straddles zero, more images narrow it, and it is the same every run."""

@@ -2,9 +2,7 @@
 what their trunks learned against a random trunk of the same architecture.
 
 For each task: a build from ``source`` with the preset's sample params (``TrainerSpec.samples``),
-a training run at the preset (``TrainerSpec.presets``) on that build, or on as many live samples
-per epoch where the preset trains live (``TrainerSpec.live``: tasks that learn a fixed build by
-heart), then ``evaluate`` on ``labeled``. Each step
+a training run at the preset (``TrainerSpec.presets``), then ``evaluate`` on ``labeled``. Each step
 is skipped when its output is already there (a build with a complete manifest, a run whose
 checkpoint reached its last epoch, an evaluation JSON), so an interrupted comparison continues.
 """
@@ -57,15 +55,9 @@ def compare(tasks: list[str], source, labeled, out="compare", preset: str = "cpu
         times_file = here / "times.json"
         times = json.loads(times_file.read_text()) if times_file.exists() else {}
         times.setdefault("build_seconds", round(t1 - t0, 1))
-        resume = (run_dir / "checkpoint.pt").exists()
-        if preset in task.trainer.live:
-            step(f"train ({preset} preset, {samples:,} live samples an epoch) -> {run_dir}")
-            summary = train(task=name, source=source, samples=samples, out=run_dir, preset=preset, epochs=epochs,
-                            progress=progress, resume=resume)
-        else:
-            step(f"train ({preset} preset) -> {run_dir}")
-            summary = train(data=build_dir, out=run_dir, preset=preset, epochs=epochs, progress=progress,
-                            resume=resume)
+        step(f"train ({preset} preset) -> {run_dir}")
+        summary = train(data=build_dir, out=run_dir, preset=preset, epochs=epochs, progress=progress,
+                        resume=(run_dir / "checkpoint.pt").exists())
         t2 = time.perf_counter()
         times["train_seconds"] = round(times.get("train_seconds", 0.0) + t2 - t1, 1)  # over resumed parts too
         if result.exists():  # maybe written by an older pretextgen: rounded here, its meaning filled in
