@@ -23,7 +23,7 @@ from pretextgen.shards import read_shard  # noqa: E402
 from pretextgen.verify import backend_tolerance, compare  # noqa: E402
 
 N_JIGSAW = 61  # prime: no rank or worker split is even
-JIGSAW = {"crop": 96, "tile": 24, "gray_prob": 0.0}
+JIGSAW = {"crop": 96, "tile": 24, "gray_prob": 0.0, "tile_norm": False, "color_jitter": 0.0}
 ROTATION = {"size": 32}
 
 
