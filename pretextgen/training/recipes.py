@@ -243,7 +243,7 @@ class Jigsaw(_RGB):
         return standardize(images) if self.params.tile_norm else normalize_rgb(images)
 
     def eval_protocols(self):
-        # The tiles were cut from a crop of crop_scale x the shorter side, resized to crop px: whole
+        # The tiles' frame spans crop_scale x the shorter side at crop px (each tile resampled to it): whole
         # images at that scale show objects at the size the trunk learned them (Noroozi & Favaro's
         # and VISSL's evaluation); "grid" cuts the training grid's centre tiles from it.
         p = self.params
