@@ -145,7 +145,7 @@ def feature_groups(sample: dict) -> dict[str, np.ndarray]:
         groups["JPEG grid phase"].append(_grid_phase(x).ravel())
         if 1 < len(x) <= 16:
             groups["border seams"].append(seam_costs(x).ravel())
-        if min(x.shape[1:3]) >= 3 and len(x) <= 16:
+        if len(x) <= 16:  # not every frame of a long video stack
             groups["resampling phase"].append(resampling_phase(x).ravel())
     out = {k: np.concatenate(v).astype(np.float32) for k, v in groups.items() if v}
     if not out:

@@ -366,7 +366,9 @@ def test_eval_input_gives_the_trunk_what_its_loss_fed_it(name):
         expected = torch.from_numpy(np.stack([patchify(im, params.patch)
                                               for im in seen_by_eval.permute(0, 2, 3, 1).numpy()]))
         torch.testing.assert_close(got[0], expected, atol=1e-5, rtol=0)
-    elif name == "colorization" or (name == "jigsaw" and params.tile_norm):  # float16 storage
-        torch.testing.assert_close(got[0], seen_by_eval, atol=2e-2, rtol=0)
+    elif name == "colorization":
+        torch.testing.assert_close(got[0], seen_by_eval, atol=2e-3, rtol=0)
+    elif name == "jigsaw" and params.tile_norm:  # stored float16: half an ulp at |x| < 8 is under 4e-3
+        torch.testing.assert_close(got[0], seen_by_eval, atol=4e-3, rtol=0)
     else:
         torch.testing.assert_close(got[0], seen_by_eval, atol=1e-6, rtol=0)

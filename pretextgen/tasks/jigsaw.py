@@ -128,7 +128,7 @@ def plan(p: JigsawParams, rng: np.random.Generator, width: int, height: int, par
     }
 
 
-def tiles_from_source(p: JigsawParams, image: np.ndarray, plan: dict) -> np.ndarray:
+def tiles_from_source(image: np.ndarray, plan: dict) -> np.ndarray:
     """Tiles in grid order (row-major), before permutation, gray and jitter: (grid^2, tile, tile,
     3), each resampled from its box (the reference views)."""
     from ..geometry import crop_resize
@@ -232,7 +232,7 @@ def draw(sample, meta, ctx):
 
 def paper_baseline(path, rng, p):
     """JigsawPuzzlePytorch-style loader (bbrattoli/JigsawPuzzlePytorch, Noroozi & Favaro): resize the
-    short side to 256, random 255 crop, 85 px cells, random 64 px tile in each, permute, 30% grayscale."""
+    short side to 256, random 255 crop, 85 px cells, random 64 px tile in each, permute, grayscale with gray_prob (theirs: 0.3)."""
     from PIL import Image
 
     im = Image.open(path).convert("RGB")
