@@ -43,6 +43,7 @@ def run_variant(args, name: str, sample: dict, train_set: dict, live: int | None
     from pretextgen.builder import build
     from pretextgen.errors import PretextgenError
     from pretextgen.registry import get_task
+    from pretextgen.training.curves import read_metrics
     from pretextgen.training.probe import evaluate, held_out_accuracy, pretext_accuracy
     from pretextgen.training.trainer import train
 
@@ -87,10 +88,13 @@ def run_variant(args, name: str, sample: dict, train_set: dict, live: int | None
         found = {"chance": au.chance, **au.accuracy}
     except PretextgenError as e:  # no label to predict (colorization, mae)
         found = {"none": str(e)}
+    last = [r for r in read_metrics(run / "metrics.csv") if r.get("kind") == "epoch"][-1]
     return {"variant": name, "params": params, "train": train_set, "live": live, "samples": args.samples,
             "pretext_accuracy": pretext_accuracy(run), "held_out_accuracy": held_out_accuracy(run / "checkpoint.pt", here / "held_out"),
             "audit": found, "best": ev.get("best"), "protocol": ev.get("protocol"),
-            "pretext": ev["pretext"], "random": ev["random"], "pixels": ev["pixels"], **times}
+            "pretext": ev["pretext"], "random": ev["random"], "pixels": ev["pixels"],
+            "alignment_uniformity": ev.get("alignment_uniformity"),
+            "train_alignment_uniformity": {k: last.get(k) for k in ("alignment", "uniformity")}, **times}
 
 
 def main(argv=None) -> int:

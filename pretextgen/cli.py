@@ -44,8 +44,10 @@ examples:
 
 Writes RUN_DIR/checkpoint.pt (every epoch), metrics.csv (loss, pretext accuracy, lr, samples/s) and
 config.json. Then: pretextgen eval --checkpoint RUN_DIR --data LABELED_DIR.
-The presets, heads and losses of each task: pretextgen/tasks/<task>.py (trainer=) and
-pretextgen/training/recipes.py.
+  pretextgen train --task contrastive --source photos/ --samples 20000 --out runs/moco \
+      --set extra.memory=queue --set extra.loss=info_nce
+The presets of each task: pretextgen/tasks/<task>.py (trainer=); its recipe (heads, loss, extra.KEY
+settings): pretextgen/training/recipes/<family>.py; the losses: pretextgen/training/losses.py.
 """
 
 
@@ -429,7 +431,13 @@ def _cmd_train(args) -> int:
                    preset=args.preset, epochs=args.epochs, batch_size=args.batch_size, resume=args.resume,
                    config=args.config, overrides=args.set or [], progress=False if args.no_progress else None,
                    device=args.device, as_built=args.as_built)
-    print(result["line"])
+    if "torch.distributed" in sys.modules:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():  # under torchrun: Gloo aborts at exit otherwise
+            dist.destroy_process_group()
+    if os.environ.get("RANK", "0") == "0":  # one line per run, not per process
+        print(result["line"])
     return 0
 
 

@@ -109,3 +109,17 @@ def labeled_folder(out: Path, photos_root: Path, names=("astronaut.png", "chelse
                 y, x = int(rng.integers(0, h - side)), int(rng.integers(0, w - side))
                 assert cv2.imwrite(str(folder / f"{i}.png"), photo[y:y + side, x:x + side])
     return out
+
+
+# The smallest sizes each task trains at here (the small trunk needs 8 px: three 2x2 pools).
+TINY = {
+    "rotation": {"size": 16},
+    "jigsaw": {"crop": 27, "tile": 8, "permutations": 10},
+    "context": {"patch": 8, "gap": 2, "jitter": 1, "min_pixels": 16},
+    "exemplar": {"patch": 8, "transforms": 4},
+    "colorization": {"size": 16, "target_stride": 2, "prior_side": 64},
+    "splitbrain": {"size": 16, "target_stride": 2, "prior_side": 64, "l_bins": 10},
+    "inpainting": {"size": 16, "overlap": 1},
+    "mae": {"size": 16, "patch": 4},
+    "contrastive": {"size": 16, "blur_kernel": 3},
+}

@@ -168,6 +168,27 @@ def test_evaluate_writes_the_json_with_every_row(result):
     assert set(data["gain"]) == set(data["gain_ci"]) == set(data["pretext"])
 
 
+def test_eval_reports_alignment_and_uniformity_for_pretext_and_random_trunks(result):
+    _, data = result
+    au = data["alignment_uniformity"]
+    assert au["images"] == 3 * N_TEST
+    for row in (au["pretext"], au["random"], *au["random_seeds"]):
+        assert set(row) == {"alignment", "uniformity"}
+        # unit vectors: squared distances in [0, 4]; uniformity log(mean exp(-2 d^2)) in [-8, 0]
+        assert 0 <= row["alignment"] <= 4 and -8 <= row["uniformity"] <= 0
+    assert au["random"]["alignment"] == pytest.approx(np.mean([r["alignment"] for r in au["random_seeds"]]), abs=2e-4)
+    assert len(au["random_seeds"]) == ev.RANDOM_SEEDS
+    assert any(line.startswith("alignment / uniformity") for line in ev.report(data))
+
+
+def test_the_two_augmented_views_differ_and_repeat_from_the_seed(photos):
+    image = ev.load_square(str(photos[0] / photos[1][0]), 32)
+    a = ev.augmented_views(image, np.random.default_rng([0, 5]))
+    b = ev.augmented_views(image, np.random.default_rng([0, 5]))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert a[0].shape == a[1].shape == image.shape and not np.array_equal(a[0], a[1])
+
+
 def _accuracies(data: dict) -> list:
     """Every accuracy of ``evaluate``'s dict (None where there is none)."""
     rows = [*data["pretext"].values(), *data["random"].values(), data["pixels"]]

@@ -255,11 +255,13 @@ def test_tensorboard_gets_every_row_and_a_resume_replaces_the_interrupted_part(r
     out = tmp_path / "tb"
     replay(run, out)
     scalars = _scalars(out / "tensorboard")
-    want = {f"{kind}/{name}" for kind in ("steps", "epoch") for name in curves.SCALARS}
-    assert set(scalars) == want
+    # every column the rows fill (this run's recipe reports no alignment or uniformity)
+    recorded = [name for name in curves.SCALARS if all(r.get(name) for r in rows)]
+    assert {"loss", "accuracy", "lr"} <= set(recorded) and "alignment" not in recorded
+    assert set(scalars) == {f"{kind}/{name}" for kind in ("steps", "epoch") for name in recorded}
     for kind in ("steps", "epoch"):
         mine = [r for r in rows if r["kind"] == kind]
-        for name in curves.SCALARS:
+        for name in recorded:
             assert [s for s, _ in scalars[f"{kind}/{name}"]] == [int(r["step"]) for r in mine]
             assert np.allclose([v for _, v in scalars[f"{kind}/{name}"]], [float(r[name]) for r in mine], rtol=1e-6)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 
 import numpy as np
 import pytest
@@ -20,21 +21,11 @@ from pretextgen.cli import main
 from pretextgen.config import load_params
 from pretextgen.registry import get_task, list_tasks
 
+from helpers import TINY
+
 IMAGE_TASKS = {"rotation", "jigsaw", "context", "exemplar", "colorization", "splitbrain", "inpainting", "mae",
                "contrastive"}
 TRAINABLE = [n for n in list_tasks() if get_task(n).trainer]
-# The smallest sizes each task trains at here (the small trunk needs 8 px: three 2x2 pools).
-TINY = {
-    "rotation": {"size": 16},
-    "jigsaw": {"crop": 27, "tile": 8, "permutations": 10},
-    "context": {"patch": 8, "gap": 2, "jitter": 1, "min_pixels": 16},
-    "exemplar": {"patch": 8, "transforms": 4},
-    "colorization": {"size": 16, "target_stride": 2, "prior_side": 64},
-    "splitbrain": {"size": 16, "target_stride": 2, "prior_side": 64, "l_bins": 10},
-    "inpainting": {"size": 16, "overlap": 1},
-    "mae": {"size": 16, "patch": 4},
-    "contrastive": {"size": 16, "blur_kernel": 3},
-}
 FAST = ["num_workers=0"]  # DataLoader workers cost a process start per epoch; one test keeps the preset's
 
 
@@ -109,7 +100,7 @@ def test_loss_falls_on_a_fixed_batch(name, builds):
     for _ in range(8):
         loss, metrics = recipe(batch)
         assert torch.isfinite(loss), (name, losses)
-        assert set(metrics) <= {"accuracy", "accuracy_ab", "accuracy_L"}
+        assert set(metrics) <= {"accuracy", "accuracy_ab", "accuracy_L", "alignment", "uniformity"}
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -159,6 +150,47 @@ def test_train_writes_a_run_and_resumes_exactly(name, builds, tmp_path):
     same = ("epoch", "step", "loss", "accuracy", "lr", "kind")
     assert [[r[k] for k in same] for r in _metrics(tmp_path / "a")] == [[r[k] for k in same] for r in _metrics(run)]
     assert resumed["loss"] == straight["loss"] and resumed["line"].startswith(f"{name}: epoch 2/2")
+
+
+CONTRASTIVE_SETTINGS = [["extra.loss=info_nce"], ["extra.loss=contrastive"], ["extra.loss=triplet"],
+                        ["extra.loss=triplet", "extra.mining=hard"], ["extra.loss=lifted_structured"],
+                        ["extra.loss=npair"], ["extra.loss=info_nce", "extra.beta=1.0", "extra.tau_plus=0.1"],
+                        ["extra.memory=queue", "extra.queue_size=16"], ["extra.memory=bank", "extra.negatives=8"]]
+
+
+@pytest.mark.parametrize("settings", CONTRASTIVE_SETTINGS, ids=lambda s: ",".join(x.split(".", 1)[1] for x in s))
+def test_every_contrastive_loss_and_memory_trains_and_resumes_exactly(settings, builds, tmp_path):
+    """``--set extra.loss=L`` and ``extra.memory=M``: each trains, reports alignment and uniformity
+    per epoch, and resumes to the same weights and memory (the queue, its ids and pointer, the bank)
+    as a run that was never stopped."""
+    from pretextgen.training.checkpoint import read_checkpoint
+
+    kw = dict(data=builds("contrastive"), epochs=2, batch_size=6, overrides=FAST + settings, progress=False,
+              device="cpu")
+    straight = pretextgen.train(out=tmp_path / "a", **kw)
+    pretextgen.train(out=tmp_path / "b", until_epoch=1, **kw)
+    resumed = pretextgen.train(out=tmp_path / "b", resume=True, **kw)
+    a, b = read_checkpoint(tmp_path / "a" / "checkpoint.pt")["model"], read_checkpoint(tmp_path / "b" / "checkpoint.pt")["model"]
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    memory = [k for k in a if k.startswith("memory.")]
+    if any("memory=" in x for x in settings):
+        assert memory and any(k.endswith(("queue", "vectors")) for k in memory)
+    assert resumed["loss"] == straight["loss"] and math.isfinite(straight["loss"])
+    rows = [r for r in _metrics(tmp_path / "a") if r["kind"] == "epoch"]
+    assert all(r["alignment"] and r["uniformity"] for r in rows)
+    assert all(0 <= float(r["alignment"]) <= 4 and -4 <= float(r["uniformity"]) <= 0 for r in rows)
+
+
+def test_a_memory_trains_only_with_info_nce_and_a_bank_needs_a_build(builds, tmp_path, capsys):
+    data = str(builds("contrastive"))
+    err = _error(capsys, ["train", "--data", data, "--out", str(tmp_path / "r"), "--set", "extra.memory=queue",
+                          "--set", "extra.loss=triplet"])
+    assert "extra.memory=queue trains with extra.loss=info_nce" in err
+    assert "one of info_nce" in _error(capsys, ["train", "--data", data, "--out", str(tmp_path / "r2"), "--set",
+                                                "extra.loss=arcface"])
+    err = _error(capsys, ["train", "--task", "contrastive", "--samples", "8", "--out", str(tmp_path / "r3"),
+                          "--set", "extra.memory=bank"])
+    assert "train from a build" in err
 
 
 def test_live_samples_and_settings(tmp_path):

@@ -279,7 +279,7 @@ TASK = register_task(Task(
     # Training (pretextgen train): CPU preset for 32 px CIFAR-like photos on 2 cores; GPU preset
     # ResNet-18 (CIFAR stem) with AMP. Sample params per preset: what `pretextgen compare` builds.
     trainer=TrainerSpec(
-        recipe="pretextgen.training.recipes:Context", eval_input="rgb",
+        recipe="pretextgen.training.recipes.spatial:Context", eval_input="rgb",
         presets={"cpu": dict(trunk="small", epochs=8, batch_size=128, optimizer="sgd", lr=0.05, weight_decay=0.0005, warmup_epochs=0.5),
                  "gpu": dict(trunk="resnet18", epochs=100, batch_size=256, optimizer="sgd", lr=0.1, weight_decay=0.0005, warmup_epochs=1, amp=True, num_workers=8)},
         samples={"cpu": {"patch": 16, "gap": 4, "jitter": 2, "min_pixels": 64, "min_side": 32},

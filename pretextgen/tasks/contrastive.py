@@ -232,7 +232,7 @@ TASK = register_task(Task(
     # Training (pretextgen train): CPU preset for 32 px CIFAR-like photos on 2 cores; GPU preset
     # ResNet-18 (CIFAR stem) with AMP. Sample params per preset: what `pretextgen compare` builds.
     trainer=TrainerSpec(
-        recipe="pretextgen.training.recipes:Contrastive", eval_input="rgb",
+        recipe="pretextgen.training.recipes.contrastive:Contrastive", eval_input="rgb",
         presets={"cpu": dict(trunk="small", epochs=10, batch_size=128, optimizer="adamw", lr=0.001, weight_decay=0.0001, warmup_epochs=1, extra={"temperature": 0.5}),
                  "gpu": dict(trunk="resnet18", epochs=200, batch_size=512, optimizer="adamw", lr=0.002, weight_decay=0.0001, warmup_epochs=10, amp=True, num_workers=8, extra={"temperature": 0.2})},
         samples={"cpu": {"size": 32, "crop_scale": [0.2, 1.0], "saturation": 0.4, "blur_prob": [0.0], "solarize_prob": [0.0], "blur_kernel": 3},

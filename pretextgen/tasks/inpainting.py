@@ -277,7 +277,7 @@ TASK = register_task(Task(
     # Training (pretextgen train): CPU preset for 32 px CIFAR-like photos on 2 cores; GPU preset
     # ResNet-18 (CIFAR stem) with AMP. Sample params per preset: what `pretextgen compare` builds.
     trainer=TrainerSpec(
-        recipe="pretextgen.training.recipes:Inpainting", eval_input="rgb",
+        recipe="pretextgen.training.recipes.masked:Inpainting", eval_input="rgb",
         presets={"cpu": dict(trunk="small", epochs=8, batch_size=64, optimizer="adamw", lr=0.001, weight_decay=0.0001, warmup_epochs=0.5),
                  "gpu": dict(trunk="resnet18", epochs=100, batch_size=256, optimizer="adamw", lr=0.001, weight_decay=0.0001, warmup_epochs=1, amp=True, num_workers=8)},
         samples={"cpu": {"size": 32, "overlap": 1},

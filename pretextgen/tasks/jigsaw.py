@@ -277,7 +277,7 @@ TASK = register_task(Task(
     # samples generalised no better than a fixed build and probed lower (BENCHMARKS.md, jigsaw presets).
     # GPU preset ResNet-18 (CIFAR stem) with AMP. Sample params per preset: what `pretextgen compare` builds.
     trainer=TrainerSpec(
-        recipe="pretextgen.training.recipes:Jigsaw", eval_input="rgb",
+        recipe="pretextgen.training.recipes.spatial:Jigsaw", eval_input="rgb",
         presets={"cpu": dict(trunk="small", epochs=8, batch_size=64, optimizer="sgd", lr=0.05, weight_decay=0.0005, warmup_epochs=0.5),
                  "gpu": dict(trunk="resnet18", epochs=100, batch_size=128, optimizer="sgd", lr=0.05, weight_decay=0.0005, warmup_epochs=1, amp=True, num_workers=8)},
         samples={"cpu": {"grid": 2, "crop": 32, "tile": 12, "gap": 3, "permutations": 24, "min_side": 32},

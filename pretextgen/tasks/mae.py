@@ -196,7 +196,7 @@ TASK = register_task(Task(
     # Training (pretextgen train): CPU preset for 32 px CIFAR-like photos on 2 cores; GPU preset
     # ResNet-18 (CIFAR stem) with AMP. Sample params per preset: what `pretextgen compare` builds.
     trainer=TrainerSpec(
-        recipe="pretextgen.training.recipes:Mae", eval_input="rgb",
+        recipe="pretextgen.training.recipes.masked:Mae", eval_input="rgb",
         presets={"cpu": dict(trunk="vit_tiny", epochs=8, batch_size=128, optimizer="adamw", lr=0.001, weight_decay=0.05, warmup_epochs=1),
                  "gpu": dict(trunk="vit_tiny", epochs=200, batch_size=256, optimizer="adamw", lr=0.0015, weight_decay=0.05, warmup_epochs=10, amp=True, num_workers=8)},
         # CPU: 8 px patches (16 tokens) and per-patch normalised targets: beat the random ViTs beyond

@@ -29,13 +29,18 @@ from ..drawing import CAPTION_PAPER, CAPTION_SIZE, WHITE, hstack, strip, text_bo
 log = logging.getLogger("pretextgen.training")
 CURVES = "curves.png"
 TENSORBOARD = "tensorboard"
-SCALARS = ("loss", "accuracy", "lr", "samples_per_s", "data_wait")
+SCALARS = ("loss", "accuracy", "lr", "samples_per_s", "data_wait", "alignment", "uniformity")
 # (metrics.csv column, panel title, fixed y range or None for the data's own, tick format)
 PANELS = (
     ("loss", "loss", None, "{:.4g}"),
     ("accuracy", "pretext accuracy", (0.0, 1.0), "{:.0%}"),
     ("lr", "learning rate", None, "{:.3g}"),
     ("data_wait", "data wait (share of wall time waiting for batches)", (0.0, 1.0), "{:.0%}"),
+)
+# Drawn only for runs that record them (the contrastive recipes): Wang & Isola's two measures.
+EMBEDDING_PANELS = (
+    ("alignment", "alignment (lower: views closer)", None, "{:.3g}"),
+    ("uniformity", "uniformity (lower: spread wider)", None, "{:.3g}"),
 )
 PANEL_WIDTH, PLOT_HEIGHT, COLUMNS, GAP = 460, 180, 2, 10
 MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, AXIS_HEIGHT, INSET = 64, 14, 10, 22, 6
@@ -133,7 +138,9 @@ def draw_curves(rows: list[dict], title: str = "") -> np.ndarray:
     if not steps.size:  # no loss anywhere: fall back to any row's step for the axis
         steps = np.array([s for s in (number(r.get("step")) for r in rows) if not math.isnan(s)])
     span = (0.0, max(float(steps.max()), 1.0)) if steps.size else (math.nan, math.nan)  # training starts at 0
-    panels = [_panel(rows, column, name, fixed, fmt, span) for column, name, fixed, fmt in PANELS]
+    shown = PANELS + tuple(p for p in EMBEDDING_PANELS if any(_series(rows, p[0], kind)[1].size
+                                                              for kind in ("steps", "epoch")))
+    panels = [_panel(rows, column, name, fixed, fmt, span) for column, name, fixed, fmt in shown]
     grid = [hstack(panels[k:k + COLUMNS], GAP) for k in range(0, len(panels), COLUMNS)]
     gap = np.full((GAP, grid[0].shape[1], 3), WHITE, np.uint8)
     body = np.concatenate([part for r in grid for part in (gap, r)][1:], 0)

@@ -32,6 +32,10 @@ Protocol (stated in the printed table and the JSON):
   by the others); ``random`` is their mean, ``random_seeds`` each one's result.
 - Gains (pretext minus the random seeds' mean, linear top-1) carry a ``CONFIDENCE`` interval from a
   paired bootstrap over test images (``BOOTSTRAP`` resamples: the same images score both sides).
+- ``alignment_uniformity``: Wang & Isola's two measures of the last stage's embedding (pooled,
+  L2-normalised) on ``MEASURE_IMAGES`` test images, for the pretext trunk and the random seeds'
+  mean: alignment between two augmented views of each image (``augmented_views``), uniformity of
+  the first views. Lower is better for both.
 """
 from __future__ import annotations
 
@@ -61,6 +65,10 @@ RANDOM_SEED = 12345  # the random trunks' initialisations: RANDOM_SEED + seed + 
 RANDOM_SEEDS = 3  # random trunks of one recipe differ by a few points: their mean is the baseline
 BOOTSTRAP, CONFIDENCE = 2000, 0.95  # the gains' paired bootstrap over test images
 SHORTCUT_ACCURACY = 0.95
+# Alignment and uniformity (Wang & Isola 2020) of the last stage, pooled and L2-normalised, on up to
+# MEASURE_IMAGES test images, two augmented views each: a crop of MEASURE_SCALE of the area, a coin
+# flip, gain and bias jitter; drawn from (seed, image index).
+MEASURE_IMAGES, MEASURE_SCALE, MEASURE_JITTER = 1000, (0.4, 1.0), (0.2, 20.0)
 DECIMALS = 4  # accuracies in the JSON: 0.01 of a point, finer than a test set of 10,000 images resolves
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".gif", ".jp2"}
 PROBE = (f"multinomial logistic regression, full-batch L-BFGS (strong Wolfe), L2 from "
@@ -268,6 +276,68 @@ def features(recipe, twins, items, size, device: str, batch_size: int, bar=None,
                 bar.update(len(items[start:start + batch_size]))
     feats = {name: OrderedDict((s, torch.cat(v)) for s, v in stages.items()) for name, stages in out.items()}
     return feats, torch.tensor(labels, dtype=torch.int64), unreadable
+
+
+def augmented_views(image: np.ndarray, rng) -> list[np.ndarray]:
+    """Two views of one RGB uint8 image (H, W, 3), each a random crop of ``MEASURE_SCALE`` of its
+    area resized back, flipped with probability 1/2, with a gain and bias of ``MEASURE_JITTER``."""
+    import cv2
+
+    h, w = image.shape[:2]
+    out = []
+    for _ in range(2):
+        scale = np.sqrt(rng.uniform(*MEASURE_SCALE))
+        ch, cw = max(1, round(h * scale)), max(1, round(w * scale))
+        y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+        v = cv2.resize(image[y:y + ch, x:x + cw], (w, h), interpolation=cv2.INTER_LINEAR)
+        if rng.random() < 0.5:
+            v = v[:, ::-1]
+        gain, bias = rng.uniform(1 - MEASURE_JITTER[0], 1 + MEASURE_JITTER[0]), rng.uniform(-MEASURE_JITTER[1], MEASURE_JITTER[1])
+        out.append(np.clip(v.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8))
+    return out
+
+
+def embedding(recipe, images, protocol: dict):
+    """(B, D) L2-normalised: the last stage of a frozen ``recipe`` for uint8 ``images`` (B, 3, s, s),
+    average-pooled (over the protocol's patches too)."""
+    import torch
+    import torch.nn.functional as F
+
+    total = 0
+    shown = views(images, protocol)
+    with torch.no_grad():
+        for view in shown:
+            last = next(reversed(freeze(recipe).eval_features(recipe.eval_input(view)).values()))
+            total = total + pool_flat(last, 1)
+    return F.normalize(total / len(shown), dim=1)
+
+
+def alignment_uniformity(recipe, twins, items, protocol: dict, device: str, seed: int = 0,
+                         batch_size: int = 256) -> dict:
+    """{"pretext": {"alignment", "uniformity"}, "random": the seeds' mean, "images": N} on the first
+    ``MEASURE_IMAGES`` of ``items`` (see the module docstring)."""
+    import torch
+
+    from .losses import alignment, uniformity
+
+    items = items[:MEASURE_IMAGES]
+    size = protocol["size"]
+    pairs = []
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for start in range(0, len(items), batch_size):
+            arr, _, _ = _load_batch(pool, items[start:start + batch_size], size)
+            for k, img in enumerate(arr.transpose(0, 2, 3, 1)):
+                pairs.append(augmented_views(img, np.random.default_rng([seed, start + k])))
+    out = {}
+    for name, module in [("pretext", recipe), *((f"random{k}", t) for k, t in enumerate(twins))]:
+        e = [torch.cat([embedding(module, torch.from_numpy(np.stack([p[v] for p in pairs[i:i + batch_size]])
+                                                           .transpose(0, 3, 1, 2).copy()).to(device), protocol)
+                        for i in range(0, len(pairs), batch_size)]) for v in (0, 1)]
+        out[name] = {"alignment": float(alignment(e[0], e[1])), "uniformity": float(uniformity(e[0]))}
+    randoms = [out[f"random{k}"] for k in range(len(twins))]
+    return {"pretext": {k: round(v, DECIMALS) for k, v in out["pretext"].items()},
+            "random": {k: round(float(np.mean([r[k] for r in randoms])), DECIMALS) for k in ("alignment", "uniformity")},
+            "random_seeds": [{k: round(v, DECIMALS) for k, v in r.items()} for r in randoms], "images": len(pairs)}
 
 
 # ---------------------------------------------------------------------------------------- probes
@@ -603,6 +673,7 @@ def evaluate(checkpoint, data, json_path=None, seed: int = 0, device: str = "cpu
                  "stderr_points": round(100 * float(np.sqrt(p_acc * (1 - p_acc) / len(test_y))), 2)},
     })
     result["shortcut"] = shortcut(pa, result["best"]["gain_ci_points"])
+    result["alignment_uniformity"] = alignment_uniformity(recipe, twins, test_items, spec, device, seed)
     if json_path is not None:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(result, indent=1) + "\n")
@@ -679,6 +750,13 @@ def report(result: dict) -> list[str]:
             f"{100 * b['random_best']:.1f}%) beyond the noise: the task was solved without learning features "
             "that transfer (`pretextgen inspect BUILD --audit` looks for low-level cues)", width=100,
             subsequent_indent="  ")
+    au = r.get("alignment_uniformity")
+    if au:
+        lines += textwrap.wrap(
+            f"alignment / uniformity (Wang & Isola; last stage, pooled, L2-normalised; {au['images']} test images, "
+            f"two augmented views; lower is better): pretext {au['pretext']['alignment']:.3f} / "
+            f"{au['pretext']['uniformity']:.3f}, random {au['random']['alignment']:.3f} / {au['random']['uniformity']:.3f}",
+            width=100, subsequent_indent="  ")
     if r["unconverged"]:
         lines.append(f"note: the final probe stopped at {MAX_ITER} L-BFGS iterations before converging for: "
                      + ", ".join(r["unconverged"]))

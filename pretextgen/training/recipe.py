@@ -1,6 +1,6 @@
 """The recipe interface: what a task trains, and how its trunk is read at evaluation.
 
-A task declares ``Task.trainer = TrainerSpec(recipe="pretextgen.training.recipes:Rotation", ...)`` in its
+A task declares ``Task.trainer = TrainerSpec(recipe="pretextgen.training.recipes.spatial:Rotation", ...)`` in its
 own file (no torch import there); ``build_recipe`` imports the class when training starts. A recipe
 is an ``nn.Module`` holding ``trunk`` (a ``models.Trunk``: the part that is evaluated) and its
 head, and implements:
@@ -19,7 +19,7 @@ head, and implements:
 - ``eval_size``: the side labeled images are resized to (the size the trunk trained on).
 
 ``forward(batch)`` is ``loss(batch)``; ``prepare(data_dir, dataset)`` reads what a build wrote beside
-its shards before training. The nine image tasks' recipes are in ``recipes``.
+its shards before training. The nine image tasks' recipes are in ``recipes`` (a file per family).
 """
 from __future__ import annotations
 

@@ -25,10 +25,11 @@ batch norm cannot train on one sample. ``threads`` > 0 sets torch's intra-op thr
 (restored after): on 2 shared cores, 2 threads ran 2x (convolutions) to 100x (ViT) slower than 1
 while another process held a core, since each operation waits for the descheduled thread.
 
-Multi-GPU: under ``torchrun`` (``WORLD_SIZE`` > 1) the process group is initialised (NCCL on CUDA,
-Gloo otherwise), the recipe wrapped in DistributedDataParallel, the loader splits the samples by
-rank (``uneven="drop"``, so every rank runs the same number of steps) and rank 0 writes the run
-folder. This path is small and untested here (no multi-GPU machine in CI).
+Many processes: under ``torchrun`` (``WORLD_SIZE`` > 1) the process group is initialised (NCCL on
+CUDA, Gloo otherwise), the recipe wrapped in DistributedDataParallel, the loader splits the samples
+by rank (``uneven="drop"``, so every rank runs the same number of steps) and rank 0 writes the run
+folder. Contrastive losses gather every rank's rows (``losses.gather``). ``--resume`` restarts each
+rank at the next epoch's first sample. tests/test_ddp.py runs 2 CPU processes over every recipe.
 """
 from __future__ import annotations
 
@@ -48,7 +49,10 @@ from ..errors import ConfigError, PretextgenError
 log = logging.getLogger("pretextgen.training")
 # data_wait: the share of the window's wall time the loop spent waiting for its next batch (the
 # loader must keep the trainer busy: near 0 when it does).
-METRICS_COLUMNS = ("epoch", "step", "loss", "accuracy", "lr", "samples_per_s", "kind", "data_wait")
+# alignment, uniformity: Wang & Isola's measures of the recipes that embed (empty for the others).
+METRICS_COLUMNS = ("epoch", "step", "loss", "accuracy", "lr", "samples_per_s", "kind", "data_wait", "alignment",
+                   "uniformity")
+MEASURES = ("alignment", "uniformity")
 LOG_EVERY = 50
 CHECKPOINT = "checkpoint.pt"
 
@@ -214,25 +218,29 @@ def _to_device(batch: dict, device) -> dict:
 # ---------------------------------------------------------------- metrics
 class _Window:
     def __init__(self):
-        self.loss = self.acc = self.wait = 0.0
-        self.steps = self.acc_steps = self.samples = 0
+        self.loss = self.wait = 0.0
+        self.steps = self.samples = 0
+        self.sums = {k: 0.0 for k in ("accuracy", *MEASURES)}
+        self.counts = {k: 0 for k in self.sums}
         self.start = time.perf_counter()
 
-    def add(self, loss: float, acc, n: int, wait: float = 0.0):
+    def add(self, loss: float, metrics: dict, n: int, wait: float = 0.0):
+        """``metrics``: the step's floats by column (accuracy and the measures a recipe reports)."""
         self.wait += wait
         self.loss += loss
         self.steps += 1
         self.samples += n
-        if acc is not None:
-            self.acc += acc
-            self.acc_steps += 1
+        for k, v in metrics.items():
+            if k in self.sums:
+                self.sums[k] += v
+                self.counts[k] += 1
 
     def row(self, epoch, step, lr, kind) -> dict:
         wall = max(time.perf_counter() - self.start, 1e-9)
-        acc = f"{self.acc / self.acc_steps:.6f}" if self.acc_steps else ""
-        return {"epoch": epoch, "step": step, "loss": f"{self.loss / max(self.steps, 1):.6f}", "accuracy": acc,
-                "lr": f"{lr:.6g}", "samples_per_s": f"{self.samples / wall:.1f}", "kind": kind,
-                "data_wait": f"{self.wait / wall:.3f}"}
+        means = {k: (f"{self.sums[k] / self.counts[k]:.6f}" if self.counts[k] else "") for k in self.sums}
+        return {"epoch": epoch, "step": step, "loss": f"{self.loss / max(self.steps, 1):.6f}", "lr": f"{lr:.6g}",
+                "samples_per_s": f"{self.samples / wall:.1f}", "kind": kind, "data_wait": f"{self.wait / wall:.3f}",
+                **means}
 
 
 def _trim_metrics(path: Path, step: int) -> None:
@@ -254,34 +262,12 @@ def _write_rows(path: Path, rows: list[dict], mode: str = "a") -> None:
 
 
 # ---------------------------------------------------------------- the loop
-def train(task=None, data=None, out=None, source=None, samples=None, preset="cpu", epochs=None,
-          batch_size=None, resume=False, config=None, overrides=None, progress=None, device=None,
-          until_epoch=None, as_built=False) -> dict:
-    """Train ``task``'s recipe; returns the run's summary dict (``line`` holds the one-line summary).
+def _settings(t, values: dict, preset, epochs, batch_size, resume: bool, ckpt_path: Path, params_dict):
+    """(TrainConfig, checkpoint state or None): a new run's config from the preset and ``values``; a
+    resumed run's own, refusing a setting given that differs from it."""
+    from .checkpoint import read_checkpoint
+    from .recipe import TrainConfig, resolve_config
 
-    ``data``: a build folder; or ``source`` (None: scikit-image's photos) + ``task`` + ``samples`` for
-    live samples. ``config``: YAML of TrainConfig keys; ``overrides``: ["key=value", ...] or a dict
-    (``extra.KEY``, ``sample.KEY`` as in the module docstring). ``progress``: None (a bar when stderr
-    is a terminal), True or False. ``device``: None (CUDA if available, the local rank's under
-    torchrun), "cpu", "cuda"... ``until_epoch``: stop after that epoch as an interruption would (the
-    schedule still spans ``config.epochs``); ``resume=True`` continues. A build whose samples differ
-    from the preset's in size (``preset_mismatch``) is named in a warning first, unless ``as_built``."""
-    from ..progress import Progress, duration
-    from ..version import __version__
-    from .checkpoint import read_checkpoint, save_run, set_rng_state
-    from .curves import RunRecorder
-    from .recipe import TrainConfig, build_recipe, resolve_config
-
-    if out is None:
-        raise PretextgenError("give the run folder: out=RUN_DIR (--out)")
-    values, sample_overrides = config_values(config, overrides)
-    t, params_dict, params, data_dir, what, live_values, manifest = _open_data(task, data, source, samples, preset,
-                                                                                sample_overrides)
-    mismatch = manifest is not None and not as_built and not resume and preset_mismatch(t, manifest, preset, data_dir)
-    if mismatch:
-        log.warning(mismatch)
-    out = Path(out)
-    ckpt_path = out / CHECKPOINT
     state = None
     if resume:
         if not ckpt_path.exists():
@@ -303,8 +289,8 @@ def train(task=None, data=None, out=None, source=None, samples=None, preset="cpu
                                   f"{ckpt_path.parent / 'config.json'} (start a new run to change it)")
     else:
         if ckpt_path.exists():
-            raise PretextgenError(f"{out} already holds a run ({CHECKPOINT}); continue it with --resume or "
-                                  "choose another --out")
+            raise PretextgenError(f"{ckpt_path.parent} already holds a run ({CHECKPOINT}); continue it with --resume "
+                                  "or choose another --out")
         values.update({k: v for k, v in (("epochs", epochs), ("batch_size", batch_size)) if v is not None})
         if not values["extra"]:
             values.pop("extra")
@@ -312,8 +298,12 @@ def train(task=None, data=None, out=None, source=None, samples=None, preset="cpu
             values["extra"] = {**t.trainer.presets.get(preset, {}).get("extra", {}), **values["extra"]}
         cfg = resolve_config(t, preset, values)
     _check_types(t, cfg)
+    return cfg, state
 
-    # -- distributed (torchrun) and device
+
+def _device_and_ranks(device) -> tuple[torch.device, int, int]:
+    """(device, world size, rank): CUDA when there is one (the local rank's under torchrun); under
+    torchrun the process group is initialised (NCCL on CUDA, Gloo otherwise)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if device is None:
@@ -331,65 +321,124 @@ def train(task=None, data=None, out=None, source=None, samples=None, preset="cpu
 
         if not dist.is_initialized():
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device, world, rank
 
-    # -- data
+
+def _open_loader(t, cfg, data_dir, samples, source, live_values, world: int):
+    """The run's loader: the build's shards, or live samples; split by rank under torchrun (``uneven``
+    "drop": every rank runs the same number of steps)."""
     from ..loader import LiveDataset, Loader, make_loader
 
     uneven = "drop" if world > 1 else "keep"
     if data_dir is not None:
-        loader = make_loader(data_dir, batch_size=cfg.batch_size, num_workers=cfg.num_workers, seed=cfg.seed,
-                             uneven=uneven)
-    else:  # make_live_loader's dataset, with the uneven policy DDP needs
-        loader = Loader(LiveDataset(t.name, samples, source, cfg.seed, overrides=live_values, uneven=uneven,
-                                    batch_size=cfg.batch_size), cfg.batch_size, cfg.num_workers)
-    steps_per_epoch = len(loader)
+        return make_loader(data_dir, batch_size=cfg.batch_size, num_workers=cfg.num_workers, seed=cfg.seed,
+                           uneven=uneven)
+    # make_live_loader's dataset, with the uneven policy DDP needs
+    return Loader(LiveDataset(t.name, samples, source, cfg.seed, overrides=live_values, uneven=uneven,
+                              batch_size=cfg.batch_size), cfg.batch_size, cfg.num_workers)
 
-    # -- model, optimiser, schedule
-    recipe = build_recipe(t, params, cfg)
-    if state is None:
-        recipe.prepare(data_dir, loader.dataset)
-    recipe.to(device)
-    model = recipe
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
 
-        model = DistributedDataParallel(recipe, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer = make_optimizer(recipe, cfg)
-    schedule = WarmupCosine(round(cfg.warmup_epochs * steps_per_epoch), cfg.epochs * steps_per_epoch)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    amp = cfg.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=amp and amp_dtype == torch.float16)
+class _Parts:
+    """What one run trains with: the recipe (and its DDP wrapper ``model``), optimiser, schedule,
+    gradient scaler and autocast settings."""
 
-    epoch, step = 0, 0
-    if state is not None:
-        recipe.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+    def __init__(self, t, params, cfg, state, data_dir, loader, device, world: int):
+        from .recipe import build_recipe
+
+        steps_per_epoch = len(loader)
+        self.recipe = build_recipe(t, params, cfg)
+        if state is None:
+            self.recipe.prepare(data_dir, loader.dataset)
+        self.recipe.to(device)
+        self.model = self.recipe
+        if world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.model = DistributedDataParallel(self.recipe, device_ids=[device.index] if device.type == "cuda" else None)
+        self.optimizer = make_optimizer(self.recipe, cfg)
+        schedule = WarmupCosine(round(cfg.warmup_epochs * steps_per_epoch), cfg.epochs * steps_per_epoch)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
+        self.amp = cfg.amp and device.type == "cuda"
+        self.amp_dtype = torch.bfloat16 if self.amp and torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
+
+    def resume(self, state, loader, rank: int, world: int) -> tuple[int, int]:
+        """Load a checkpoint's weights, optimiser, schedule, scaler, loader position and RNG states;
+        (epoch, step) to continue from. Under torchrun every rank restarts at the next epoch's first
+        sample (checkpoints are written at epoch ends, and each rank's loader position is its own)."""
+        from .checkpoint import set_rng_state
+
+        self.recipe.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
         if state["extra"].get("scaler"):
-            scaler.load_state_dict(state["extra"]["scaler"])
+            self.scaler.load_state_dict(state["extra"]["scaler"])
         if rank == 0 and world == 1:
             loader.load_state_dict(state["loader"])
-        else:  # checkpoints are written at epoch ends: the next epoch starts from its first sample
+        else:
             loader.set_epoch(state["loader"]["epoch"])
-        epoch, step = state["epoch"], state["step"]
         set_rng_state(state["rng"])
+        return state["epoch"], state["step"]
+
+    def step(self, batch: dict, device, name: str, cfg, step: int) -> tuple[float, dict]:
+        """One optimiser step on ``batch``: (loss, the metrics the recipe reported, as floats)."""
+        with torch.autocast(device.type, dtype=self.amp_dtype, enabled=self.amp):
+            loss, metrics = self.model(batch)
+        if not torch.isfinite(loss):
+            raise PretextgenError(f"{name} training: the loss is {loss.item()} at step {step}; lower lr "
+                                  f"(now {cfg.lr:g}) or set amp=false")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return loss.item(), {k: float(metrics[k]) for k in ("accuracy", *MEASURES) if k in metrics}
+
+
+def train(task=None, data=None, out=None, source=None, samples=None, preset="cpu", epochs=None,
+          batch_size=None, resume=False, config=None, overrides=None, progress=None, device=None,
+          until_epoch=None, as_built=False) -> dict:
+    """Train ``task``'s recipe; returns the run's summary dict (``line`` holds the one-line summary).
+
+    ``data``: a build folder; or ``source`` (None: scikit-image's photos) + ``task`` + ``samples`` for
+    live samples. ``config``: YAML of TrainConfig keys; ``overrides``: ["key=value", ...] or a dict
+    (``extra.KEY``, ``sample.KEY`` as in the module docstring). ``progress``: None (a bar when stderr
+    is a terminal), True or False. ``device``: None (CUDA if available, the local rank's under
+    torchrun), "cpu", "cuda"... ``until_epoch``: stop after that epoch as an interruption would (the
+    schedule still spans ``config.epochs``); ``resume=True`` continues. A build whose samples differ
+    from the preset's in size (``preset_mismatch``) is named in a warning first, unless ``as_built``.
+
+    The steps: open the data, settle the settings, the device and ranks, the loader, build the
+    parts (``_Parts``), resume, then epochs of steps, each epoch ending in a metrics row and a
+    checkpoint (``_end_epoch``)."""
+    from ..progress import Progress, duration
+    from .curves import RunRecorder
+
+    if out is None:
+        raise PretextgenError("give the run folder: out=RUN_DIR (--out)")
+    values, sample_overrides = config_values(config, overrides)
+    t, params_dict, params, data_dir, what, live_values, manifest = _open_data(task, data, source, samples, preset,
+                                                                                sample_overrides)
+    mismatch = manifest is not None and not as_built and not resume and preset_mismatch(t, manifest, preset, data_dir)
+    if mismatch:
+        log.warning(mismatch)
+    out = Path(out)
+    ckpt_path = out / CHECKPOINT
+    cfg, state = _settings(t, values, preset, epochs, batch_size, resume, ckpt_path, params_dict)
+    device, world, rank = _device_and_ranks(device)
+    loader = _open_loader(t, cfg, data_dir, samples, source, live_values, world)
+    parts = _Parts(t, params, cfg, state, data_dir, loader, device, world)
+    if state is not None:
+        epoch, step = parts.resume(state, loader, rank, world)
     else:
+        epoch, step = 0, 0
         torch.manual_seed(cfg.seed)
 
     writer = rank == 0
     metrics_path = out / "metrics.csv"
     recorder = RunRecorder(out, resume=state is not None)  # curves.png and TensorBoard; used on rank 0
     if writer:
-        out.mkdir(parents=True, exist_ok=True)
-        if state is None:
-            metrics_path.unlink(missing_ok=True)
-        else:
-            _trim_metrics(metrics_path, step)
-        (out / "config.json").write_text(json.dumps(
-            {"task": t.name, "data": what, "samples_per_epoch": loader.dataset.rank_samples() * world,
-             "params": params_dict, "config": cfg.to_dict(), "version": __version__, "world_size": world},
-            indent=2) + "\n")
+        _start_run_folder(out, metrics_path, state, step, t, what, loader, world, params_dict, cfg)
 
     threads_before = torch.get_num_threads()
     if cfg.threads > 0:  # fewer than the cores helps where other processes (data workers, jobs) share them
@@ -401,7 +450,7 @@ def train(task=None, data=None, out=None, source=None, samples=None, preset="cpu
     start = time.perf_counter()
     seen = 0
     epoch_row = None
-    model.train()
+    parts.model.train()
     try:
         while epoch < last_epoch:
             window, whole = _Window(), _Window()
@@ -416,23 +465,11 @@ def train(task=None, data=None, out=None, source=None, samples=None, preset="cpu
                 if n < 2:
                     log.info("skipped a batch of %d sample (batch norm needs 2)", n)
                     continue
-                batch = _to_device(batch, device)
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
-                    loss, metrics = model(batch)
-                if not torch.isfinite(loss):
-                    raise PretextgenError(f"{t.name} training: the loss is {loss.item()} at step {step}; lower lr "
-                                          f"(now {cfg.lr:g}) or set amp=false")
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                lr = optimizer.param_groups[0]["lr"]
-                scheduler.step()
+                lr = parts.optimizer.param_groups[0]["lr"]
+                value, reported = parts.step(_to_device(batch, device), device, t.name, cfg, step)
                 step += 1
-                value = loss.item()
-                acc = float(metrics["accuracy"]) if "accuracy" in metrics else None
-                window.add(value, acc, n, waited)
-                whole.add(value, acc, n, waited)
+                window.add(value, reported, n, waited)
+                whole.add(value, reported, n, waited)
                 seen += n
                 bar.update(n, step=step, loss=f"{window.loss / window.steps:.4f}")
                 if step % LOG_EVERY == 0:
@@ -442,17 +479,13 @@ def train(task=None, data=None, out=None, source=None, samples=None, preset="cpu
                         recorder.row(row)
                     window = _Window()
             epoch += 1
-            epoch_row = whole.row(epoch, step, optimizer.param_groups[0]["lr"], "epoch")
+            epoch_row = whole.row(epoch, step, parts.optimizer.param_groups[0]["lr"], "epoch")
             acc_ = f", pretext accuracy {float(epoch_row['accuracy']):.1%}" if epoch_row["accuracy"] else ""
             bar.line(f"train {t.name}: epoch {epoch}/{cfg.epochs} done, step {step}, loss {float(epoch_row['loss']):.4f}"
                      f"{acc_}, {float(epoch_row['samples_per_s']):,.0f} samples/s, eta {duration(bar.eta)}")
             if writer:
-                _write_rows(metrics_path, [epoch_row])
-                recorder.row(epoch_row)
-                save_run(ckpt_path, task=t.name, params=params_dict, config=cfg.to_dict(), model=recipe.state_dict(),
-                         epoch=epoch, step=step, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                         loader=loader.state_dict(), extra={"data": what, "scaler": scaler.state_dict()})
-                recorder.epoch_end()
+                _end_epoch(ckpt_path, metrics_path, recorder, epoch_row, parts, loader, t, params_dict, cfg, epoch,
+                           step, what)
     finally:
         bar.close()
         if writer:
@@ -462,7 +495,38 @@ def train(task=None, data=None, out=None, source=None, samples=None, preset="cpu
         import torch.distributed as dist
 
         dist.barrier()
-    seconds = time.perf_counter() - start
+    return _summary(t, cfg, epoch, step, epoch_row, seen, time.perf_counter() - start, device, ckpt_path, out, what)
+
+
+def _start_run_folder(out: Path, metrics_path: Path, state, step: int, t, what, loader, world, params_dict, cfg):
+    """The run folder and its config.json; metrics.csv new, or trimmed to the checkpoint's step."""
+    from ..version import __version__
+
+    out.mkdir(parents=True, exist_ok=True)
+    if state is None:
+        metrics_path.unlink(missing_ok=True)
+    else:
+        _trim_metrics(metrics_path, step)
+    (out / "config.json").write_text(json.dumps(
+        {"task": t.name, "data": what, "samples_per_epoch": loader.dataset.rank_samples() * world,
+         "params": params_dict, "config": cfg.to_dict(), "version": __version__, "world_size": world},
+        indent=2) + "\n")
+
+
+def _end_epoch(ckpt_path, metrics_path, recorder, epoch_row, parts, loader, t, params_dict, cfg, epoch, step, what):
+    """The epoch's metrics row, the checkpoint (model with its buffers: a memory of negatives travels
+    in it), curves.png."""
+    from .checkpoint import save_run
+
+    _write_rows(metrics_path, [epoch_row])
+    recorder.row(epoch_row)
+    save_run(ckpt_path, task=t.name, params=params_dict, config=cfg.to_dict(), model=parts.recipe.state_dict(),
+             epoch=epoch, step=step, optimizer=parts.optimizer.state_dict(), scheduler=parts.scheduler.state_dict(),
+             loader=loader.state_dict(), extra={"data": what, "scaler": parts.scaler.state_dict()})
+    recorder.epoch_end()
+
+
+def _summary(t, cfg, epoch, step, epoch_row, seen, seconds, device, ckpt_path, out, what) -> dict:
     loss_ = float(epoch_row["loss"]) if epoch_row else None
     acc_ = float(epoch_row["accuracy"]) if epoch_row and epoch_row["accuracy"] else None
     rate = seen / max(seconds, 1e-9)

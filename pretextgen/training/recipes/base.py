@@ -1,0 +1,64 @@
+"""What the recipes share: their ``TrainConfig.extra`` reader, the trunk a config names, and the RGB
+evaluation most of them use.
+
+The recipes of the nine image tasks are grouped by family, one file each: ``spatial`` (rotation,
+jigsaw, context: classify where pixels were), ``contrastive`` (exemplar, contrastive: pull views of
+one source together), ``colour`` (colorization, split-brain: predict channels from channels) and
+``masked`` (inpainting, mae: reconstruct hidden pixels). Each task names its class in its
+``TrainerSpec`` (``pretextgen/tasks/<task>.py``). Settings a recipe reads from ``TrainConfig.extra``
+are listed in its docstring with their defaults. Any trunk of ``models.TRUNKS`` works
+(``config.trunk``); ``vit_tiny`` gets ``image_size`` = ``eval_size`` and ``extra.patch`` (default
+4). mae needs ``vit_tiny``.
+"""
+from __future__ import annotations
+
+import torch
+
+from ...errors import ConfigError
+from ..inputs import normalize_rgb
+from ..models import Trunk, make_trunk
+from ..recipe import Recipe
+
+DEFAULT_WIDTHS = {"small": (32, 64, 128), "resnet18": (64, 128, 256, 512)}
+
+
+def extra(config, key, default):
+    """``config.extra[key]``, or ``default``."""
+    return config.extra.get(key, default)
+
+
+def make_recipe_trunk(config, in_channels: int, size: int, scale: float = 1.0) -> Trunk:
+    """``config.trunk`` for ``in_channels`` inputs of ``size`` px; ``scale`` < 1 narrows it (each
+    split-brain half is half as wide, so that the two together are one trunk)."""
+    name, kwargs = config.trunk, {}
+    if name == "vit_tiny":
+        kwargs = {"image_size": size, "patch": int(extra(config, "patch", 4))}
+        if scale != 1.0:
+            kwargs["width"] = int(192 * scale)
+    elif scale != 1.0 and name in DEFAULT_WIDTHS:
+        kwargs["widths"] = tuple(int(w * scale) for w in DEFAULT_WIDTHS[name])
+    try:
+        return make_trunk(name, in_channels, **kwargs)
+    except ValueError as e:
+        raise ConfigError(f"trunk: {e}") from None
+
+
+def output_map(trunk: Trunk, in_channels: int, size: int) -> tuple[int, int]:
+    """(channels, side) of the trunk's last stage for a ``size`` px input (a dry run in eval mode:
+    no batch-norm statistic moves)."""
+    was = trunk.training
+    trunk.eval()
+    with torch.no_grad():
+        last = next(reversed(trunk.features(torch.zeros(1, in_channels, size, size)).values()))
+    trunk.train(was)
+    return last.shape[1], last.shape[-1]
+
+
+class _RGB(Recipe):
+    """Shared by the recipes whose trunk sees normalised RGB at evaluation."""
+
+    def eval_input(self, images):
+        return normalize_rgb(images)
+
+    def eval_features(self, x):
+        return self.trunk.features(x)
