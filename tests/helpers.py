@@ -122,4 +122,5 @@ TINY = {
     "inpainting": {"size": 16, "overlap": 1},
     "mae": {"size": 16, "patch": 4},
     "contrastive": {"size": 16, "blur_kernel": 3},
+    "cpc": {"grid": 3, "patch": 8, "stride": 4, "jitter": 1},
 }

@@ -24,7 +24,7 @@ from pretextgen.registry import get_task, list_tasks
 from helpers import TINY
 
 IMAGE_TASKS = {"rotation", "jigsaw", "context", "exemplar", "colorization", "splitbrain", "inpainting", "mae",
-               "contrastive"}
+               "contrastive", "cpc"}
 TRAINABLE = [n for n in list_tasks() if get_task(n).trainer]
 FAST = ["num_workers=0"]  # DataLoader workers cost a process start per epoch; one test keeps the preset's
 
@@ -365,7 +365,7 @@ def test_eval_input_gives_the_trunk_what_its_loss_fed_it(name):
     task = get_task(name)
     params = load_params(task, overrides=TINY.get(name, {}))
     recipe = build_recipe(task, params, resolve_config(task, "cpu"))
-    side = {"jigsaw": "tile", "context": "patch", "exemplar": "patch"}.get(name, "size")  # what the trunk sees
+    side = {"jigsaw": "tile", "context": "patch", "exemplar": "patch", "cpc": "patch"}.get(name, "size")  # what the trunk sees
     side = getattr(params, side)
     x = _crops(18, side)
     seen_by_eval = recipe.eval_input(x)
@@ -377,8 +377,8 @@ def test_eval_input_gives_the_trunk_what_its_loss_fed_it(name):
         visible = torch.from_numpy(np.stack([patchify(im, params.patch) for im in x.permute(0, 2, 3, 1).numpy()]))
         batch = {"visible": visible, "ids_keep": torch.arange(n).repeat(len(x), 1)}
     else:
-        per = params.grid ** 2 if name == "jigsaw" else {"context": 2, "exemplar": 2, "contrastive": 2}.get(name, 1)
-        field = {"jigsaw": "tiles", "context": "patches"}.get(name, getattr(recipe, "field", "") or "image")
+        per = params.grid ** 2 if name in ("jigsaw", "cpc") else {"context": 2, "exemplar": 2, "contrastive": 2}.get(name, 1)
+        field = {"jigsaw": "tiles", "context": "patches", "cpc": "patches"}.get(name, getattr(recipe, "field", "") or "image")
         groups = name in ("exemplar", "contrastive")  # the label is a group id; elsewhere a class
         if name == "jigsaw" and params.tile_norm:  # the build stores each tile standardised, in float16
             from pretextgen.training.recipes import standardize

@@ -30,20 +30,42 @@ class Trunk(nn.Module):
         return last.mean(dim=(2, 3)) if last.ndim == 4 else last
 
 
-def _conv_bn(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+NORMS = ("batch", "group", "layer", "none")
+
+
+def norm_layer(kind: str, channels: int) -> nn.Module:
+    """The normalisation after a convolution: ``batch`` (statistics over the batch: what the papers'
+    trunks use), ``group`` (GroupNorm, 8 groups), ``layer`` (GroupNorm with one group: each input's
+    own statistics over channels and pixels, as CPC v2) or ``none``. ``group``, ``layer`` and
+    ``none`` share no statistics between the inputs of a batch (a patch cannot learn about its
+    neighbours through them)."""
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "group":
+        return nn.GroupNorm(min(8, channels), channels)
+    if kind == "layer":
+        return nn.GroupNorm(1, channels)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown norm {kind!r}; choose one of: {', '.join(NORMS)}")
+
+
+def _conv_bn(cin: int, cout: int, norm: str = "batch") -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=norm == "none"), norm_layer(norm, cout),
+                         nn.ReLU(inplace=True))
 
 
 class SmallConvTrunk(Trunk):
-    """Three blocks of two 3x3 conv-BN-ReLU, each followed by a 2x2 max pool (block1..block3)."""
+    """Three blocks of two 3x3 conv-norm-ReLU (``norm``: ``norm_layer``), each followed by a 2x2 max
+    pool (block1..block3)."""
 
     stages = ("block1", "block2", "block3")
 
-    def __init__(self, in_channels: int = 3, widths=(32, 64, 128)):
+    def __init__(self, in_channels: int = 3, widths=(32, 64, 128), norm: str = "batch"):
         super().__init__()
         blocks, cin = [], in_channels
         for w in widths:
-            blocks.append(nn.Sequential(_conv_bn(cin, w), _conv_bn(w, w), nn.MaxPool2d(2)))
+            blocks.append(nn.Sequential(_conv_bn(cin, w, norm), _conv_bn(w, w, norm), nn.MaxPool2d(2)))
             cin = w
         self.blocks = nn.ModuleList(blocks)
         self.in_channels, self.out_channels = in_channels, widths[-1]
@@ -57,13 +79,13 @@ class SmallConvTrunk(Trunk):
 
 
 class _Basic(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int):
+    def __init__(self, cin: int, cout: int, stride: int, norm: str = "batch"):
         super().__init__()
-        self.c1, self.b1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
-        self.c2, self.b2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
+        self.c1, self.b1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), norm_layer(norm, cout)
+        self.c2, self.b2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), norm_layer(norm, cout)
         self.short = nn.Sequential()
         if stride != 1 or cin != cout:
-            self.short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            self.short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), norm_layer(norm, cout))
 
     def forward(self, x):
         y = torch.relu(self.b1(self.c1(x)))
@@ -75,13 +97,13 @@ class ResNet18Trunk(Trunk):
 
     stages = ("layer1", "layer2", "layer3", "layer4")
 
-    def __init__(self, in_channels: int = 3, widths=(64, 128, 256, 512)):
+    def __init__(self, in_channels: int = 3, widths=(64, 128, 256, 512), norm: str = "batch"):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]),
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False), norm_layer(norm, widths[0]),
                                   nn.ReLU(inplace=True))
         layers, cin = [], widths[0]
         for cout, stride in zip(widths, (1, 2, 2, 2)):
-            layers.append(nn.Sequential(_Basic(cin, cout, stride), _Basic(cout, cout, 1)))
+            layers.append(nn.Sequential(_Basic(cin, cout, stride, norm), _Basic(cout, cout, 1, norm)))
             cin = cout
         self.layers = nn.ModuleList(layers)
         self.in_channels, self.out_channels = in_channels, widths[-1]
@@ -168,9 +190,17 @@ class VitTinyTrunk(Trunk):
 TRUNKS = {"small": SmallConvTrunk, "resnet18": ResNet18Trunk, "vit_tiny": VitTinyTrunk}
 
 
-def make_trunk(name: str, in_channels: int = 3, **kwargs) -> Trunk:
+def make_trunk(name: str, in_channels: int = 3, norm: str = "batch", **kwargs) -> Trunk:
+    """The trunk ``name`` of ``TRUNKS``; ``norm`` (``NORMS``) for the conv trunks (vit_tiny has its
+    own layer norms and takes only "batch", the default, meaning its own)."""
     try:
         cls = TRUNKS[name]
     except KeyError:
         raise ValueError(f"unknown trunk {name!r}; choose one of: {', '.join(TRUNKS)}") from None
-    return cls(in_channels=in_channels, **kwargs)
+    if norm not in NORMS:
+        raise ValueError(f"unknown norm {norm!r}; choose one of: {', '.join(NORMS)}")
+    if cls is VitTinyTrunk:
+        if norm != "batch":
+            raise ValueError(f"vit_tiny has its own layer norms; norm={norm!r} applies to the conv trunks")
+        return cls(in_channels=in_channels, **kwargs)
+    return cls(in_channels=in_channels, norm=norm, **kwargs)

@@ -1,4 +1,4 @@
-"""The recipes of the nine image tasks: heads and losses as the papers had them, on the shared trunks.
+"""The recipes of the image tasks: heads and losses as the papers had them, on the shared trunks.
 
 One file per family (``base`` says which holds what); each task names its class in its
 ``TrainerSpec``. Everything is also importable from here, as before the split. Inputs are
@@ -10,9 +10,10 @@ from ..losses import classification, info_nce, soft_cross_entropy, weighted_mse
 from .colour import Colorization, SplitBrain, SplitTrunk
 from .contrastive import Contrastive, Exemplar
 from .masked import Inpainting, Mae
+from .predictive import CPC
 from .spatial import Context, Jigsaw, Rotation
 
 __all__ = ["RGB_MEAN", "RGB_STD", "normalize_rgb", "normalize_L", "normalize_ab", "lab_input", "standardize",
            "classification", "soft_cross_entropy", "info_nce", "weighted_mse", "MLP", "UpDecoder", "MaeDecoder",
            "SplitTrunk", "Rotation", "Jigsaw", "Context", "Exemplar", "Contrastive", "Colorization", "SplitBrain",
-           "Inpainting", "Mae"]
+           "Inpainting", "Mae", "CPC"]

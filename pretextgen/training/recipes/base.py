@@ -1,10 +1,11 @@
 """What the recipes share: their ``TrainConfig.extra`` reader, the trunk a config names, and the RGB
 evaluation most of them use.
 
-The recipes of the nine image tasks are grouped by family, one file each: ``spatial`` (rotation,
+The recipes of the image tasks are grouped by family, one file each: ``spatial`` (rotation,
 jigsaw, context: classify where pixels were), ``contrastive`` (exemplar, contrastive: pull views of
 one source together), ``colour`` (colorization, split-brain: predict channels from channels) and
-``masked`` (inpainting, mae: reconstruct hidden pixels). Each task names its class in its
+``masked`` (inpainting, mae: reconstruct hidden pixels) and ``predictive`` (cpc: predict the
+patches below from the rows above). Each task names its class in its
 ``TrainerSpec`` (``pretextgen/tasks/<task>.py``). Settings a recipe reads from ``TrainConfig.extra``
 are listed in its docstring with their defaults. Any trunk of ``models.TRUNKS`` works
 (``config.trunk``); ``vit_tiny`` gets ``image_size`` = ``eval_size`` and ``extra.patch`` (default
@@ -27,10 +28,14 @@ def extra(config, key, default):
     return config.extra.get(key, default)
 
 
-def make_recipe_trunk(config, in_channels: int, size: int, scale: float = 1.0) -> Trunk:
+def make_recipe_trunk(config, in_channels: int, size: int, scale: float = 1.0, norm: str | None = None) -> Trunk:
     """``config.trunk`` for ``in_channels`` inputs of ``size`` px; ``scale`` < 1 narrows it (each
-    split-brain half is half as wide, so that the two together are one trunk)."""
+    split-brain half is half as wide, so that the two together are one trunk); ``norm``:
+    ``extra.norm``, else this default, else batch norm (``models.norm_layer``)."""
     name, kwargs = config.trunk, {}
+    norm = extra(config, "norm", norm)
+    if norm is not None:
+        kwargs["norm"] = norm
     if name == "vit_tiny":
         kwargs = {"image_size": size, "patch": int(extra(config, "patch", 4))}
         if scale != 1.0:
