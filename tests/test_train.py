@@ -404,3 +404,30 @@ def test_eval_input_gives_the_trunk_what_its_loss_fed_it(name):
         torch.testing.assert_close(got[0], seen_by_eval, atol=4e-3, rtol=0)
     else:
         torch.testing.assert_close(got[0], seen_by_eval, atol=1e-6, rtol=0)
+
+
+def test_groups_cut_from_one_photo_are_not_each_others_negatives():
+    """With more samples than photos two groups can share a photo: the contrastive recipes read the
+    JSON's source and leave those pairs out of the loss (extra.mask_same_source, on by default)."""
+    from pretextgen.training.recipe import build_recipe, resolve_config
+    from pretextgen.training.recipes.contrastive import source_ids
+
+    task = get_task("contrastive")
+    params = load_params(task, overrides=TINY["contrastive"])
+    g = torch.Generator().manual_seed(0)
+    batch = {"views": torch.randint(0, 256, (4, 2, 3, 16, 16), dtype=torch.uint8, generator=g),
+             "label": torch.arange(4), "index": torch.tensor([10, 11, 12, 13]),
+             "json": [{"source": "a.jpg"}, {"source": "a.jpg"}, {"source": "b.jpg"}, {"source": "c.jpg"}]}
+    losses = {}
+    for mask in (True, False):
+        recipe = build_recipe(task, params, resolve_config(task, "cpu", {"extra": {"mask_same_source": mask}}))
+        recipe.eval()
+        groups = recipe.groups(batch).repeat_interleave(2)
+        exclude = recipe._exclude(groups, source_ids(batch, recipe.groups(batch)).repeat_interleave(2))
+        if mask:
+            assert exclude[0, 2] and exclude[1, 3] and not exclude[0, 1] and not exclude[0, 4]
+            assert int(exclude.sum()) == 8  # rows of samples 10 and 11 against each other, both ways
+        else:
+            assert exclude is None
+        losses[mask] = recipe.loss(batch)[0].item()
+    assert losses[True] < losses[False]  # two negatives fewer in four anchors' denominators

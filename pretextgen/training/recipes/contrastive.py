@@ -48,10 +48,12 @@ MEMORIES = ("none", "queue", "bank")
 DEFAULT_MARGIN = {"contrastive": 1.0, "triplet": 0.2, "lifted_structured": 1.0}
 
 
-def source_ids(batch) -> torch.Tensor:
-    """(B,) int64: a CRC-32 of each sample's source path (the same on every rank, unlike ``hash``)."""
-    device = batch["label"].device
-    return torch.tensor([zlib.crc32(str(j.get("source", "")).encode()) for j in batch["json"]], device=device)
+def source_ids(batch, groups: torch.Tensor) -> torch.Tensor:
+    """(B,) int64: a CRC-32 of each sample's source path (the same on every rank, unlike ``hash``);
+    where the batch carries no JSON (made by hand), -1 - its group id: every group its own source."""
+    if "json" not in batch:
+        return -1 - groups
+    return torch.tensor([zlib.crc32(str(j.get("source", "")).encode()) for j in batch["json"]], device=groups.device)
 
 
 class _Contrast(_RGB):
@@ -117,7 +119,8 @@ class _Contrast(_RGB):
         if self.memory_kind == "bank":
             loss, metrics = self._bank_loss(batch, z, k)
             return loss, {**metrics, **measures}
-        groups, sources = self.groups(batch), source_ids(batch)
+        groups = self.groups(batch)
+        sources = source_ids(batch, groups)
         if self.loss_name in ("triplet", "npair"):
             pairs = z.view(b, k, -1)
             anchor, positive = gather(pairs[:, 0]), gather(pairs[:, 1])
