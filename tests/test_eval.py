@@ -412,7 +412,7 @@ def test_cli_errors_are_one_line(run, labeled, tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task", ["rotation", "colorization"])
+@pytest.mark.parametrize("task", ["rotation", "colorization", "cpc"])
 def test_a_bundled_recipe_trains_then_evaluates_end_to_end(task, labeled, tmp_path):
     """A real task's run through the CLI (its CPU preset's sample params, one short epoch), then
     `pretextgen eval` on it: the JSON has every stage of the recipe's trunk (colorization's trunk
@@ -436,6 +436,10 @@ def test_a_bundled_recipe_trains_then_evaluates_end_to_end(task, labeled, tmp_pa
 
     assert out["pretext_accuracy_meaning"] == recipe_class(get_task(task)).accuracy
     assert all(_at_most_4_decimals(v) for v in _accuracies(out))
+    if task == "cpc":  # read as CPC reads an image: the training grid of patches, features averaged
+        p = spec.samples["cpu"]
+        assert out["protocol"]["name"] == "grid" and out["protocol"]["cells"] == p["grid"]
+        assert (out["protocol"]["patch"], out["protocol"]["step"]) == (p["patch"], p["stride"])
 
 
 @pytest.mark.slow
