@@ -353,17 +353,19 @@ def _seen(module, call):
     return got
 
 
-@pytest.mark.parametrize("name", TRAINABLE)
-def test_eval_input_gives_the_trunk_what_its_loss_fed_it(name):
+@pytest.mark.parametrize("name,overrides", [(n, {}) for n in TRAINABLE] + [("jigsaw", {"tile_norm": False})],
+                         ids=lambda v: v if isinstance(v, str) else ",".join(f"{k}={x}" for k, x in v.items()) or "-")
+def test_eval_input_gives_the_trunk_what_its_loss_fed_it(name, overrides):
     """For the same real-photo pixels at the training scale, what ``eval_input`` hands the trunk at
-    evaluation equals what ``loss`` handed it in training: normalisation, channels, layout."""
+    evaluation equals what ``loss`` handed it in training: normalisation, channels, layout (jigsaw
+    both ways: tiles stored standardised in float16, and stored as uint8)."""
     from pretextgen.config import load_params
     from pretextgen.lab import srgb_to_lab
     from pretextgen.tasks.mae import patchify
     from pretextgen.training.recipe import build_recipe, resolve_config
 
     task = get_task(name)
-    params = load_params(task, overrides=TINY.get(name, {}))
+    params = load_params(task, overrides={**TINY.get(name, {}), **overrides})
     recipe = build_recipe(task, params, resolve_config(task, "cpu"))
     side = {"jigsaw": "tile", "context": "patch", "exemplar": "patch", "cpc": "patch"}.get(name, "size")  # what the trunk sees
     side = getattr(params, side)
