@@ -14,7 +14,8 @@ other tasks' trunks, and Hénaff et al. (v2) trained on colour with per-patch au
 ``color_jitter`` and ``gray_prob`` give here (per patch, drawn from (seed, i); off by default, as
 v1). The label is 0: the targets are the other patches of the batch, not a class.
 
-Plan / JSON: ``crop_box`` (source px), ``boxes`` (one per stored patch, row-major, source px,
+Plan / JSON: ``crop_box`` (source px), the layout (``grid``, ``patch``, ``stride``, ``frame`` =
+(grid - 1) stride + patch, in frame px), ``boxes`` (one per stored patch, row-major, source px,
 integer), ``offsets`` (each patch's jitter offset in its cell, frame px, before the flip), ``flip``,
 ``gray`` (per patch), ``jitter`` (per patch, per channel [gain, bias], or null), ``label`` = 0;
 ``views`` are the boxes in row-major order of the unflipped layout.
@@ -93,8 +94,9 @@ def plan(p: CPCParams, rng: np.random.Generator, width: int, height: int, part: 
     corner = np.minimum(np.floor(xy0 * s + 0.5).astype(np.int64), span - side) + np.asarray(crop_box[:2])
     boxes = np.concatenate([corner, corner + side], 1)  # (n, 4) source px, row-major, unflipped
     stored = flipped_order(p.grid) if flip else np.arange(n)
-    return {"crop_box": crop_box, "boxes": boxes[stored].tolist(), "offsets": offsets.tolist(), "flip": flip,
-            "gray": gray, "jitter": jitter, "label": 0,
+    return {"crop_box": crop_box, "grid": p.grid, "patch": p.patch, "stride": p.stride, "frame": p.frame,
+            "boxes": boxes[stored].tolist(), "offsets": offsets.tolist(), "flip": flip, "gray": gray, "jitter": jitter,
+            "label": 0,
             "views": [view(b, (p.patch, p.patch)) for b in boxes]}
 
 
