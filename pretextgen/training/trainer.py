@@ -447,37 +447,18 @@ def train(task=None, data=None, out=None, source=None, samples=None, preset="cpu
     n_samples = loader.dataset.rank_samples()
     bar = Progress(n_samples * max(last_epoch - epoch, 0), f"train {t.name}", "samples",
                    (progress if writer else False))
+    def log_row(row: dict) -> None:
+        _write_rows(metrics_path, [row])
+        recorder.row(row)
+
     start = time.perf_counter()
     seen = 0
     epoch_row = None
     parts.model.train()
     try:
         while epoch < last_epoch:
-            window, whole = _Window(), _Window()
-            batches = iter(loader)
-            while True:
-                asked = time.perf_counter()
-                batch = next(batches, None)
-                waited = time.perf_counter() - asked
-                if batch is None:
-                    break
-                n = len(batch["label"])
-                if n < 2:
-                    log.info("skipped a batch of %d sample (batch norm needs 2)", n)
-                    continue
-                lr = parts.optimizer.param_groups[0]["lr"]
-                value, reported = parts.step(_to_device(batch, device), device, t.name, cfg, step)
-                step += 1
-                window.add(value, reported, n, waited)
-                whole.add(value, reported, n, waited)
-                seen += n
-                bar.update(n, step=step, loss=f"{window.loss / window.steps:.4f}")
-                if step % LOG_EVERY == 0:
-                    if writer:  # as they come (a resume trims what follows its checkpoint)
-                        row = window.row(epoch + 1, step, lr, "steps")
-                        _write_rows(metrics_path, [row])
-                        recorder.row(row)
-                    window = _Window()
+            step, whole = _run_epoch(parts, loader, device, t.name, cfg, epoch, step, bar, log_row if writer else None)
+            seen += whole.samples
             epoch += 1
             epoch_row = whole.row(epoch, step, parts.optimizer.param_groups[0]["lr"], "epoch")
             acc_ = f", pretext accuracy {float(epoch_row['accuracy']):.1%}" if epoch_row["accuracy"] else ""
@@ -496,6 +477,34 @@ def train(task=None, data=None, out=None, source=None, samples=None, preset="cpu
 
         dist.barrier()
     return _summary(t, cfg, epoch, step, epoch_row, seen, time.perf_counter() - start, device, ckpt_path, out, what)
+
+
+def _run_epoch(parts: _Parts, loader, device, name: str, cfg, epoch: int, step: int, bar, log_rows):
+    """One pass over the loader: a step per batch (batches of one sample skipped: batch norm cannot
+    train on them), a ``steps`` row to ``log_rows`` every ``LOG_EVERY`` steps (None: this rank
+    writes nothing). Returns (step, the epoch's ``_Window``)."""
+    window, whole = _Window(), _Window()
+    batches = iter(loader)
+    while True:
+        asked = time.perf_counter()
+        batch = next(batches, None)
+        waited = time.perf_counter() - asked
+        if batch is None:
+            return step, whole
+        n = len(batch["label"])
+        if n < 2:
+            log.info("skipped a batch of %d sample (batch norm needs 2)", n)
+            continue
+        lr = parts.optimizer.param_groups[0]["lr"]
+        value, reported = parts.step(_to_device(batch, device), device, name, cfg, step)
+        step += 1
+        window.add(value, reported, n, waited)
+        whole.add(value, reported, n, waited)
+        bar.update(n, step=step, loss=f"{window.loss / window.steps:.4f}")
+        if step % LOG_EVERY == 0:
+            if log_rows is not None:  # as they come (a resume trims what follows its checkpoint)
+                log_rows(window.row(epoch + 1, step, lr, "steps"))
+            window = _Window()
 
 
 def _start_run_folder(out: Path, metrics_path: Path, state, step: int, t, what, loader, world, params_dict, cfg):
