@@ -98,3 +98,13 @@ def test_the_builder_does_not_branch_on_the_source_kind():
     text = (ROOT / "pretextgen" / "builder.py").read_text()
     for phrase in ('input == "video"', 'input == "image"', "input != ", ".video"):
         assert phrase not in text, phrase
+
+
+def test_every_package_folder_is_listed_for_installation():
+    """pyproject.toml lists the packages one by one: a new folder (a subpackage) missing there would
+    import from a checkout and be absent from a wheel."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {name for name, path in modules().items() if path.name == "__init__.py"}
+    assert found <= listed, f"add to [tool.setuptools] packages: {sorted(found - listed)}"
