@@ -213,7 +213,11 @@ def _parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     e.add_argument("--checkpoint", required=True, metavar="RUN_DIR",
                    help="a training run's folder, or its checkpoint.pt (metrics.csv beside it gives the pretext accuracy)")
-    e.add_argument("--data", required=True, metavar="LABELED_DIR", help="folder with train/<class>/ and test/<class>/ (or val/)")
+    e.add_argument("--data", metavar="LABELED_DIR", help="folder with train/<class>/ and test/<class>/ (or val/)")
+    e.add_argument("--davis", metavar="DAVIS_DIR",
+                   help="also (or instead) propagate frame 0's mask through every sequence of a DAVIS-layout folder "
+                        "with the trunk's last stage; J, F and J&F beside random trunks, Lab pixels, a flow chain "
+                        "and a copied first mask")
     e.add_argument("--json", metavar="FILE", help="also write the results as JSON (accuracies in [0, 1])")
     e.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where features and probes run (default: cpu)")
     e.add_argument("--seed", type=int, default=0, help="the probe's held-out split and the random trunks (default: 0)")
@@ -415,11 +419,27 @@ def _cmd_prior(args) -> int:
 
 def _cmd_eval(args) -> int:
     """``pretextgen eval``: the evaluation table (and --json)."""
+    import json
+
     from .training.probe import evaluate, report
 
-    result = evaluate(args.checkpoint, args.data, json_path=args.json, seed=args.seed, device=args.device,
-                      progress=False if args.no_progress else None, size=args.size, protocol=args.protocol)
-    print("\n".join(report(result)))
+    if args.data is None and args.davis is None:
+        raise PretextgenError("give --data LABELED_DIR (the image probe), --davis DAVIS_DIR (mask propagation), or both")
+    progress = False if args.no_progress else None
+    result = {}
+    if args.data is not None:
+        result = evaluate(args.checkpoint, args.data, seed=args.seed, device=args.device, progress=progress,
+                          size=args.size, protocol=args.protocol)
+        print("\n".join(report(result)))
+    if args.davis is not None:
+        from .training.davis import davis_report, evaluate_davis
+
+        found = evaluate_davis(args.checkpoint, args.davis, seed=args.seed, device=args.device, progress=progress)
+        result = {"task": found.pop("task"), **result, "davis": found}
+        print("\n".join(davis_report({"task": result["task"], **found})))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
     return 0
 
 

@@ -133,3 +133,41 @@ def test_a_folder_without_davis_layout_is_one_clear_error(tmp_path):
 
     with pytest.raises(PretextgenError, match="DAVIS's layout"):
         davis.read_sequences(tmp_path)
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "davis2016-dev").is_dir(), reason="../shared/data/davis2016-dev is not here")
+def test_eval_davis_runs_end_to_end_on_a_tiny_folder(tmp_path, capsys):
+    """``pretextgen eval --davis`` on two real sequences cut to 4 frames, for a tiny rotation run:
+    every method's J, F and J&F in [0, 1], per sequence and overall, random = its seeds' mean."""
+    import json
+    import shutil
+
+    import pretextgen
+    from pretextgen.cli import main
+
+    from helpers import TINY
+
+    src = SHARED_DATA / "davis2016-dev"
+    for seq in ("blackswan", "cows"):
+        for kind, ext in (("JPEGImages", "jpg"), ("Annotations", "png")):
+            out = tmp_path / "davis" / kind / "240p" / seq
+            out.mkdir(parents=True)
+            for k in range(4):
+                shutil.copy(src / kind / "240p" / seq / f"{k:05d}.{ext}", out)
+    pretextgen.build(task="rotation", out=tmp_path / "b", samples=16, overrides=TINY["rotation"], backend="opencv",
+                     progress=False)
+    pretextgen.train(data=tmp_path / "b", out=tmp_path / "r", epochs=1, batch_size=8, overrides=["num_workers=0"],
+                     progress=False, device="cpu")
+    assert main(["eval", "--checkpoint", str(tmp_path / "r"), "--davis", str(tmp_path / "davis"),
+                 "--json", str(tmp_path / "e.json"), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "label propagation on DAVIS (2 sequences" in printed and "DIS flow chain" in printed
+    d = json.loads((tmp_path / "e.json").read_text())["davis"]
+    methods = ("pretext", "random", "pixels", "flow", "copy_first")
+    for m in methods:
+        assert set(d[m]) == {"J", "F", "JF"} and all(0 <= v <= 1 for v in d[m].values())
+        assert d[m]["JF"] == pytest.approx((d[m]["J"] + d[m]["F"]) / 2, abs=1e-3)
+    assert set(d["sequences"]) == {"blackswan", "cows"} and set(d["sequences"]["cows"]) == set(methods)
+    assert d["random"]["J"] == pytest.approx(np.mean([r["J"] for r in d["random_seeds"]]), abs=1e-3)
+    assert (d["settings"]["topk"], d["settings"]["radius"], d["settings"]["temperature"]) == (10, 12, 0.05)
+    assert main(["eval", "--checkpoint", str(tmp_path / "r")]) == 2  # neither --data nor --davis: one line

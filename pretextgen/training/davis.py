@@ -198,3 +198,99 @@ def lab_features(frame: np.ndarray, stride: int):
     small = cv2.resize(srgb_to_lab(frame).astype(np.float32), (max(1, w // stride), max(1, h // stride)),
                        interpolation=cv2.INTER_AREA)
     return torch.from_numpy(small).permute(2, 0, 1).contiguous()
+
+
+# ---------------------------------------------------------------- pretextgen eval --davis
+def trunk_features(recipe, frames: list[np.ndarray], device: str = "cpu", batch: int = 8) -> list:
+    """The last stage of a frozen ``recipe``'s trunk for each RGB frame, (C, h, w) on the CPU (a
+    token sequence as its map), through the recipe's own ``eval_input`` (a trunk trained on L sees L)."""
+    import torch
+
+    from .probe import freeze
+
+    freeze(recipe)
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(frames), batch):
+            x = torch.from_numpy(np.stack(frames[i:i + batch]).transpose(0, 3, 1, 2).copy()).to(device)
+            last = next(reversed(recipe.eval_features(recipe.eval_input(x)).values()))
+            if last.ndim != 4:
+                raise PretextgenError(f"--davis needs a trunk whose last stage is a map; it gave {tuple(last.shape)}")
+            out += [f.float().cpu() for f in last]
+    return out
+
+
+def _read(seq: Sequence, max_frames: int | None):
+    import cv2
+
+    n = len(seq.frames) if max_frames is None else min(max_frames, len(seq.frames))
+    frames = [cv2.cvtColor(cv2.imread(str(f), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB) for f in seq.frames[:n]]
+    masks = [cv2.imread(str(m), cv2.IMREAD_GRAYSCALE) > 127 if m.exists() else np.zeros(frames[0].shape[:2], bool)
+             for m in seq.masks[:n]]
+    return frames, masks
+
+
+def evaluate_davis(checkpoint, root, seed: int = 0, device: str = "cpu", progress=None,
+                   max_frames: int | None = None) -> dict:
+    """``pretextgen eval --davis DIR``: J, F and J&F of the trunk of ``checkpoint`` (label propagation
+    on its last stage), of the mean of ``probe.RANDOM_SEEDS`` random trunks of its recipe, of raw
+    Lab pixels at the trunk's stride, of a DIS flow chain and of copying frame 0's mask, over every
+    sequence of ``root`` (its frames 1.., frame 0's mask given). Returns the JSON's ``davis`` dict:
+    {"pretext", "random", "random_seeds", "pixels", "flow", "copy_first": {"J", "F", "JF"},
+    "sequences": {name: {method: {...}}}, "settings": {...}}."""
+    import dataclasses
+
+    import torch
+
+    from ..progress import Progress
+    from .checkpoint import load_run
+    from .probe import RANDOM_SEED, RANDOM_SEEDS
+    from .recipe import build_recipe
+
+    seqs = read_sequences(root)
+    seeds = [RANDOM_SEED + seed + 100 * k for k in range(RANDOM_SEEDS)]
+    with torch.random.fork_rng(devices=[]):
+        task, params, config, recipe = load_run(checkpoint, device=device)
+        twins = [build_recipe(task, params, dataclasses.replace(config, seed=s)).to(device) for s in seeds]
+    trunks = [("pretext", recipe), *((f"random{k}", t) for k, t in enumerate(twins))]
+    bar = Progress(len(seqs), f"eval {task.name} on DAVIS", "sequences", progress)
+    per_seq = {}
+    for seq in seqs:
+        frames, masks = _read(seq, max_frames)
+        got = {}
+        for name, module in trunks:
+            feats = trunk_features(module, frames, device)
+            got[name] = score(propagate(feats, masks[0]), masks)
+        stride = max(1, round(frames[0].shape[0] / feats[0].shape[-2]))
+        got["pixels"] = score(propagate([lab_features(f, stride) for f in frames], masks[0]), masks)
+        got["flow"] = score(flow_chain(frames, masks[0]), masks)
+        got["copy_first"] = score(copy_first(masks[0], len(frames)), masks)
+        got["random"] = {k: float(np.mean([got[f"random{i}"][k] for i in range(len(twins))])) for k in ("J", "F", "JF")}
+        per_seq[seq.name] = {k: {m: round(v, 4) for m, v in d.items()} for k, d in got.items()}
+        bar.update(1, done=seq.name)
+    bar.close()
+    methods = ["pretext", "random", "pixels", "flow", "copy_first"]
+    overall = {m: {k: round(float(np.mean([s[m][k] for s in per_seq.values()])), 4) for k in ("J", "F", "JF")}
+               for m in methods}
+    seeds_rows = [{"seed": s, **{k: round(float(np.mean([q[f"random{i}"][k] for q in per_seq.values()])), 4)
+                                 for k in ("J", "F", "JF")}} for i, s in enumerate(seeds)]
+    for q in per_seq.values():
+        for i in range(len(twins)):
+            q.pop(f"random{i}")
+    return {"task": task.name, **overall, "random_seeds": seeds_rows, "sequences": per_seq,
+            "settings": {"topk": TOPK, "radius": RADIUS, "temperature": TEMPERATURE, "context": CONTEXT,
+                         "bound_th": BOUND_TH, "features": "the trunk's last stage, L2-normalised per position",
+                         "frames": max_frames or "all", "root": str(root)}}
+
+
+def davis_report(d: dict) -> list[str]:
+    """The ``davis`` dict as printed lines: one row per method, J, F and J&F in %."""
+    s = d["settings"]
+    lines = [f"{d['task']}: label propagation on DAVIS ({len(d['sequences'])} sequences in {s['root']}; top-k "
+             f"{s['topk']}, radius {s['radius']}, temperature {s['temperature']}, frame 0 + {s['context']} context "
+             "frames; frame 0's mask given)", "method          J %     F %   J&F %"]
+    names = {"pretext": "pretext trunk", "random": "random trunks", "pixels": "Lab pixels", "flow": "DIS flow chain",
+             "copy_first": "copy frame 0"}
+    for m, label in names.items():
+        lines.append(f"{label:<14}{100 * d[m]['J']:>6.1f}  {100 * d[m]['F']:>6.1f}  {100 * d[m]['JF']:>6.1f}")
+    return lines
