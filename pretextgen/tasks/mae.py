@@ -200,7 +200,7 @@ TASK = register_task(Task(
         presets={"cpu": dict(trunk="vit_tiny", epochs=8, batch_size=128, optimizer="adamw", lr=0.001, weight_decay=0.05, warmup_epochs=1),
                  "gpu": dict(trunk="vit_tiny", epochs=200, batch_size=256, optimizer="adamw", lr=0.0015, weight_decay=0.05, warmup_epochs=10, amp=True, num_workers=8)},
         # CPU: 8 px patches (16 tokens) and per-patch normalised targets: beat the random ViTs beyond
-        # the noise at a CPU budget (BENCHMARKS.md); 4 px patches were not measured against them.
+        # the noise at a CPU budget; 4 px patches at the same training compute did not (BENCHMARKS.md).
         samples={"cpu": {"size": 32, "patch": 8, "norm_pix": True},
                  "gpu": {"size": 32, "patch": 4}}),
 ))
