@@ -278,6 +278,8 @@ TASK = register_task(Task(
     baseline=paper_baseline,
     # Training (pretextgen train): CPU preset for 32 px CIFAR-like photos on 2 cores; GPU preset
     # ResNet-18 (CIFAR stem) with AMP. Sample params per preset: what `pretextgen compare` builds.
+    # Trains on a fixed build: live samples predicted held-out photos' samples no better and probed
+    # lower (BENCHMARKS.md, the table of every image task).
     trainer=TrainerSpec(
         recipe="pretextgen.training.recipes.spatial:Context", eval_input="rgb",
         presets={"cpu": dict(trunk="small", epochs=8, batch_size=128, optimizer="sgd", lr=0.05, weight_decay=0.0005, warmup_epochs=0.5),
