@@ -48,6 +48,36 @@ def to_gray3(image: np.ndarray) -> np.ndarray:
     return np.repeat(y[..., None], 3, axis=-1)
 
 
+def same_side_boxes(crop_box, frame: int, corners, side: float) -> np.ndarray:
+    """(n, 4) integer source boxes for boxes given in a ``frame`` px frame laid over the square
+    ``crop_box``: ``corners`` (n, 2) frame px (x, y), ``side`` frame px. Every box gets the same
+    integer side in source px, so each one resampled to its output size has the same phase: no
+    shared upsampling grid gives away where a box sat (jigsaw's tiles, cpc's patches)."""
+    span = crop_box[2] - crop_box[0]
+    s = span / frame  # source px per frame px
+    side_px = max(1, round(side * s))
+    corner = np.minimum(np.floor(np.asarray(corners) * s + 0.5).astype(np.int64), span - side_px)
+    corner = corner + np.asarray(crop_box[:2])
+    return np.concatenate([corner, corner + side_px], 1)
+
+
+def draw_color_jitter(rng: np.random.Generator, n: int, strength: float):
+    """Per element and channel [gain, bias]: gain in [1-j, 1+j], bias in [-20j, 20j] grey levels,
+    (n, 3, 2) as a JSON-native list rounded to 4 places; None when ``strength`` is 0 (nothing drawn)."""
+    if strength <= 0:
+        return None
+    gains = rng.uniform(1 - strength, 1 + strength, size=(n, 3))
+    biases = rng.uniform(-20 * strength, 20 * strength, size=(n, 3))
+    return np.round(np.stack([gains, biases], -1), 4).tolist()
+
+
+def apply_color_jitter(stack: np.ndarray, jitter) -> np.ndarray:
+    """A stack (n, h, w, 3) uint8 with ``draw_color_jitter``'s [gain, bias] applied per element and
+    channel, rounded and clipped to uint8."""
+    j = np.asarray(jitter, np.float32)  # (n, 3, 2)
+    return np.clip(np.rint(stack * j[:, None, None, :, 0] + j[:, None, None, :, 1]), 0, 255).astype(np.uint8)
+
+
 def affine_view(matrix, size) -> dict:
     """A view that is not an axis-aligned box: output pixel (x, y) samples the source at
     ``matrix @ (x, y, 1)`` (2x3, output px to source px, pixel centres on integer coordinates as in

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import MAX_SIDE, SIDE_WHY, check_fractions, check_limits, check_probabilities
-from ..geometry import random_square, to_gray3, view
+from ..geometry import apply_color_jitter, draw_color_jitter, random_square, same_side_boxes, to_gray3, view
 from ..registry import Field, Task, TrainerSpec, register_task
 
 
@@ -79,20 +79,11 @@ def plan(p: CPCParams, rng: np.random.Generator, width: int, height: int, part: 
     offsets = rng.integers(0, p.jitter + 1, size=(n, 2))  # (dx, dy) per patch, frame px
     flip = bool(rng.random() < p.flip_prob)
     gray = (rng.random(n) < p.gray_prob).tolist() if p.gray_prob > 0 else [False] * n
-    jitter = None
-    if p.color_jitter > 0:
-        gains = rng.uniform(1 - p.color_jitter, 1 + p.color_jitter, size=(n, 3))
-        biases = rng.uniform(-20 * p.color_jitter, 20 * p.color_jitter, size=(n, 3))
-        jitter = np.round(np.stack([gains, biases], -1), 4).tolist()
-    # Patch corners in frame px, then in source px: integer corners and one side for every patch,
-    # so each is resampled from source pixels with the same phase.
-    span = crop_box[2] - crop_box[0]
-    s = span / p.frame  # source px per frame px
-    side = max(1, round((p.patch - p.jitter) * s))
+    jitter = draw_color_jitter(rng, n, p.color_jitter)
+    # Patch corners in frame px, then source boxes of one integer side (row-major, unflipped).
     rows, cols = np.divmod(np.arange(n), p.grid)
     xy0 = np.stack([cols * p.stride, rows * p.stride], 1) + offsets
-    corner = np.minimum(np.floor(xy0 * s + 0.5).astype(np.int64), span - side) + np.asarray(crop_box[:2])
-    boxes = np.concatenate([corner, corner + side], 1)  # (n, 4) source px, row-major, unflipped
+    boxes = same_side_boxes(crop_box, p.frame, xy0, p.patch - p.jitter)
     stored = flipped_order(p.grid) if flip else np.arange(n)
     return {"crop_box": crop_box, "grid": p.grid, "patch": p.patch, "stride": p.stride, "frame": p.frame,
             "boxes": boxes[stored].tolist(), "offsets": offsets.tolist(), "flip": flip, "gray": gray, "jitter": jitter,
@@ -113,9 +104,8 @@ def finish(p: CPCParams, views: list[np.ndarray], plan: dict) -> dict:
     if gray.any():
         patches = patches.copy()
         patches[gray] = to_gray3(patches[gray])
-    if plan["jitter"] is not None:
-        j = np.asarray(plan["jitter"], np.float32)  # (n, 3, 2) for the stored order
-        patches = np.clip(np.rint(patches * j[:, None, None, :, 0] + j[:, None, None, :, 1]), 0, 255).astype(np.uint8)
+    if plan["jitter"] is not None:  # per stored patch
+        patches = apply_color_jitter(patches, plan["jitter"])
     return {"patches": np.ascontiguousarray(patches)}
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import MAX_SIDE, check_fractions, check_limits, check_probabilities
-from ..geometry import random_square, to_gray3, view
+from ..geometry import apply_color_jitter, draw_color_jitter, random_square, same_side_boxes, to_gray3, view
 from ..permutations import MAX_PERMUTATIONS, hamming_stats, n_permutations, permutation_set, set_digest
 from ..registry import Field, Task, TrainerSpec, register_task
 
@@ -107,20 +107,10 @@ def plan(p: JigsawParams, rng: np.random.Generator, width: int, height: int, par
     label = int(rng.integers(p.permutations))
     perm = [int(c) for c in permutations_of(p)[label]]
     gray = bool(rng.random() < p.gray_prob)
-    jitter = None
-    if p.color_jitter > 0:
-        gains = rng.uniform(1 - p.color_jitter, 1 + p.color_jitter, size=(n, 3))
-        biases = rng.uniform(-20 * p.color_jitter, 20 * p.color_jitter, size=(n, 3))
-        jitter = np.round(np.stack([gains, biases], -1), 4).tolist()
-    # Tile corners in frame px (cells row-major), then in source px: integer corners and one side
-    # for every tile, so each tile is resampled from source pixels with the same phase.
-    s = (crop_box[2] - crop_box[0]) / p.crop  # source px per frame px
-    side = max(1, round(p.tile * s))
+    jitter = draw_color_jitter(rng, n, p.color_jitter)
+    # Tile corners in frame px (cells row-major), then source boxes of one integer side.
     rows, cols = np.divmod(np.arange(n), p.grid)
-    xy0 = np.stack([cols * cell, rows * cell], 1) + offsets
-    corner = np.minimum(np.floor(xy0 * s + 0.5).astype(np.int64), crop_box[2] - crop_box[0] - side)
-    corner = corner + np.asarray(crop_box[:2])
-    cells = np.concatenate([corner, corner + side], 1)  # (n, 4) source px, cell order
+    cells = same_side_boxes(crop_box, p.crop, np.stack([cols * cell, rows * cell], 1) + offsets, p.tile)  # cell order
     return {
         "crop_box": crop_box, "boxes": cells[perm].tolist(), "permutation": perm,
         "offsets": offsets.tolist(), "gray": gray, "jitter": jitter, "label": label,
@@ -140,9 +130,8 @@ def finish(p: JigsawParams, views: list[np.ndarray], plan: dict) -> dict:
     tiles = np.stack(views)[plan["permutation"]]  # views in cell order -> stored order
     if plan["gray"]:
         tiles = to_gray3(tiles)
-    if plan["jitter"] is not None:
-        j = np.asarray(plan["jitter"], np.float32)  # (n, 3, 2) for the stored order
-        tiles = np.clip(np.rint(tiles * j[:, None, None, :, 0] + j[:, None, None, :, 1]), 0, 255).astype(np.uint8)
+    if plan["jitter"] is not None:  # per stored tile
+        tiles = apply_color_jitter(tiles, plan["jitter"])
     if p.tile_norm:
         t = tiles.astype(np.float32)
         mean = t.mean(axis=(1, 2, 3), keepdims=True)

@@ -238,20 +238,11 @@ def evaluate_davis(checkpoint, root, seed: int = 0, device: str = "cpu", progres
     sequence of ``root`` (its frames 1.., frame 0's mask given). Returns the JSON's ``davis`` dict:
     {"pretext", "random", "random_seeds", "pixels", "flow", "copy_first": {"J", "F", "JF"},
     "sequences": {name: {method: {...}}}, "settings": {...}}."""
-    import dataclasses
-
-    import torch
-
     from ..progress import Progress
-    from .checkpoint import load_run
-    from .probe import RANDOM_SEED, RANDOM_SEEDS
-    from .recipe import build_recipe
+    from .probe import load_with_random_twins
 
     seqs = read_sequences(root)
-    seeds = [RANDOM_SEED + seed + 100 * k for k in range(RANDOM_SEEDS)]
-    with torch.random.fork_rng(devices=[]):
-        task, params, config, recipe = load_run(checkpoint, device=device)
-        twins = [build_recipe(task, params, dataclasses.replace(config, seed=s)).to(device) for s in seeds]
+    task, recipe, twins, seeds = load_with_random_twins(checkpoint, seed, device)
     trunks = [("pretext", recipe), *((f"random{k}", t) for k, t in enumerate(twins))]
     bar = Progress(len(seqs), f"eval {task.name} on DAVIS", "sequences", progress)
     per_seq = {}

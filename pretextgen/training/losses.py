@@ -229,19 +229,23 @@ def info_nce(z: torch.Tensor, groups: torch.Tensor, temperature: float = 0.5, be
     has = pos.any(1)
     if not has.any():
         return _zero(z), {"accuracy": torch.zeros((), device=z.device)}
-    return per_anchor[has].mean(), {"accuracy": retrieval_accuracy(z, groups, exclude)}
+    return per_anchor[has].mean(), {"accuracy": _nearest_is_positive(sim.detach(), pos, neg)}
+
+
+def _nearest_is_positive(sim: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """Over the rows with a positive: the share whose most similar candidate (``pos | neg``) is one."""
+    has = pos.any(1)
+    if not has.any():
+        return torch.zeros((), device=sim.device)
+    best = torch.where(pos | neg, sim, float("-inf")).argmax(1, keepdim=True)
+    return pos.gather(1, best).squeeze(1)[has].float().mean()
 
 
 def retrieval_accuracy(z: torch.Tensor, groups: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
     """The share of rows with a positive whose most cosine-similar other row (not excluded) is one:
     every contrastive loss's pretext accuracy, whatever it optimises."""
     z = F.normalize(z.detach().float(), dim=1)
-    pos, neg = pair_masks(groups, exclude)
-    has = pos.any(1)
-    if not has.any():
-        return torch.zeros((), device=z.device)
-    best = torch.where(pos | neg, z @ z.t(), float("-inf")).argmax(1, keepdim=True)
-    return pos.gather(1, best).squeeze(1)[has].float().mean()
+    return _nearest_is_positive(z @ z.t(), *pair_masks(groups, exclude))
 
 
 def info_nce_keys(q: torch.Tensor, k: torch.Tensor, negatives: torch.Tensor, temperature: float = 0.2,

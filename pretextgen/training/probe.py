@@ -541,6 +541,21 @@ def shortcut(pretext_acc: float | None, gain_ci_points) -> bool:
     return pretext_acc is not None and pretext_acc >= SHORTCUT_ACCURACY and gain_ci_points[0] <= 0
 
 
+def load_with_random_twins(checkpoint, seed: int = 0, device: str = "cpu"):
+    """(task, the run's recipe, ``RANDOM_SEEDS`` random recipes of the same config, their seeds):
+    what every evaluation compares. The caller's torch RNG is left alone (building recipes seeds it)."""
+    import torch
+
+    from .checkpoint import load_run
+    from .recipe import build_recipe
+
+    random_seeds = [RANDOM_SEED + seed + 100 * k for k in range(RANDOM_SEEDS)]
+    with torch.random.fork_rng(devices=[]):
+        task, params, config, recipe = load_run(checkpoint, device=device)
+        twins = [build_recipe(task, params, dataclasses.replace(config, seed=s)).to(device) for s in random_seeds]
+    return task, recipe, twins, random_seeds
+
+
 def evaluate(checkpoint, data, json_path=None, seed: int = 0, device: str = "cpu", progress=None,
              batch_size: int = 256, size: int | None = None, protocol: str | None = None) -> dict:
     """Evaluate the trunk of ``checkpoint`` (RUN_DIR/checkpoint.pt, or RUN_DIR) on the labeled folder
@@ -559,8 +574,6 @@ def evaluate(checkpoint, data, json_path=None, seed: int = 0, device: str = "cpu
     import torch
 
     from ..progress import Progress
-    from .checkpoint import load_run
-    from .recipe import build_recipe
 
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise PretextgenError(f"--device {device}: torch sees no CUDA device here; use --device cpu")
@@ -571,10 +584,7 @@ def evaluate(checkpoint, data, json_path=None, seed: int = 0, device: str = "cpu
                               "writes RUN_DIR/checkpoint.pt")
     classes, train_items, test_items, test_name = labeled_split(data)
 
-    random_seeds = [RANDOM_SEED + seed + 100 * k for k in range(RANDOM_SEEDS)]
-    with torch.random.fork_rng(devices=[]):  # building recipes seeds torch: leave the caller's RNG alone
-        task, params, config, recipe = load_run(checkpoint, device=device)
-        twins = [build_recipe(task, params, dataclasses.replace(config, seed=s)).to(device) for s in random_seeds]
+    task, recipe, twins, random_seeds = load_with_random_twins(checkpoint, seed, device)
     for module in (recipe, *twins):
         freeze(module)
     protocols = recipe.eval_protocols()

@@ -31,8 +31,7 @@ from torch import nn
 from ...errors import ConfigError
 from ..inputs import normalize_rgb
 from ..losses import info_nce_keys
-from ..recipe import Recipe
-from .base import extra, make_recipe_trunk
+from .base import _RGB, extra, make_recipe_trunk
 
 
 class RowCausalConv(nn.Module):
@@ -64,7 +63,7 @@ class ContextNet(nn.Module):
         return self.net(z)
 
 
-class CPC(Recipe):
+class CPC(_RGB):
     """Contrastive predictive coding on a grid of patches (see the module docstring). Input:
     normalised RGB patches; ``eval_size`` = ``patch``."""
 
@@ -125,12 +124,6 @@ class CPC(Recipe):
     @property
     def eval_size(self):
         return self.params.patch
-
-    def eval_input(self, images):
-        return normalize_rgb(images)
-
-    def eval_features(self, x):
-        return self.trunk.features(x)
 
     def eval_protocols(self):
         # The layout's frame spans crop_scale x the shorter side: images at that scale show objects at
