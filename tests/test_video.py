@@ -350,3 +350,19 @@ def test_nvof_motion_tracks_the_same_clips(clips, tmp_path):
     m = build("track", tmp_path / "t", source=clips, samples=8, device="gpu", overrides={"flow": "nvof", "size": 48},
               progress=False)
     assert m["complete"]
+
+
+def test_opencv_reads_photos_after_a_clip_was_decoded(clips):
+    """decord loads its own zlib: an OpenCV imported after it cannot read PNGs with a colour profile
+    (imread returns None). A fresh process decodes a clip first, then reads scikit-image's photos
+    (DAVIS masks and labeled folders are read this way after a video build)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from pretextgen.video.decode import open_reader; open_reader(sys.argv[1]).get_batch([0]); "
+            "import cv2; from pretextgen.sources import skimage_data_dir; "
+            "print(all(cv2.imread(str(skimage_data_dir() / n)) is not None for n in "
+            "('astronaut.png', 'coffee.png', 'chelsea.png')))")
+    done = subprocess.run([sys.executable, "-c", code, str(clips / CLIPS[0])], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "True", done.stderr[-2000:]

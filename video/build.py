@@ -189,9 +189,9 @@ class DecordBackend(OpenCVBackend):
 
     @staticmethod
     def libraries() -> dict:
-        import decord
+        from .decode import import_decord
 
-        return {**OpenCVBackend.libraries(), "decord": decord.__version__}
+        return {**OpenCVBackend.libraries(), "decord": import_decord().__version__}
     init_fn, chunk_fn = staticmethod(_init_worker), staticmethod(_run_chunk)
 
 

@@ -66,9 +66,17 @@ def _quiet_stderr():
         os.close(saved)
 
 
-def open_reader(path: Path):
+def import_decord():
+    """decord, imported after OpenCV: decord loads its own zlib, and an OpenCV loaded after it can no
+    longer read PNGs with a colour profile ("libpng error: bad parameters to zlib": imread gives None)."""
+    import cv2  # noqa: F401  (first: see above)
     import decord
 
+    return decord
+
+
+def open_reader(path: Path):
+    decord = import_decord()
     decord.logging.set_level(decord.logging.QUIET)
     with _quiet_stderr():
         return decord.VideoReader(str(path), num_threads=1)
