@@ -106,7 +106,7 @@ class Task:
     # baseline(path, rng, params) -> (arrays, label): the task's samples made the way the papers'
     # loaders do (plain PIL + NumPy), the reference the benchmarks time pretextgen against.
     baseline: Callable | None = None
-    # How the task trains (``TrainerSpec``); None: no bundled trainer yet (the video tasks).
+    # How the task trains (``TrainerSpec``); None: no bundled trainer (every built-in task has one).
     trainer: TrainerSpec | None = None
     # Set by tasks whose targets are per pixel (their ``cls`` is always 0, so a class histogram says
     # nothing): pixel_targets(out, manifest, params) -> the lines ``pretextgen inspect`` prints in

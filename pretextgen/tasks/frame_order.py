@@ -3,7 +3,8 @@
 Five frames a < b < c < d < e drawn from a high-motion window of ``span`` frames (a window
 qualifies when its motion is at or above the ``motion_percentile`` of all windows of all clips).
 Label 1 (ordered): (b, c, d) or (d, c, b); label 0 (shuffled): (b, a, d) or (b, e, d); the label is
-drawn first, with probability 1/2, so labels are balanced. The three frames share one square crop
+drawn first: ordered with probability ``ordered_fraction`` (1/2: balanced labels; Misra et al.'s
+best mix was 1/4 ordered, 3/4 shuffled). The three frames share one square crop
 (``crop_scale`` of the shorter side) resized to ``size``: no spatial cue tells the order.
 
 Usability: windows are chosen by motion, so a window of flat frames (no motion) falls below the
@@ -25,7 +26,7 @@ import numpy as np
 from ..config import FLOW_LIMITS, MAX_SIDE, SIDE_WHY, check_fractions, check_limits
 from ..clips import VideoHooks, VideoTaskParams, views_of
 from ..geometry import random_square
-from ..registry import Field, Task, register_task
+from ..registry import Field, Task, TrainerSpec, register_task
 
 ORDERED, SHUFFLED = ("bcd", "dcb"), ("bad", "bed")
 
@@ -36,6 +37,7 @@ class FrameOrderParams(VideoTaskParams):
     span: int = 30  # window length in frames; the five frames are drawn inside it
     motion_percentile: float = 50.0  # windows below this percentile of motion are not used
     crop_scale: tuple[float, float] = (0.7, 1.0)  # square crop side / shorter side, shared by the 3 frames
+    ordered_fraction: float = 0.5  # share of ordered tuples (label 1); Misra et al.'s best was 0.25
 
     LIMITS = {  # not a field: see config.check_limits
         **FLOW_LIMITS,
@@ -57,6 +59,8 @@ class FrameOrderParams(VideoTaskParams):
         if not 0 <= self.motion_percentile < 100:
             raise ValueError("motion_percentile: must be in [0, 100)")
         check_fractions(self, "crop_scale")
+        if not 0 < self.ordered_fraction < 1:
+            raise ValueError("ordered_fraction: must be in (0, 1) (0 or 1 makes every label one class)")
 
 
 def plan(p: FrameOrderParams, rng: np.random.Generator, index, part: int = 0) -> dict:
@@ -64,7 +68,8 @@ def plan(p: FrameOrderParams, rng: np.random.Generator, index, part: int = 0) ->
     c, start, motion = wins[int(rng.integers(len(wins)))]
     src = index.sources[c]
     quint = [int(start + k) for k in np.sort(rng.choice(p.span, 5, replace=False))]
-    label = int(rng.integers(2))
+    # 1/2 keeps the integer draw of the balanced plans, so their builds stay byte-identical
+    label = int(rng.integers(2)) if p.ordered_fraction == 0.5 else int(rng.random() < p.ordered_fraction)
     order = (ORDERED if label else SHUFFLED)[int(rng.integers(2))]
     frames = [quint["abcde".index(ch)] for ch in order]
     box = random_square(rng, src.width, src.height, p.crop_scale)
@@ -135,4 +140,13 @@ TASK = register_task(Task(
     video=VideoHooks(motion=True),
     draw=draw,
     baseline=paper_baseline,
+    # Training (pretextgen train): CPU preset for a few short clips on 2 cores (64 px frames, the
+    # small trunk); GPU preset ResNet-18 at the paper's scale (its CaffeNet saw 227 px).
+    trainer=TrainerSpec(
+        recipe="pretextgen.training.recipes.video:FrameOrder", eval_input="rgb",
+        presets={"cpu": dict(trunk="small", epochs=8, batch_size=32, optimizer="adamw", lr=0.001, weight_decay=0.0001,
+                             warmup_epochs=0.5),
+                 "gpu": dict(trunk="resnet18", epochs=60, batch_size=128, optimizer="adamw", lr=0.001, weight_decay=0.0001,
+                             warmup_epochs=1, amp=True, num_workers=8)},
+        samples={"cpu": {"size": 64}, "gpu": {"size": 128}}),
 ))

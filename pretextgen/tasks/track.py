@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import FLOW_LIMITS, MAX_SIDE, SIDE_WHY, check_limits, check_probabilities
-from ..registry import Field, Task, register_task
+from ..registry import Field, Task, TrainerSpec, register_task
 from ..clips import VideoHooks, VideoTaskParams, int_box, views_of
 
 KINDS = ("other_video", "distant_time", "other_place")
@@ -227,4 +227,13 @@ TASK = register_task(Task(
     video=VideoHooks(motion=True, tracks=track_settings),
     draw=draw,
     baseline=paper_baseline,
+    # Training (pretextgen train): CPU preset 64 px patches, the small trunk; GPU preset ResNet-18 at
+    # the build's 96 px (the paper's AlexNet saw 227 px).
+    trainer=TrainerSpec(
+        recipe="pretextgen.training.recipes.video:Track", eval_input="rgb",
+        presets={"cpu": dict(trunk="small", epochs=8, batch_size=32, optimizer="adamw", lr=0.001, weight_decay=0.0001,
+                             warmup_epochs=0.5),
+                 "gpu": dict(trunk="resnet18", epochs=60, batch_size=128, optimizer="adamw", lr=0.001, weight_decay=0.0001,
+                             warmup_epochs=1, amp=True, num_workers=8)},
+        samples={"cpu": {"size": 64}, "gpu": {"size": 96}}),
 ))

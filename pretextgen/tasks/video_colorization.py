@@ -36,7 +36,7 @@ import numpy as np
 
 from ..config import FLOW_LIMITS, MAX_SIDE, SIDE_WHY, check_fractions, check_limits
 from ..geometry import random_square
-from ..registry import Field, Task, register_task
+from ..registry import Field, Task, TrainerSpec, register_task
 from ..clips import VideoHooks, VideoTaskParams, views_of
 
 CLUSTERS_FILE = "ab_clusters.npy"
@@ -302,4 +302,13 @@ TASK = register_task(Task(
     draw=draw,
     baseline=paper_baseline,
     pixel_targets=pixel_targets,
+    # Training (pretextgen train): the labels' side is the trunk's stride-8 map of the frame (the
+    # paper: 256 px frames, 32 x 32 labels); CPU preset 64 px frames, GPU preset the paper's sizes.
+    trainer=TrainerSpec(
+        recipe="pretextgen.training.recipes.video:VideoColorization", eval_input="L",
+        presets={"cpu": dict(trunk="small", epochs=8, batch_size=16, optimizer="adamw", lr=0.001, weight_decay=0.0001,
+                             warmup_epochs=0.5),
+                 "gpu": dict(trunk="resnet18", epochs=60, batch_size=32, optimizer="adamw", lr=0.001, weight_decay=0.0001,
+                             warmup_epochs=1, amp=True, num_workers=8)},
+        samples={"cpu": {"size": 64, "label_size": 8}, "gpu": {"size": 256, "label_size": 32}}),
 ))

@@ -19,7 +19,7 @@ head, and implements:
 - ``eval_size``: the side labeled images are resized to (the size the trunk trained on).
 
 ``forward(batch)`` is ``loss(batch)``; ``prepare(data_dir, dataset)`` reads what a build wrote beside
-its shards before training. The image tasks' recipes are in ``recipes`` (a file per family).
+its shards before training. Every task's recipe is in ``recipes`` (a file per family).
 """
 from __future__ import annotations
 

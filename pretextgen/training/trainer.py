@@ -203,11 +203,10 @@ def _open_data(task, data, source, samples, preset, sample_overrides):
 
 def _trainable(t):
     if t.trainer is None:
-        kind = "video tasks have" if t.input == "video" else f"task {t.name!r} has"
         from ..registry import list_tasks, get_task
 
         ok = [n for n in list_tasks() if get_task(n).trainer is not None]
-        raise PretextgenError(f"{kind} no bundled trainer yet ({t.name}); trainable: {', '.join(ok)}")
+        raise PretextgenError(f"task {t.name!r} has no bundled trainer; trainable: {', '.join(ok)}")
     return t
 
 

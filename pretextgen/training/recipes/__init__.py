@@ -1,4 +1,4 @@
-"""The recipes of the image tasks: heads and losses as the papers had them, on the shared trunks.
+"""Every task's recipe: heads and losses as the papers had them, on the shared trunks.
 
 One file per family (``base`` says which holds what); each task names its class in its
 ``TrainerSpec``. Everything is also importable from here, as before the split. Inputs are
@@ -12,8 +12,9 @@ from .contrastive import Contrastive, Exemplar
 from .masked import Inpainting, Mae
 from .predictive import CPC
 from .spatial import Context, Jigsaw, Rotation
+from .video import FrameOrder, Track, VideoColorization
 
 __all__ = ["RGB_MEAN", "RGB_STD", "normalize_rgb", "normalize_L", "normalize_ab", "lab_input", "standardize",
            "classification", "soft_cross_entropy", "info_nce", "weighted_mse", "MLP", "UpDecoder", "MaeDecoder",
            "SplitTrunk", "Rotation", "Jigsaw", "Context", "Exemplar", "Contrastive", "Colorization", "SplitBrain",
-           "Inpainting", "Mae", "CPC"]
+           "Inpainting", "Mae", "CPC", "FrameOrder", "Track", "VideoColorization"]

@@ -1,11 +1,12 @@
 """What the recipes share: their ``TrainConfig.extra`` reader, the trunk a config names, and the RGB
-evaluation most of them use.
+and L evaluations most of them use.
 
 The recipes of the image tasks are grouped by family, one file each: ``spatial`` (rotation,
 jigsaw, context: classify where pixels were), ``contrastive`` (exemplar, contrastive: pull views of
 one source together), ``colour`` (colorization, split-brain: predict channels from channels) and
-``masked`` (inpainting, mae: reconstruct hidden pixels) and ``predictive`` (cpc: predict the
-patches below from the rows above). Each task names its class in its
+``masked`` (inpainting, mae: reconstruct hidden pixels), ``predictive`` (cpc: predict the
+patches below from the rows above) and ``video`` (frame_order, track, video_colorization: what
+frames of one clip say about each other, learnt by a 2D trunk on single frames). Each task names its class in its
 ``TrainerSpec`` (``pretextgen/tasks/<task>.py``). Settings a recipe reads from ``TrainConfig.extra``
 are listed in its docstring with their defaults. Any trunk of ``models.TRUNKS`` works
 (``config.trunk``); ``vit_tiny`` gets ``image_size`` = ``eval_size`` and ``extra.patch`` (default
@@ -16,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from ...errors import ConfigError
-from ..inputs import normalize_rgb
+from ..inputs import lab_input, normalize_rgb
 from ..models import Trunk, make_trunk
 from ..recipe import Recipe
 
@@ -64,6 +65,20 @@ class _RGB(Recipe):
 
     def eval_input(self, images):
         return normalize_rgb(images)
+
+    def eval_features(self, x):
+        return self.trunk.features(x)
+
+
+class _L(Recipe):
+    """Shared by the recipes whose trunk sees Lab L (L / 50 - 1) of a ``size`` px frame or image."""
+
+    @property
+    def eval_size(self):
+        return self.params.size
+
+    def eval_input(self, images):
+        return lab_input(images)[:, :1]
 
     def eval_features(self, x):
         return self.trunk.features(x)

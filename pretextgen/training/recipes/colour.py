@@ -14,7 +14,7 @@ from ..inputs import lab_input, normalize_ab, normalize_L
 from ..losses import classification, soft_cross_entropy
 from ..models import Trunk
 from ..recipe import Recipe
-from .base import extra, make_recipe_trunk, output_map
+from .base import _L, extra, make_recipe_trunk, output_map
 
 
 def _load_ab_weights(params, data_dir, dataset) -> torch.Tensor:
@@ -60,7 +60,7 @@ class _AbBins(nn.Module):
         return loss, (logits.argmax(1) == bins[:, 0]).float().mean()
 
 
-class Colorization(Recipe):
+class Colorization(_L):
     """Colorful image colorization (Zhang et al. 2016): the trunk encodes L, a light decoder
     (``UpDecoder``) predicts the distribution over the Q in-gamut ab bins on the t x t target grid,
     loss the soft cross-entropy against (ab_bins, ab_weights) rebalanced per pixel by the prior's
@@ -89,16 +89,6 @@ class Colorization(Recipe):
         last = next(reversed(self.trunk.features(normalize_L(batch["L"]).unsqueeze(1)).values()))
         loss, acc = self.ab.loss(last, batch, self.rebalance)
         return loss, {"accuracy": acc}
-
-    @property
-    def eval_size(self):
-        return self.params.size
-
-    def eval_input(self, images):
-        return lab_input(images)[:, :1]
-
-    def eval_features(self, x):
-        return self.trunk.features(x)
 
 
 class SplitTrunk(Trunk):

@@ -1,0 +1,119 @@
+"""The video recipes' own rules (the runs, losses on a fixed batch and exact resumes are in
+test_train, parametrised over every task): video colorization's pointer copies the colours of the
+positions it matches, its clusters come from the build; track never reads the stored label and
+leaves its own clip out of the hard negatives; frame order's sample mix."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import pretextgen
+from pretextgen.config import load_params
+from pretextgen.errors import PretextgenError
+from pretextgen.registry import get_task
+from pretextgen.training.recipe import build_recipe, resolve_config
+from pretextgen.training.recipes.video import point_and_copy
+
+from helpers import TINY
+
+
+def test_the_pointer_copies_the_colours_of_the_positions_it_matches():
+    """Target features that equal the reference's at shifted positions copy the reference's cluster
+    ids shifted the same way; a lower temperature makes the copy sharper."""
+    g = torch.Generator().manual_seed(0)
+    h = w = 4
+    ref = torch.nn.functional.normalize(torch.randn(1, 8, h, w, generator=g), dim=1) * 4
+    ids = torch.randint(0, 5, (1, h, w), generator=g)
+    shifted = torch.roll(ref, shifts=(1, 2), dims=(2, 3))
+    probs = point_and_copy(shifted[:, None], ref, ids, 5, temperature=0.05)
+    assert probs.shape == (1, 1, 5, h, w)
+    torch.testing.assert_close(probs.sum(2), torch.ones(1, 1, h, w))
+    assert torch.equal(probs.argmax(2)[0, 0], torch.roll(ids, shifts=(1, 2), dims=(1, 2))[0])
+    soft = point_and_copy(shifted[:, None], ref, ids, 5, temperature=10.0)
+    assert soft.max(2).values.mean() < probs.max(2).values.mean()
+
+
+@pytest.fixture(scope="module")
+def colour_build(tmp_path_factory):
+    out = tmp_path_factory.mktemp("vc")
+    pretextgen.build(task="video_colorization", out=out, samples=8, overrides=TINY["video_colorization"],
+                     backend="opencv", progress=False)
+    return out
+
+
+def test_video_colorization_reads_the_builds_clusters(colour_build, tmp_path):
+    from pretextgen.config import make_params
+    from pretextgen.shards import read_manifest
+
+    task = get_task("video_colorization")
+    params = make_params(task, read_manifest(colour_build)["params"])
+    recipe = build_recipe(task, params, resolve_config(task, "cpu"))
+    recipe.prepare(colour_build, None)
+    centres = np.load(colour_build / "ab_clusters.npy")
+    assert torch.equal(recipe.ab_centres, torch.from_numpy(centres)) and centres.shape == (params.clusters, 2)
+    with pytest.raises(PretextgenError, match="holds no ab_clusters.npy"):
+        recipe.prepare(tmp_path, None)
+    np.save(tmp_path / "ab_clusters.npy", centres[:3])
+    with pytest.raises(PretextgenError, match="3 colour clusters"):
+        recipe.prepare(tmp_path, None)
+    with pytest.raises(PretextgenError, match="trains from a build folder"):
+        recipe.prepare(None, None)
+
+
+def _track_batch(sources):
+    g = torch.Generator().manual_seed(1)
+    n = len(sources)
+    return {"patches": torch.randint(0, 256, (n, 3, 3, 16, 16), dtype=torch.uint8, generator=g),
+            "label": torch.zeros(n, dtype=torch.int64), "json": [{"source": s} for s in sources]}
+
+
+def test_track_never_reads_the_negatives_kind_and_mines_only_other_clips():
+    task = get_task("track")
+    params = load_params(task, overrides=TINY["track"])
+    recipe = build_recipe(task, params, resolve_config(task, "cpu")).eval()
+    batch = _track_batch(["a.mp4", "a.mp4", "b.mp4", "b.mp4"])
+    with torch.no_grad():
+        loss, metrics = recipe(batch)
+        relabelled, _ = recipe({**batch, "label": torch.tensor([2, 1, 0, 2])})
+        assert loss == relabelled and 0 <= metrics["accuracy"] <= 1
+        # one clip only: no in-batch negative is left, so only the stored negatives count
+        one_clip = _track_batch(["a.mp4"] * 4)
+        with_hard, _ = recipe(one_clip)
+        recipe.hard = False
+        stored_only, _ = recipe(one_clip)
+        other_clips, _ = recipe(batch)
+    torch.testing.assert_close(with_hard, stored_only)
+    assert loss > other_clips  # the hard term adds a positive hinge between other clips' patches
+
+
+def test_frame_order_keeps_balanced_plans_and_draws_the_papers_mix():
+    """ordered_fraction=0.5 keeps the balanced plans byte-identical (the same integer draw);
+    0.25 gives a quarter ordered tuples; 0 or 1 (one class) is refused."""
+    from pretextgen.tasks.frame_order import FrameOrderParams, plan
+
+    class Index:  # the windows a plan draws from: 4 windows of one 300-frame clip
+        sources = [type("S", (), {"path": "c.mp4", "width": 320, "height": 240, "frames": 300})()]
+
+        def cached_windows(self, span, percentile):
+            return [(0, 30 * k, 1.0) for k in range(4)]
+
+    def labels(p):
+        return [plan(p, np.random.default_rng([7, i]), Index())["label"] for i in range(400)]
+
+    balanced = labels(FrameOrderParams())
+    assert balanced == [int(_after_window_and_frames(i).integers(2)) for i in range(400)]
+    assert 0.4 < np.mean(balanced) < 0.6
+    quarter = labels(FrameOrderParams(ordered_fraction=0.25))
+    assert 0.18 < np.mean(quarter) < 0.32
+    for bad in (0.0, 1.0):
+        with pytest.raises(ValueError, match="ordered_fraction"):
+            FrameOrderParams(ordered_fraction=bad).validate()
+
+
+def _after_window_and_frames(i):
+    """Plan i's generator at the label's draw, as the balanced plans always drew it."""
+    rng = np.random.default_rng([7, i])
+    rng.integers(4)
+    rng.choice(30, 5, replace=False)
+    return rng
