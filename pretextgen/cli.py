@@ -218,6 +218,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="also (or instead) propagate frame 0's mask through every sequence of a DAVIS-layout folder "
                         "with the trunk's last stage; J, F and J&F beside random trunks, Lab pixels, a flow chain "
                         "and a copied first mask")
+    e.add_argument("--clips", metavar="CLIPS_DIR",
+                   help="frame_order and track: the pretext accuracy on clips the build never saw (built there with "
+                        "the run's sample params; track without its appearance check), beside random trunks and a "
+                        "low-level baseline (frame differences; NCC)")
+    e.add_argument("--clips-samples", type=int, default=512, metavar="N",
+                   help="samples built from --clips (default: 512)")
     e.add_argument("--json", metavar="FILE", help="also write the results as JSON (accuracies in [0, 1])")
     e.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where features and probes run (default: cpu)")
     e.add_argument("--seed", type=int, default=0, help="the probe's held-out split and the random trunks (default: 0)")
@@ -423,8 +429,9 @@ def _cmd_eval(args) -> int:
 
     from .training.probe import evaluate, report
 
-    if args.data is None and args.davis is None:
-        raise PretextgenError("give --data LABELED_DIR (the image probe), --davis DAVIS_DIR (mask propagation), or both")
+    if args.data is None and args.davis is None and args.clips is None:
+        raise PretextgenError("give --data LABELED_DIR (the image probe), --davis DAVIS_DIR (mask propagation), "
+                              "--clips CLIPS_DIR (frame_order, track: the pretext on unseen clips), or several")
     progress = False if args.no_progress else None
     result = {}
     if args.data is not None:
@@ -437,6 +444,15 @@ def _cmd_eval(args) -> int:
         found = evaluate_davis(args.checkpoint, args.davis, seed=args.seed, device=args.device, progress=progress)
         result = {"task": found.pop("task"), **result, "davis": found}
         print("\n".join(davis_report({"task": result["task"], **found})))
+    if args.clips is not None:
+        from .training.clips_eval import clips_report, evaluate_clips
+
+        if args.clips_samples < 1:
+            raise PretextgenError("--clips-samples: must be at least 1")
+        found = evaluate_clips(args.checkpoint, args.clips, samples=args.clips_samples, seed=args.seed,
+                               device=args.device, progress=progress)
+        result = {"task": found.pop("task"), **result, "clips": found}
+        print("\n".join(clips_report({"task": result["task"], **found})))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")

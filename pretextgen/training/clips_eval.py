@@ -1,0 +1,109 @@
+"""``pretextgen eval --clips DIR``: a frame_order or track trunk's pretext accuracy on clips its build
+never saw, beside the random trunks of its recipe and a low-level baseline that needs no learning.
+
+The clips are built into a temporary folder with the run's own sample params (``samples`` of them,
+seed ``seed``); track's build turns the appearance check off (``min_ncc`` = -1), so that the
+positives are not filtered by the very NCC the baseline scores with. Each trunk is scored by its
+recipe's own ``loss`` accuracy, frozen (eval mode).
+
+Baselines (a trunk no better than these has learned the low-level cue):
+
+- frame_order, **frame differences**: call a tuple ordered when its outer frames differ most (mean
+  absolute difference of the gray frames): in an ordered (b, c, d) the middle frame lies between
+  the other two, in a shuffled (b, a, d) or (b, e, d) it lies outside them.
+- track, **NCC**: the query is nearer its positive when their normalized cross-correlation (gray,
+  32 px, as the build's appearance check) beats the query's with the negative.
+"""
+from __future__ import annotations
+
+import tempfile
+
+import numpy as np
+
+from ..errors import PretextgenError
+
+TASKS = ("frame_order", "track")
+
+
+def _gray(x: np.ndarray) -> np.ndarray:
+    """(..., 3, H, W) uint8 RGB -> (..., H, W) float32 luma."""
+    x = x.astype(np.float32)
+    return 0.299 * x[..., 0, :, :] + 0.587 * x[..., 1, :, :] + 0.114 * x[..., 2, :, :]
+
+
+def frame_difference_correct(frames: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(B,) bool: the frame-difference rule's verdict on (B, 3, 3, H, W) frames equals the label."""
+    g = _gray(frames)
+    d = lambda i, j: np.abs(g[:, i] - g[:, j]).mean(axis=(1, 2))  # noqa: E731
+    ordered = d(0, 2) > np.maximum(d(0, 1), d(1, 2))
+    return ordered == (labels == 1)
+
+
+def ncc_correct(patches: np.ndarray) -> np.ndarray:
+    """(B,) bool: NCC(query, positive) > NCC(query, negative) for (B, 3, 3, H, W) patches."""
+    import cv2
+
+    from ..video.track import NCC_SIDE, ncc
+
+    out = []
+    for q, p, n in _gray(patches):
+        q, p, n = (cv2.resize(a, (NCC_SIDE, NCC_SIDE), interpolation=cv2.INTER_AREA) for a in (q, p, n))
+        out.append(ncc(q, p) > ncc(q, n))
+    return np.array(out, bool)
+
+
+def evaluate_clips(checkpoint, clips, samples: int = 512, seed: int = 0, device: str = "cpu", progress=None,
+                   batch_size: int = 64) -> dict:
+    """The JSON's ``clips`` dict: {"pretext", "random", "random_seeds", "baseline": accuracies in [0, 1],
+    "baseline_rule", "accuracy" (what the recipe's accuracy measures), "samples", "skipped", "clips",
+    "params_changed"}."""
+    import torch
+
+    from ..builder import build
+    from ..config import params_to_dict
+    from ..loader import make_loader
+    from .probe import freeze, load_with_random_twins
+
+    task, recipe, twins, seeds = load_with_random_twins(checkpoint, seed, device)
+    if task.name not in TASKS:
+        raise PretextgenError(f"--clips scores frame_order and track on unseen clips; a {task.name} trunk is read "
+                              f"with --data (an image probe) or --davis")
+    values = params_to_dict(recipe.params)
+    changed = {"min_ncc": -1.0} if task.name == "track" else {}
+    trunks = [recipe, *twins]
+    for module in trunks:
+        freeze(module)
+    right = np.zeros(len(trunks))
+    base_right, n = 0, 0
+    with tempfile.TemporaryDirectory(prefix="pretextgen-clips-") as tmp:
+        m = build(task.name, tmp, source=str(clips), samples=samples, seed=seed, overrides={**values, **changed},
+                  progress=progress)
+        with torch.no_grad():
+            for batch in make_loader(tmp, batch_size=batch_size, num_workers=0, shuffle_buffer=0):
+                b = len(batch["label"])
+                moved = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+                for i, module in enumerate(trunks):
+                    right[i] += float(module.loss(moved)[1]["accuracy"]) * b
+                if task.name == "frame_order":
+                    base_right += int(frame_difference_correct(batch["frames"].numpy(), batch["label"].numpy()).sum())
+                else:
+                    base_right += int(ncc_correct(batch["patches"].numpy()).sum())
+                n += b
+    acc = right / n
+    rule = ("frame differences: ordered when the outer frames differ most" if task.name == "frame_order" else
+            "NCC: the query correlates more with its positive than with its negative (gray, 32 px)")
+    return {"task": task.name, "pretext": round(float(acc[0]), 4),
+            "random": round(float(acc[1:].mean()), 4),
+            "random_seeds": [{"seed": s, "accuracy": round(float(a), 4)} for s, a in zip(seeds, acc[1:])],
+            "baseline": round(base_right / n, 4), "baseline_rule": rule, "accuracy": recipe.accuracy,
+            "samples": n, "skipped": len(m.get("skipped", [])), "clips": str(clips), "params_changed": changed}
+
+
+def clips_report(d: dict) -> list[str]:
+    """The ``clips`` dict as printed lines."""
+    changed = "".join(f", {k}={v:g}" for k, v in d["params_changed"].items())
+    return [f"{d['task']} on unseen clips ({d['samples']} samples from {d['clips']}, the run's sample params{changed}):"
+            f" {d['accuracy']}",
+            f"  pretext trunk  {100 * d['pretext']:5.1f}%",
+            f"  random trunks  {100 * d['random']:5.1f}%  (mean of {len(d['random_seeds'])})",
+            f"  baseline       {100 * d['baseline']:5.1f}%  ({d['baseline_rule']})"]
