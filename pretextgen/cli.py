@@ -236,17 +236,25 @@ def _parser() -> argparse.ArgumentParser:
                         "at the crop its tiles were cut from); every row is probed at N")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    c = sub.add_parser("compare", help="build, train and evaluate several tasks on your photos; one ranked table",
-                       description="For each task: build from --source with the preset's sample params, train at the\n"
-                                   "preset, evaluate on --labeled; then one table ranked by what each trunk's best stage\n"
-                                   "gained over a random trunk's (linear probe top-1). Each step is skipped when its\n"
-                                   "output exists, so an interrupted comparison continues where it stopped.",
-                       epilog="example:\n  pretextgen compare --tasks rotation jigsaw --source photos/ --labeled labeled/ "
-                              "--out cmp",
+    c = sub.add_parser("compare", help="build, train and evaluate several tasks on your photos and clips; one ranked table",
+                       description="For each task: build from --source (photos) or --video-source (clips) with the\n"
+                                   "preset's sample params, train at the preset, evaluate on --labeled (video tasks:\n"
+                                   "also on --davis and --clips); then one table ranked by what each trunk's best stage\n"
+                                   "gained over a random trunk's (linear probe top-1; without a probe: DAVIS J&F, then\n"
+                                   "unseen clips). Each step is skipped when its output exists, so an interrupted\n"
+                                   "comparison continues where it stopped.",
+                       epilog="examples:\n  pretextgen compare --tasks rotation jigsaw --source photos/ --labeled labeled/ "
+                              "--out cmp\n  pretextgen compare --tasks frame_order video_colorization --video-source clips/ "
+                              "--davis DAVIS/ --labeled labeled/",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    c.add_argument("--tasks", nargs="+", required=True, help="image tasks (see `pretextgen tasks`)")
-    c.add_argument("--source", required=True, metavar="DIR", help="photos to build from (their labels are not used)")
-    c.add_argument("--labeled", required=True, metavar="LABELED_DIR", help="train/<class>/ and test/<class>/ (or val/)")
+    c.add_argument("--tasks", nargs="+", required=True, help="tasks (see `pretextgen tasks`)")
+    c.add_argument("--source", metavar="DIR", help="photos the image tasks build from (their labels are not used)")
+    c.add_argument("--video-source", metavar="DIR", help="clips the video tasks build from")
+    c.add_argument("--labeled", metavar="LABELED_DIR",
+                   help="train/<class>/ and test/<class>/ (or val/): the image probe (needed for image tasks)")
+    c.add_argument("--davis", metavar="DAVIS_DIR", help="video tasks: label propagation on a DAVIS-layout folder")
+    c.add_argument("--clips", metavar="CLIPS_DIR", help="frame_order, track: the pretext on clips the builds never saw")
+    c.add_argument("--clips-samples", type=int, default=512, metavar="N", help="samples built from --clips (default: 512)")
     c.add_argument("--out", default="compare", metavar="DIR", help="where builds, runs and results go (default: compare)")
     c.add_argument("--preset", default="cpu", choices=["cpu", "gpu"], help="sample and training preset (default: cpu)")
     c.add_argument("--samples", type=int, default=20000, help="samples per build (default: 20000)")
@@ -482,7 +490,8 @@ def _cmd_compare(args) -> int:
     from .training.compare import compare, table
 
     rows = compare(args.tasks, args.source, args.labeled, out=args.out, preset=args.preset, samples=args.samples,
-                   epochs=args.epochs, progress=False if args.no_progress else None)
+                   epochs=args.epochs, progress=False if args.no_progress else None, video_source=args.video_source,
+                   davis=args.davis, clips=args.clips, clips_samples=args.clips_samples)
     print("\n".join(table(rows)))
     print(f"(linear probe and kNN top-1 in %, best stage; gain: pretext minus random, best stages; "
           f"details in {Path(args.out) / 'compare.json'})")

@@ -182,3 +182,43 @@ def test_every_video_trunk_evaluates_end_to_end(name, eval_folders, tmp_path, ca
     assert c["random"] == pytest.approx(np.mean([s["accuracy"] for s in c["random_seeds"]]), abs=1e-3)
     assert c["params_changed"] == ({"min_ncc": -1.0} if name == "track" else {})
     assert "on unseen clips (12 samples" in capsys.readouterr().out
+
+
+def _error(capsys, argv) -> str:
+    from pretextgen.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("pretextgen: error: "), err
+    return err[0]
+
+
+def test_compare_takes_video_tasks_and_refuses_the_wrong_source(eval_folders, photos, tmp_path, capsys):
+    """`pretextgen compare` builds video tasks from --video-source and evaluates them on DAVIS and unseen
+    clips without a labeled folder; a missing or wrong-kind source, or nothing to evaluate on, is one
+    line before any work."""
+    import json
+
+    from pretextgen.cli import main
+
+    _, davis_dir, clips = eval_folders
+    out = str(tmp_path / "cmp")
+    assert "give --video-source DIR" in _error(capsys, ["compare", "--tasks", "track", "--source", str(photos[0]),
+                                                         "--davis", str(davis_dir), "--out", out])
+    assert "holds photos" in _error(capsys, ["compare", "--tasks", "track", "--video-source", str(photos[0]),
+                                             "--davis", str(davis_dir), "--out", out])
+    assert "holds clips" in _error(capsys, ["compare", "--tasks", "rotation", "--source", str(clips),
+                                            "--labeled", str(photos[0]), "--out", out])
+    assert "give --labeled or --davis" in _error(capsys, ["compare", "--tasks", "video_colorization",
+                                                          "--video-source", str(clips), "--clips", str(clips),
+                                                          "--out", out])
+    assert not (tmp_path / "cmp").exists()
+    assert main(["compare", "--tasks", "video_colorization", "frame_order", "--video-source", str(clips),
+                 "--davis", str(davis_dir), "--clips", str(clips), "--clips-samples", "8", "--samples", "16",
+                 "--epochs", "1", "--out", out, "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "DAVIS J&F: pretext / random / pixels / flow" in printed and "unseen clips: pretext" in printed
+    rows = {r["task"]: r for r in json.loads((tmp_path / "cmp" / "compare.json").read_text())}
+    assert set(rows) == {"video_colorization", "frame_order"}
+    assert rows["frame_order"]["clips"]["samples"] == 8 and "clips" not in rows["video_colorization"]
+    assert all(0 <= r["davis"]["pretext"]["JF"] <= 1 and r["best_stage"] == "davis J&F" for r in rows.values())
