@@ -1,5 +1,5 @@
-"""Training on many processes: ``torchrun --nproc_per_node 2`` on CPU (Gloo) trains every image
-recipe, resumes, and the contrastive losses see every rank's rows with gradients flowing back."""
+"""Training on many processes: ``torchrun --nproc_per_node 2`` on CPU (Gloo) trains every
+recipe (the video ones too), resumes, and the contrastive losses see every rank's rows with gradients flowing back."""
 from __future__ import annotations
 
 import json
@@ -41,7 +41,7 @@ def test_gather_gives_every_rank_all_rows_and_sends_gradients_home(tmp_path):
         assert r["grad_error"] <= 1e-6 * max(1.0, r["grad_scale"]) and r["grad_scale"] > 0
 
 
-def test_torchrun_trains_and_resumes_every_image_recipe(tmp_path):
+def test_torchrun_trains_and_resumes_every_recipe(tmp_path):
     builds = []
     for name in TRAINABLE:
         out = tmp_path / name
