@@ -230,6 +230,21 @@ def _read(seq: Sequence, max_frames: int | None):
     return frames, masks
 
 
+_BASELINES: dict = {}  # (first frame, frames, stride) -> scores: the same for every trunk of one process
+
+
+def _baselines(seq: Sequence, frames, masks, stride: int) -> dict:
+    """The trunk-free rows of one sequence (Lab pixels at ``stride``, the flow chain, frame 0 copied),
+    computed once per process: ``compare`` evaluates several trunks on the same folder."""
+    key = (str(Path(seq.frames[0]).resolve()), len(frames), stride)
+    if key not in _BASELINES:
+        _BASELINES[key] = {
+            "pixels": score(propagate([lab_features(f, stride) for f in frames], masks[0]), masks),
+            "flow": score(flow_chain(frames, masks[0]), masks),
+            "copy_first": score(copy_first(masks[0], len(frames)), masks)}
+    return dict(_BASELINES[key])
+
+
 def evaluate_davis(checkpoint, root, seed: int = 0, device: str = "cpu", progress=None,
                    max_frames: int | None = None) -> dict:
     """``pretextgen eval --davis DIR``: J, F and J&F of the trunk of ``checkpoint`` (label propagation
@@ -253,9 +268,7 @@ def evaluate_davis(checkpoint, root, seed: int = 0, device: str = "cpu", progres
             feats = trunk_features(module, frames, device)
             got[name] = score(propagate(feats, masks[0]), masks)
         stride = max(1, round(frames[0].shape[0] / feats[0].shape[-2]))
-        got["pixels"] = score(propagate([lab_features(f, stride) for f in frames], masks[0]), masks)
-        got["flow"] = score(flow_chain(frames, masks[0]), masks)
-        got["copy_first"] = score(copy_first(masks[0], len(frames)), masks)
+        got.update(_baselines(seq, frames, masks, stride))
         got["random"] = {k: float(np.mean([got[f"random{i}"][k] for i in range(len(twins))])) for k in ("J", "F", "JF")}
         per_seq[seq.name] = {k: {m: round(v, 4) for m, v in d.items()} for k, d in got.items()}
         bar.update(1, done=seq.name)
