@@ -382,7 +382,7 @@ def test_eval_input_gives_the_trunk_what_its_loss_fed_it(name, overrides):
         n, t = 6, params.label_size
         batch = {"gray": gray.view(n, 3, side, side), "bins": torch.zeros(n, 3, t, t, dtype=torch.int64)}
         got = _seen(recipe.trunk, lambda: recipe.loss(batch))
-        torch.testing.assert_close(got[0], seen_by_eval, atol=2.5e-2, rtol=0)  # uint8 L: 0.4 of 100, 2 levels
+        torch.testing.assert_close(got[0], seen_by_eval, atol=1.5e-2, rtol=0)  # OpenCV's 8-bit L: within 0.6 L units of pretextgen.lab's
         return
     if name in ("colorization", "splitbrain"):
         lab = torch.from_numpy(np.stack([srgb_to_lab(im) for im in x.permute(0, 2, 3, 1).numpy()]))  # the build's Lab
