@@ -427,7 +427,7 @@ def test_groups_cut_from_one_photo_are_not_each_others_negatives():
     """With more samples than photos two groups can share a photo: the contrastive recipes read the
     JSON's source and leave those pairs out of the loss (extra.mask_same_source, on by default)."""
     from pretextgen.training.recipe import build_recipe, resolve_config
-    from pretextgen.training.recipes.contrastive import source_ids
+    from pretextgen.training.recipes.base import source_ids
 
     task = get_task("contrastive")
     params = load_params(task, overrides=TINY["contrastive"])

@@ -14,6 +14,8 @@ are listed in its docstring with their defaults. Any trunk of ``models.TRUNKS`` 
 """
 from __future__ import annotations
 
+import zlib
+
 import torch
 
 from ...errors import ConfigError
@@ -47,6 +49,14 @@ def make_recipe_trunk(config, in_channels: int, size: int, scale: float = 1.0, n
         return make_trunk(name, in_channels, **kwargs)
     except ValueError as e:
         raise ConfigError(f"trunk: {e}") from None
+
+
+def source_ids(batch, groups: torch.Tensor) -> torch.Tensor:
+    """(B,) int64: a CRC-32 of each sample's source path (the same on every rank, unlike ``hash``);
+    where the batch carries no JSON (made by hand), -1 - its group id: every group its own source."""
+    if "json" not in batch:
+        return -1 - groups
+    return torch.tensor([zlib.crc32(str(j.get("source", "")).encode()) for j in batch["json"]], device=groups.device)
 
 
 def output_map(trunk: Trunk, in_channels: int, size: int) -> tuple[int, int]:

@@ -29,8 +29,6 @@ projections of views 0 and 1, per step, for ``metrics.csv``.
 """
 from __future__ import annotations
 
-import zlib
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -41,19 +39,11 @@ from ..inputs import normalize_rgb
 from ..losses import (MINING, alignment, contrastive, gather, info_nce, info_nce_keys, lifted_structured, npair,
                       retrieval_accuracy, triplet, uniformity)
 from ..memory import MemoryBank, MomentumQueue
-from .base import _RGB, extra, make_recipe_trunk
+from .base import _RGB, extra, make_recipe_trunk, source_ids
 
 LOSSES = ("info_nce", "contrastive", "triplet", "lifted_structured", "npair")
 MEMORIES = ("none", "queue", "bank")
 DEFAULT_MARGIN = {"contrastive": 1.0, "triplet": 0.2, "lifted_structured": 1.0}
-
-
-def source_ids(batch, groups: torch.Tensor) -> torch.Tensor:
-    """(B,) int64: a CRC-32 of each sample's source path (the same on every rank, unlike ``hash``);
-    where the batch carries no JSON (made by hand), -1 - its group id: every group its own source."""
-    if "json" not in batch:
-        return -1 - groups
-    return torch.tensor([zlib.crc32(str(j.get("source", "")).encode()) for j in batch["json"]], device=groups.device)
 
 
 class _Contrast(_RGB):

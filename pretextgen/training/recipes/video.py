@@ -16,8 +16,7 @@ from ...errors import PretextgenError
 from ..heads import MLP
 from ..inputs import normalize_L, normalize_rgb
 from ..losses import classification, triplet
-from .base import _L, _RGB, extra, make_recipe_trunk, output_map
-from .contrastive import source_ids
+from .base import _L, _RGB, extra, make_recipe_trunk, output_map, source_ids
 
 
 class FrameOrder(_RGB):
