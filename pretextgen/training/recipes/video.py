@@ -21,9 +21,12 @@ from .base import _L, _RGB, extra, make_recipe_trunk, output_map, source_ids
 
 class FrameOrder(_RGB):
     """Shuffle and Learn (Misra et al. 2016): one trunk per frame with shared weights, each frame's
-    pooled features through a shared ``Linear(C, frame_width)`` + ReLU (fc7), the three concatenated
-    in the shown order, then ``Linear -> ReLU -> Linear`` to 2 classes (ordered or not);
-    cross-entropy. Extra: ``frame_width`` (128), ``head_width`` (256).
+    last-stage map flattened through a shared ``Linear(C h w, frame_width)`` + ReLU (the paper's fc6
+    reads CaffeNet's pool5 map, so where things are in the frame reaches the head), the three
+    concatenated in the shown order, then ``Linear -> ReLU -> Linear`` to 2 classes (ordered or
+    not); cross-entropy. ``pooled`` (false) averages the map first, as the other recipes' heads do:
+    a pooled vector barely changes as an object moves, and such runs stayed at chance longer
+    (BENCHMARKS.md). Extra: ``frame_width`` (128), ``head_width`` (256), ``pooled``.
 
     Batch norm: the 3 B frames of a batch go through the trunk as one batch, so its statistics are
     shared by all three frames, as the paper's shared-weight towers share theirs. They cannot tell
@@ -39,12 +42,16 @@ class FrameOrder(_RGB):
         super().__init__(params, config)
         self.trunk = make_recipe_trunk(config, 3, params.size)
         w, hw = int(extra(config, "frame_width", 128)), int(extra(config, "head_width", 256))
-        self.frame_fc = nn.Sequential(nn.Linear(self.trunk.out_channels, w), nn.ReLU(inplace=True))
+        self.pooled = bool(extra(config, "pooled", False))
+        c, side = output_map(self.trunk, 3, params.size)
+        self.frame_fc = nn.Sequential(nn.Linear(c if self.pooled else c * side * side, w), nn.ReLU(inplace=True))
         self.head = MLP((3 * w, hw, 2))
 
     def loss(self, batch):
         frames = batch["frames"]  # (B, 3, 3, s, s) in the shown order
-        f = self.frame_fc(self.trunk(normalize_rgb(frames).flatten(0, 1)))
+        x = normalize_rgb(frames).flatten(0, 1)
+        f = self.trunk(x) if self.pooled else next(reversed(self.trunk.features(x).values())).flatten(1)
+        f = self.frame_fc(f)
         return classification(self.head(f.view(frames.shape[0], -1)), batch["label"])
 
     @property
