@@ -142,5 +142,9 @@ def test_eval_davis_runs_end_to_end_on_a_tiny_folder(tmp_path, capsys):
         assert d[m]["JF"] == pytest.approx((d[m]["J"] + d[m]["F"]) / 2, abs=1e-3)
     assert set(d["sequences"]) == {"blackswan", "cows"} and set(d["sequences"]["cows"]) == set(methods)
     assert d["random"]["J"] == pytest.approx(np.mean([r["J"] for r in d["random_seeds"]]), abs=1e-3)
+    diffs = [q["pretext"]["JF"] - q["random"]["JF"] for q in d["sequences"].values()]
+    assert d["gain"]["JF"] == pytest.approx(np.mean(diffs), abs=1e-3)
+    assert min(diffs) - 1e-3 <= d["gain"]["ci"][0] <= d["gain"]["JF"] <= d["gain"]["ci"][1] <= max(diffs) + 1e-3
+    assert "J&F over the random trunks" in printed
     assert (d["settings"]["topk"], d["settings"]["radius"], d["settings"]["temperature"]) == (10, 12, 0.05)
     assert main(["eval", "--checkpoint", str(tmp_path / "r")]) == 2  # neither --data nor --davis: one line

@@ -252,9 +252,10 @@ def evaluate_davis(checkpoint, root, seed: int = 0, device: str = "cpu", progres
     Lab pixels at the trunk's stride, of a DIS flow chain and of copying frame 0's mask, over every
     sequence of ``root`` (its frames 1.., frame 0's mask given). Returns the JSON's ``davis`` dict:
     {"pretext", "random", "random_seeds", "pixels", "flow", "copy_first": {"J", "F", "JF"},
-    "sequences": {name: {method: {...}}}, "settings": {...}}."""
+    "gain": {"JF": pretext minus random, "ci": its 95% interval by a paired bootstrap over the
+    sequences}, "sequences": {name: {method: {...}}}, "settings": {...}}."""
     from ..progress import Progress
-    from .probe import load_with_random_twins
+    from .probe import gain_interval, load_with_random_twins
 
     seqs = read_sequences(root)
     task, recipe, twins, seeds = load_with_random_twins(checkpoint, seed, device)
@@ -281,7 +282,11 @@ def evaluate_davis(checkpoint, root, seed: int = 0, device: str = "cpu", progres
     for q in per_seq.values():
         for i in range(len(twins)):
             q.pop(f"random{i}")
-    return {"task": task.name, **overall, "random_seeds": seeds_rows, "sequences": per_seq,
+    # the gain read against the noise: a paired bootstrap over the sequences, as the probe's over images
+    diff = [q["pretext"]["JF"] - q["random"]["JF"] for q in per_seq.values()]
+    gain = {"JF": round(float(np.mean(diff)), 4), "ci": [round(v, 4) for v in gain_interval(diff)],
+            "over": "sequences"}
+    return {"task": task.name, **overall, "gain": gain, "random_seeds": seeds_rows, "sequences": per_seq,
             "settings": {"topk": TOPK, "radius": RADIUS, "temperature": TEMPERATURE, "context": CONTEXT,
                          "bound_th": BOUND_TH, "features": "the trunk's last stage, L2-normalised per position",
                          "frames": max_frames or "all", "root": str(root)}}
@@ -297,4 +302,8 @@ def davis_report(d: dict) -> list[str]:
              "copy_first": "copy frame 0"}
     for m, label in names.items():
         lines.append(f"{label:<14}{100 * d[m]['J']:>6.1f}  {100 * d[m]['F']:>6.1f}  {100 * d[m]['JF']:>6.1f}")
+    if "gain" in d:  # an older JSON has none
+        g = d["gain"]
+        lines.append(f"J&F over the random trunks: {100 * g['JF']:+.1f} points, 95% interval [{100 * g['ci'][0]:+.1f}, "
+                     f"{100 * g['ci'][1]:+.1f}] (paired bootstrap over the {len(d['sequences'])} sequences)")
     return lines
