@@ -455,8 +455,6 @@ def _cmd_eval(args) -> int:
     if args.clips is not None:
         from .training.clips_eval import clips_report, evaluate_clips
 
-        if args.clips_samples < 1:
-            raise PretextgenError("--clips-samples: must be at least 1")
         found = evaluate_clips(args.checkpoint, args.clips, samples=args.clips_samples, seed=args.seed,
                                device=args.device, progress=progress)
         result = {"task": found.pop("task"), **result, "clips": found}

@@ -63,7 +63,10 @@ def evaluate_clips(checkpoint, clips, samples: int = 512, seed: int = 0, device:
     from ..config import params_to_dict
     from ..loader import make_loader
     from .probe import freeze, load_with_random_twins
+    from .trainer import to_device
 
+    if samples < 1:
+        raise PretextgenError("--clips-samples: must be at least 1")
     task, recipe, twins, seeds = load_with_random_twins(checkpoint, seed, device)
     if task.name not in TASKS:
         raise PretextgenError(f"--clips scores frame_order and track on unseen clips; a {task.name} trunk is read "
@@ -81,7 +84,7 @@ def evaluate_clips(checkpoint, clips, samples: int = 512, seed: int = 0, device:
         with torch.no_grad():
             for batch in make_loader(tmp, batch_size=batch_size, num_workers=0, shuffle_buffer=0):
                 b = len(batch["label"])
-                moved = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+                moved = to_device(batch, device)
                 for i, module in enumerate(trunks):
                     right[i] += float(module.loss(moved)[1]["accuracy"]) * b
                 if task.name == "frame_order":

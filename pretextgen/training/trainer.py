@@ -210,7 +210,8 @@ def _trainable(t):
     return t
 
 
-def _to_device(batch: dict, device) -> dict:
+def to_device(batch: dict, device) -> dict:
+    """A loader batch with its tensors on ``device`` (the JSON and other values as they are)."""
     return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
 
 
@@ -495,7 +496,7 @@ def _run_epoch(parts: _Parts, loader, device, name: str, cfg, epoch: int, step: 
             log.info("skipped a batch of %d sample (batch norm needs 2)", n)
             continue
         lr = parts.optimizer.param_groups[0]["lr"]
-        value, reported = parts.step(_to_device(batch, device), device, name, cfg, step)
+        value, reported = parts.step(to_device(batch, device), device, name, cfg, step)
         step += 1
         window.add(value, reported, n, waited)
         whole.add(value, reported, n, waited)

@@ -141,7 +141,7 @@ class VideoColorization(_L):
     def __init__(self, params, config):
         super().__init__(params, config)
         self.trunk = make_recipe_trunk(config, 1, params.size)
-        c, self.side = output_map(self.trunk, 1, params.size)
+        c, _ = output_map(self.trunk, 1, params.size)
         self.embed = nn.Conv2d(c, int(extra(config, "embed", 64)), 1)
         self.temperature = float(extra(config, "temperature", 1.0))
         self.register_buffer("ab_centres", torch.zeros(params.clusters, 2))
