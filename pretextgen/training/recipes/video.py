@@ -21,12 +21,19 @@ from .base import _L, _RGB, extra, make_recipe_trunk, output_map, source_ids
 
 class FrameOrder(_RGB):
     """Shuffle and Learn (Misra et al. 2016): one trunk per frame with shared weights, each frame's
-    last-stage map flattened through a shared ``Linear(C h w, frame_width)`` + ReLU (the paper's fc6
-    reads CaffeNet's pool5 map, so where things are in the frame reaches the head), the three
-    concatenated in the shown order, then ``Linear -> ReLU -> Linear`` to 2 classes (ordered or
-    not); cross-entropy. ``pooled`` (false) averages the map first, as the other recipes' heads do:
-    a pooled vector barely changes as an object moves, and such runs stayed at chance longer
-    (BENCHMARKS.md). Extra: ``frame_width`` (128), ``head_width`` (256), ``pooled``.
+    last-stage map flattened through a shared ``Linear(C h w, frame_width)`` + batch norm + ReLU
+    (the paper's fc6 reads CaffeNet's pool5 map, so where things are in the frame reaches the head),
+    then ``Linear -> ReLU -> Linear`` to 2 classes (ordered or not); cross-entropy.
+
+    - The head reads the three frame vectors in the shown order and, with ``differences`` (true),
+      also |f1 - f2|, |f2 - f3| and |f1 - f3|: in an ordered tuple the outer frames are the farthest
+      apart, and without these the head has to find that subtraction itself. Without them (and
+      without the batch norm, whose absence let every unit of the frame fc die) the CPU preset stayed
+      at chance (BENCHMARKS.md).
+    - ``pooled`` (false) averages the map first, as the other recipes' heads do: a pooled vector
+      barely changes as an object moves.
+
+    Extra: ``frame_width`` (128), ``head_width`` (256), ``differences``, ``pooled``.
 
     Batch norm: the 3 B frames of a batch go through the trunk as one batch, so its statistics are
     shared by all three frames, as the paper's shared-weight towers share theirs. They cannot tell
@@ -43,16 +50,19 @@ class FrameOrder(_RGB):
         self.trunk = make_recipe_trunk(config, 3, params.size)
         w, hw = int(extra(config, "frame_width", 128)), int(extra(config, "head_width", 256))
         self.pooled = bool(extra(config, "pooled", False))
+        self.differences = bool(extra(config, "differences", True))
         c, side = output_map(self.trunk, 3, params.size)
-        self.frame_fc = nn.Sequential(nn.Linear(c if self.pooled else c * side * side, w), nn.ReLU(inplace=True))
-        self.head = MLP((3 * w, hw, 2))
+        self.frame_fc = nn.Sequential(nn.Linear(c if self.pooled else c * side * side, w, bias=False),
+                                      nn.BatchNorm1d(w), nn.ReLU(inplace=True))
+        self.head = MLP(((6 if self.differences else 3) * w, hw, 2))
 
     def loss(self, batch):
         frames = batch["frames"]  # (B, 3, 3, s, s) in the shown order
         x = normalize_rgb(frames).flatten(0, 1)
         f = self.trunk(x) if self.pooled else next(reversed(self.trunk.features(x).values())).flatten(1)
-        f = self.frame_fc(f)
-        return classification(self.head(f.view(frames.shape[0], -1)), batch["label"])
+        f1, f2, f3 = self.frame_fc(f).view(frames.shape[0], 3, -1).unbind(1)
+        parts = [f1, f2, f3] + ([(f1 - f2).abs(), (f2 - f3).abs(), (f1 - f3).abs()] if self.differences else [])
+        return classification(self.head(torch.cat(parts, 1)), batch["label"])
 
     @property
     def eval_size(self):
