@@ -56,13 +56,16 @@ class FrameOrder(_RGB):
                                       nn.BatchNorm1d(w), nn.ReLU(inplace=True))
         self.head = MLP(((6 if self.differences else 3) * w, hw, 2))
 
-    def loss(self, batch):
-        frames = batch["frames"]  # (B, 3, 3, s, s) in the shown order
+    def logits(self, frames):
+        """(B, 2) logits (shuffled, ordered) for (B, 3, 3, s, s) uint8 frames in the shown order."""
         x = normalize_rgb(frames).flatten(0, 1)
         f = self.trunk(x) if self.pooled else next(reversed(self.trunk.features(x).values())).flatten(1)
         f1, f2, f3 = self.frame_fc(f).view(frames.shape[0], 3, -1).unbind(1)
         parts = [f1, f2, f3] + ([(f1 - f2).abs(), (f2 - f3).abs(), (f1 - f3).abs()] if self.differences else [])
-        return classification(self.head(torch.cat(parts, 1)), batch["label"])
+        return self.head(torch.cat(parts, 1))
+
+    def loss(self, batch):
+        return classification(self.logits(batch["frames"]), batch["label"])
 
     @property
     def eval_size(self):
