@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import shutil
 import subprocess
 import sys
 
@@ -107,6 +108,18 @@ def test_eval_takes_the_run_folder_and_names_a_file_that_is_not_a_checkpoint(bui
         assert "is not a pretextgen checkpoint" in text and "weights_only" not in text
     code, text = cli(tmp_path, "eval", "--checkpoint", str(tmp_path / "labeled"), "--data", str(labeled))
     assert code == 2 and text.count("\n") == 1 and "does not exist" in text
+    # a run whose recipe had other layers (an older version's): one line naming both versions, on
+    # eval and on --resume
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    state["version"] = "0.1.0"
+    state["model"].pop(next(iter(state["model"])))
+    shutil.copytree(tmp_path / "run", tmp_path / "old")
+    torch.save(state, tmp_path / "old" / "checkpoint.pt")
+    code, text = cli(tmp_path, "eval", "--checkpoint", str(tmp_path / "old"), "--data", str(labeled))
+    assert code == 2 and text.count("\n") == 1 and "written by pretextgen 0.1.0 and do not fit" in text, text
+    code, text = cli(tmp_path, "train", "--data", str(builds["cpu"]), "--out", str(tmp_path / "old"), "--resume",
+                     "--epochs", "1", "--set", "num_workers=0")
+    assert code == 2 and text.count("\n") == 1 and "--resume" in text and "do not fit" in text, text
 
 
 def test_a_single_photo_is_a_source_of_one_and_a_binary_non_image_is_refused(photos, tmp_path):

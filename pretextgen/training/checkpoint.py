@@ -89,6 +89,19 @@ def read_checkpoint(path, device="cpu") -> dict:
     return state
 
 
+def load_weights(recipe, state: dict, path) -> None:
+    """``recipe.load_state_dict(state["model"])``; weights that do not fit the recipe (a run of a
+    version whose recipe had other layers) are one line that names both versions."""
+    from ..version import __version__
+
+    try:
+        recipe.load_state_dict(state["model"])
+    except RuntimeError:
+        raise PretextgenError(f"{path}: its {state['task']} weights were written by pretextgen "
+                              f"{state.get('version', '?')} and do not fit this version's ({__version__}) recipe; "
+                              f"train it again, or read it with pretextgen {state.get('version', '?')}") from None
+
+
 def load_run(checkpoint_path, device="cpu"):
     """``(task, params, config, recipe)`` of a checkpoint: ``task`` the registry's ``Task`` (its
     ``.name``, ``.trainer.eval_input``), ``params`` the samples' params dataclass, ``config`` the
@@ -105,5 +118,5 @@ def load_run(checkpoint_path, device="cpu"):
     params = make_params(task, state["params"])
     config = TrainConfig(**state["config"])
     recipe = build_recipe(task, params, config)
-    recipe.load_state_dict(state["model"])
+    load_weights(recipe, state, checkpoint_path)
     return task, params, config, recipe.to(device).eval()

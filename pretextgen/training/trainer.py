@@ -362,13 +362,13 @@ class _Parts:
         self.amp_dtype = torch.bfloat16 if self.amp and torch.cuda.is_bf16_supported() else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
 
-    def resume(self, state, loader, rank: int, world: int) -> tuple[int, int]:
+    def resume(self, state, loader, rank: int, world: int, path) -> tuple[int, int]:
         """Load a checkpoint's weights, optimiser, schedule, scaler, loader position and RNG states;
         (epoch, step) to continue from. Under torchrun every rank restarts at the next epoch's first
         sample (checkpoints are written at epoch ends, and each rank's loader position is its own)."""
-        from .checkpoint import set_rng_state
+        from .checkpoint import load_weights, set_rng_state
 
-        self.recipe.load_state_dict(state["model"])
+        load_weights(self.recipe, state, f"--resume: {path}")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if state["extra"].get("scaler"):
@@ -429,7 +429,7 @@ def train(task=None, data=None, out=None, source=None, samples=None, preset="cpu
     loader = _open_loader(t, cfg, data_dir, samples, source, live_values, world)
     parts = _Parts(t, params, cfg, state, data_dir, loader, device, world)
     if state is not None:
-        epoch, step = parts.resume(state, loader, rank, world)
+        epoch, step = parts.resume(state, loader, rank, world, ckpt_path)
     else:
         epoch, step = 0, 0
         torch.manual_seed(cfg.seed)
