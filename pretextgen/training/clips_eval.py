@@ -4,8 +4,8 @@ never saw, beside the random trunks of its recipe and a low-level baseline that 
 The clips are built into a temporary folder with the run's own sample params (``samples`` of them,
 seed ``seed``); track's build turns the appearance check off (``min_ncc`` = -1), so that the
 positives are not filtered by the very NCC the baseline scores with; frame_order's is balanced
-(``ordered_fraction`` = 0.5), so that chance is 50% whatever mix the run trained on. Each trunk is scored by its
-recipe's own ``loss`` accuracy, frozen (eval mode).
+(``ordered_fraction`` = 0.5), so that chance is 50% whatever mix the run trained on. Each trunk is
+scored by its recipe's own ``loss`` accuracy, frozen (eval mode).
 
 Baselines (a trunk no better than these has learned the low-level cue):
 
@@ -73,8 +73,6 @@ def evaluate_clips(checkpoint, clips, samples: int = 512, seed: int = 0, device:
         raise PretextgenError(f"--clips scores frame_order and track on unseen clips; a {task.name} trunk is read "
                               f"with --data (an image probe) or --davis")
     values = params_to_dict(recipe.params)
-    # track: positives not filtered by the NCC the baseline scores with; frame_order: balanced labels,
-    # so that every run's accuracy reads against the same chance (50%) whatever mix it trained on
     changed = {"min_ncc": -1.0} if task.name == "track" else {"ordered_fraction": 0.5}
     changed = {k: v for k, v in changed.items() if values.get(k) != v}
     trunks = [recipe, *twins]
