@@ -15,6 +15,7 @@ from pretextgen.config import load_params
 from pretextgen.errors import PretextgenError
 from pretextgen.registry import get_task
 from pretextgen.training.recipe import build_recipe, resolve_config
+from pretextgen.training.clips_eval import LABELS
 from pretextgen.training.recipes.video import point_and_copy
 
 from helpers import TINY, davis_folder, labeled_folder, moving_square_video
@@ -204,6 +205,11 @@ def test_every_video_trunk_evaluates_end_to_end(name, eval_folders, tmp_path, ca
     assert c["samples"] == 12 and all(0 <= c[k] <= 1 for k in ("pretext", "random", "baseline"))
     assert c["random"] == pytest.approx(np.mean([s["accuracy"] for s in c["random_seeds"]]), abs=1e-3)
     assert c["params_changed"] == ({"min_ncc": -1.0} if name == "track" else {"ordered_fraction": 0.5})
+    # by label: the counts add up, and the overall figures are their weighted means
+    parts = c["by_label"].values()
+    assert sum(r["samples"] for r in parts) == 12 and set(c["by_label"]) <= set(LABELS[name])
+    for key in ("pretext", "random", "baseline"):
+        assert c[key] == pytest.approx(sum(r[key] * r["samples"] for r in parts) / 12, abs=1e-3)
     assert "on unseen clips (12 samples" in capsys.readouterr().out
 
 

@@ -24,6 +24,9 @@ import numpy as np
 from ..errors import PretextgenError
 
 TASKS = ("frame_order", "track")
+# what each label means, for the accuracy by label (track's label is the stored negative's kind)
+LABELS = {"frame_order": ("shuffled", "ordered"),
+          "track": ("negative from another clip", "negative from the same clip, distant", "negative in the same frame")}
 
 
 def _gray(x: np.ndarray) -> np.ndarray:
@@ -56,8 +59,9 @@ def ncc_correct(patches: np.ndarray) -> np.ndarray:
 def evaluate_clips(checkpoint, clips, samples: int = 512, seed: int = 0, device: str = "cpu", progress=None,
                    batch_size: int = 64) -> dict:
     """The JSON's ``clips`` dict: {"pretext", "random", "random_seeds", "baseline": accuracies in [0, 1],
-    "baseline_rule", "accuracy" (what the recipe's accuracy measures), "samples", "skipped", "clips",
-    "params_changed"}."""
+    "baseline_rule", "accuracy" (what the recipe's accuracy measures), "by_label" (the three accuracies
+    and the count per label: frame_order's classes, track's negative kinds), "samples", "skipped",
+    "clips", "params_changed"}."""
     import torch
 
     from ..builder import build
@@ -78,30 +82,47 @@ def evaluate_clips(checkpoint, clips, samples: int = 512, seed: int = 0, device:
     trunks = [recipe, *twins]
     for module in trunks:
         freeze(module)
-    right = np.zeros(len(trunks))
-    base_right, n = 0, 0
+    names = LABELS[task.name]
+    right = np.zeros((len(names), len(trunks) + 1))  # per label: each trunk, then the baseline
+    count = np.zeros(len(names), int)
     with tempfile.TemporaryDirectory(prefix="pretextgen-clips-") as tmp:
         m = build(task.name, tmp, source=str(clips), samples=samples, seed=seed, overrides={**values, **changed},
                   progress=progress)
         with torch.no_grad():
             for batch in make_loader(tmp, batch_size=batch_size, num_workers=0, shuffle_buffer=0):
-                b = len(batch["label"])
-                moved = to_device(batch, device)
-                for i, module in enumerate(trunks):
-                    right[i] += float(module.loss(moved)[1]["accuracy"]) * b
+                labels = batch["label"].numpy()
                 if task.name == "frame_order":
-                    base_right += int(frame_difference_correct(batch["frames"].numpy(), batch["label"].numpy()).sum())
+                    base = frame_difference_correct(batch["frames"].numpy(), labels)
                 else:
-                    base_right += int(ncc_correct(batch["patches"].numpy()).sum())
-                n += b
-    acc = right / n
+                    base = ncc_correct(batch["patches"].numpy())
+                for k in np.unique(labels):  # each sample's accuracy is its own, so a label's part is scored alone
+                    part = to_device(_rows(batch, labels == k), device)
+                    right[k, :-1] += [float(t.loss(part)[1]["accuracy"]) * (labels == k).sum() for t in trunks]
+                    right[k, -1] += base[labels == k].sum()
+                    count[k] += (labels == k).sum()
+    n = int(count.sum())
+    acc = right.sum(0) / n
     rule = ("frame differences: ordered when the outer frames differ most" if task.name == "frame_order" else
             "NCC: the query correlates more with its positive than with its negative (gray, 32 px)")
+    by_label = {names[k]: {"samples": int(count[k]), "pretext": round(float(right[k, 0] / count[k]), 4),
+                           "random": round(float(right[k, 1:-1].mean() / count[k]), 4),
+                           "baseline": round(float(right[k, -1] / count[k]), 4)}
+                for k in range(len(names)) if count[k]}
     return {"task": task.name, "pretext": round(float(acc[0]), 4),
-            "random": round(float(acc[1:].mean()), 4),
-            "random_seeds": [{"seed": s, "accuracy": round(float(a), 4)} for s, a in zip(seeds, acc[1:])],
-            "baseline": round(base_right / n, 4), "baseline_rule": rule, "accuracy": recipe.accuracy,
-            "samples": n, "skipped": len(m.get("skipped", [])), "clips": str(clips), "params_changed": changed}
+            "random": round(float(acc[1:-1].mean()), 4),
+            "random_seeds": [{"seed": s, "accuracy": round(float(a), 4)} for s, a in zip(seeds, acc[1:-1])],
+            "baseline": round(float(acc[-1]), 4), "baseline_rule": rule, "accuracy": recipe.accuracy,
+            "by_label": by_label, "samples": n, "skipped": len(m.get("skipped", [])), "clips": str(clips),
+            "params_changed": changed}
+
+
+def _rows(batch: dict, keep: np.ndarray) -> dict:
+    """The samples of a loader batch where ``keep`` is true (tensors and per-sample lists alike)."""
+    import torch
+
+    idx = np.flatnonzero(keep)
+    return {k: (v[torch.from_numpy(idx)] if isinstance(v, torch.Tensor) else [v[i] for i in idx]
+                if isinstance(v, list) else v) for k, v in batch.items()}
 
 
 def clips_report(d: dict) -> list[str]:
@@ -111,4 +132,7 @@ def clips_report(d: dict) -> list[str]:
             f" {d['accuracy']}",
             f"  pretext trunk  {100 * d['pretext']:5.1f}%",
             f"  random trunks  {100 * d['random']:5.1f}%  (mean of {len(d['random_seeds'])})",
-            f"  baseline       {100 * d['baseline']:5.1f}%  ({d['baseline_rule']})"]
+            f"  baseline       {100 * d['baseline']:5.1f}%  ({d['baseline_rule']})",
+            "  by label (samples): pretext / random / baseline"] + [
+            f"    {name} ({r['samples']}): {100 * r['pretext']:.1f} / {100 * r['random']:.1f} / {100 * r['baseline']:.1f}%"
+            for name, r in d.get("by_label", {}).items()]
