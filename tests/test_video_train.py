@@ -14,8 +14,8 @@ import pretextgen
 from pretextgen.config import load_params
 from pretextgen.errors import PretextgenError
 from pretextgen.registry import get_task
-from pretextgen.training.recipe import build_recipe, resolve_config
 from pretextgen.training.clips_eval import LABELS
+from pretextgen.training.recipe import build_recipe, resolve_config
 from pretextgen.training.recipes.video import point_and_copy
 
 from helpers import TINY, davis_folder, labeled_folder, moving_square_video

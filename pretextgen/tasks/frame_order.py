@@ -29,6 +29,7 @@ from ..geometry import random_square
 from ..registry import Field, Task, TrainerSpec, register_task
 
 ORDERED, SHUFFLED = ("bcd", "dcb"), ("bad", "bed")
+LABEL_NAMES = ("shuffled", "ordered")  # the labels 0, 1 in words
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ def draw(sample, meta, ctx):
 
     frames = list(np.asarray(sample["frames"]))
     idx = meta.get("frames", [None] * len(frames))
-    kind = "ordered" if int(meta["label"]) == 1 else "shuffled"
+    kind = LABEL_NAMES[int(meta["label"])]
     return tagged([(f, f"frame {i}") for f, i in zip(frames, idx)]), \
         f"{kind} ({meta.get('order', '')}), motion {meta.get('motion', 0):.1f}"
 

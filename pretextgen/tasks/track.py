@@ -40,6 +40,7 @@ from ..registry import Field, Task, TrainerSpec, register_task
 from ..clips import VideoHooks, VideoTaskParams, int_box, views_of
 
 KINDS = ("other_video", "distant_time", "other_place")
+KIND_NAMES = ("other clip", "same clip, distant", "same frame")  # the labels 0, 1, 2 in words
 
 
 @dataclass(frozen=True)
@@ -157,10 +158,9 @@ def draw(sample, meta, ctx):
     q, p, n = list(np.asarray(sample["patches"]))
     tr = meta.get("track", {})
     frames = tr.get("frames", [None, None])
-    kinds = ["other clip", "same clip, distant", "same frame"]
     label = int(meta["label"])
     return tagged([(q, f"query f{frames[0]}"), (p, f"positive f{frames[-1]}"), (n, "negative")]), \
-        f"negative: {kinds[label] if label < 3 else label}"
+        f"negative: {KIND_NAMES[label] if label < 3 else label}"
 
 
 def paper_baseline(path, rng, p):

@@ -23,10 +23,11 @@ import numpy as np
 
 from ..errors import PretextgenError
 
+from ..tasks import frame_order, track
+
 TASKS = ("frame_order", "track")
 # what each label means, for the accuracy by label (track's label is the stored negative's kind)
-LABELS = {"frame_order": ("shuffled", "ordered"),
-          "track": ("negative from another clip", "negative from the same clip, distant", "negative in the same frame")}
+LABELS = {"frame_order": frame_order.LABEL_NAMES, "track": tuple(f"negative: {k}" for k in track.KIND_NAMES)}
 
 
 def _gray(x: np.ndarray) -> np.ndarray:
@@ -96,10 +97,11 @@ def evaluate_clips(checkpoint, clips, samples: int = 512, seed: int = 0, device:
                 else:
                     base = ncc_correct(batch["patches"].numpy())
                 for k in np.unique(labels):  # each sample's accuracy is its own, so a label's part is scored alone
-                    part = to_device(_rows(batch, labels == k), device)
-                    right[k, :-1] += [float(t.loss(part)[1]["accuracy"]) * (labels == k).sum() for t in trunks]
-                    right[k, -1] += base[labels == k].sum()
-                    count[k] += (labels == k).sum()
+                    keep = labels == k
+                    part = to_device(_rows(batch, keep), device)
+                    right[k, :-1] += [float(t.loss(part)[1]["accuracy"]) * keep.sum() for t in trunks]
+                    right[k, -1] += base[keep].sum()
+                    count[k] += keep.sum()
     n = int(count.sum())
     acc = right.sum(0) / n
     rule = ("frame differences: ordered when the outer frames differ most" if task.name == "frame_order" else
