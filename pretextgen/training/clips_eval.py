@@ -68,6 +68,7 @@ def evaluate_clips(checkpoint, clips, samples: int = 512, seed: int = 0, device:
     from ..builder import build
     from ..config import params_to_dict
     from ..loader import make_loader
+    from ..progress import Progress
     from .probe import freeze, load_with_random_twins
     from .trainer import to_device
 
@@ -89,6 +90,7 @@ def evaluate_clips(checkpoint, clips, samples: int = 512, seed: int = 0, device:
     with tempfile.TemporaryDirectory(prefix="pretextgen-clips-") as tmp:
         m = build(task.name, tmp, source=str(clips), samples=samples, seed=seed, overrides={**values, **changed},
                   progress=progress)
+        bar = Progress(samples, f"eval {task.name} on unseen clips", "samples", progress)
         with torch.no_grad():
             for batch in make_loader(tmp, batch_size=batch_size, num_workers=0, shuffle_buffer=0):
                 labels = batch["label"].numpy()
@@ -102,6 +104,8 @@ def evaluate_clips(checkpoint, clips, samples: int = 512, seed: int = 0, device:
                     right[k, :-1] += [float(t.loss(part)[1]["accuracy"]) * keep.sum() for t in trunks]
                     right[k, -1] += base[keep].sum()
                     count[k] += keep.sum()
+                bar.update(len(labels))
+        bar.close()
     n = int(count.sum())
     acc = right.sum(0) / n
     rule = ("frame differences: ordered when the outer frames differ most" if task.name == "frame_order" else
